@@ -1,0 +1,1 @@
+"""dllab: deep-learning lab experiments as commands."""

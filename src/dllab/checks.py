@@ -1,0 +1,197 @@
+"""Checks of every user-set field before anything heavy is imported or any data loaded.
+
+Each problem is one :class:`~dllab.errors.ConfigError` line that names the field, the
+value and what is allowed. Checks that need the data (a loss that does not fit a
+dataset's task, a batch larger than the training split) run as soon as the data is
+known, in :mod:`dllab.datamodule` and :mod:`dllab.train`.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from dllab.catalog import ACTIVATIONS, ALL_LOSSES, AUTO, DATASETS, FEATURES, LOSSES
+from dllab.errors import ConfigError
+
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+CLIP_ALGORITHMS = ("norm", "value")
+
+
+def _fail(field: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{field}={value!r}: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(cfg: DictConfig, field: str, low: int, allowed: str | None = None) -> None:
+    value = _get(cfg, field)
+    if not _is_int(value) or value < low:
+        raise _fail(field, value, allowed or f"must be an integer >= {low}")
+
+
+def _number(cfg: DictConfig, field: str, ok: Callable[[float], bool], allowed: str) -> None:
+    value = _get(cfg, field)
+    if not _is_number(value) or not ok(value):
+        raise _fail(field, value, allowed)
+
+
+def _choice(cfg: DictConfig, field: str, choices: Iterable[str]) -> None:
+    value = _get(cfg, field)
+    choices = tuple(choices)
+    if value not in choices:
+        raise _fail(field, value, f"unknown; choose one of {', '.join(choices)}")
+
+
+def _get(cfg: DictConfig, field: str) -> Any:
+    node: Any = cfg
+    for part in field.split("."):
+        node = node[part]
+    return node
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first bad field of a composed training config."""
+    _int(cfg, "seed", 0, "must be a non-negative integer")
+    check_data(cfg.data)
+    check_model(cfg)
+    check_optimizer(cfg)
+    check_trainer(cfg)
+
+
+def check_data(data: DictConfig) -> None:
+    name = data.get("name")
+    if name not in DATASETS:
+        raise _fail("data.name", name, f"unknown dataset; choose one of {', '.join(DATASETS)}")
+    for field in ("batch_size", "eval_batch_size"):
+        value = data.get(field)
+        if not _is_int(value) or value < 1:
+            raise _fail(f"data.{field}", value, "must be a positive integer")
+    for field in ("val_fraction", "test_fraction"):
+        value = data.get(field)
+        if not _is_number(value) or not 0 < value < 1:
+            raise _fail(f"data.{field}", value, "must be a fraction in (0, 1)")
+    if data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {data.val_fraction + data.test_fraction:g}: "
+            "leaves no training data; the sum must be below 1"
+        )
+    if not isinstance(data.get("standardize"), bool):
+        raise _fail("data.standardize", data.get("standardize"), "must be true or false")
+    if DATASETS[name].kind == "playground":
+        n = data.get("n_samples")
+        if not _is_int(n) or n < 10:
+            raise _fail("data.n_samples", n, "must be an integer >= 10")
+        noise = data.get("noise")
+        if not _is_number(noise) or not 0 <= noise <= 0.5:
+            raise _fail("data.noise", noise, "must be a number in [0, 0.5]")
+        features = data.get("features")
+        if not isinstance(features, (list, ListConfig)) or not features:
+            raise _fail("data.features", features, f"must be a non-empty list of {', '.join(FEATURES)}")
+        for feature in features:
+            if feature not in FEATURES:
+                raise _fail("data.features", feature, f"unknown feature; choose from {', '.join(FEATURES)}")
+        if len(set(features)) != len(features):
+            raise _fail("data.features", list(features), "lists a feature twice")
+
+
+def check_model(cfg: DictConfig) -> None:
+    model = cfg.model
+    hidden = model.get("hidden_sizes")
+    if not isinstance(hidden, (list, ListConfig)) or not all(_is_int(h) and h > 0 for h in hidden):
+        raise _fail("model.hidden_sizes", hidden, "must be a list of positive integers, e.g. [64,64]")
+    _choice(cfg, "model.activation", ACTIVATIONS)
+    _number(cfg, "model.dropout", lambda v: 0 <= v < 1, "must be a number in [0, 1)")
+    if not isinstance(model.get("batch_norm"), bool):
+        raise _fail("model.batch_norm", model.get("batch_norm"), "must be true or false")
+    loss = cfg.loss.get("name")
+    if loss not in (AUTO, *ALL_LOSSES):
+        raise _fail("loss.name", loss, f"unknown loss; choose one of {', '.join((AUTO, *ALL_LOSSES))}")
+    task = DATASETS[cfg.data.name].task
+    check_loss_fits(loss, task, f"data={cfg.data.name}")
+    for field, ok, allowed in (
+        ("label_smoothing", lambda v: 0 <= v < 1, "must be a number in [0, 1)"),
+        ("margin", lambda v: v > 0, "must be a positive number"),
+        ("delta", lambda v: v > 0, "must be a positive number"),
+    ):
+        if field in cfg.loss:
+            _number(cfg, f"loss.{field}", ok, allowed)
+
+
+def check_loss_fits(loss: str, task: str, data: str) -> None:
+    if loss != AUTO and loss not in LOSSES[task]:
+        raise ConfigError(
+            f"loss={loss} does not fit {data}, a {task} task; valid for {task}: {', '.join(LOSSES[task])}"
+        )
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    _number(cfg, "optimizer.lr", lambda v: v > 0, "must be a positive number")
+    for field in ("weight_decay", "momentum", "lr_decay", "alpha", "eps"):
+        if field in cfg.optimizer:
+            _number(cfg, f"optimizer.{field}", lambda v: v >= 0, "must be a number >= 0")
+    if cfg.optimizer.get("nesterov") and not cfg.optimizer.get("momentum"):
+        raise ConfigError("optimizer.nesterov=true: needs optimizer.momentum > 0")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    trainer = cfg.trainer
+    _int(cfg, "trainer.max_epochs", -1, "must be an integer >= -1 (-1: no epoch limit)")
+    _int(cfg, "trainer.max_steps", -1, "must be an integer >= -1 (-1: no step limit)")
+    if trainer.max_epochs == -1 and trainer.max_steps == -1:
+        raise ConfigError("trainer.max_epochs=-1 and trainer.max_steps=-1: set at least one limit")
+    _int(cfg, "trainer.accumulate_grad_batches", 1, "must be a positive integer")
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and (not _is_number(clip) or clip <= 0):
+        raise _fail("trainer.gradient_clip_val", clip, "must be null or a positive number")
+    _choice(cfg, "trainer.gradient_clip_algorithm", CLIP_ALGORITHMS)
+    if str(trainer.get("precision")) not in PRECISIONS:
+        raise _fail("trainer.precision", trainer.get("precision"), f"choose one of {', '.join(PRECISIONS)}")
+    if not isinstance(trainer.get("deterministic"), bool):
+        raise _fail("trainer.deterministic", trainer.get("deterministic"), "must be true or false")
+    _choice(cfg, "trainer.accelerator", ACCELERATORS)
+    devices = trainer.get("devices")
+    if not (
+        devices == "auto" or (_is_int(devices) and devices >= 1) or isinstance(devices, (list, ListConfig))
+    ):
+        raise _fail("trainer.devices", devices, "must be 'auto', a positive integer or a list of device ids")
+    check_accelerator_present(trainer.accelerator)
+
+
+def cuda_driver_present() -> bool:
+    """Cheap test (no torch import) for an NVIDIA driver on this machine."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def check_accelerator_present(accelerator: str, torch_checked: bool = False) -> None:
+    """A GPU or MPS asked for and absent is an error, not a silent fallback to the CPU."""
+    if accelerator in ("gpu", "cuda"):
+        present = cuda_driver_present()
+        if present and torch_checked:
+            import torch
+
+            present = torch.cuda.is_available()
+        if not present:
+            raise ConfigError(
+                f"trainer.accelerator={accelerator}: no CUDA GPU on this machine; "
+                "use trainer=cpu (or trainer=default, which picks what is there)"
+            )
+    if accelerator == "mps" and not (sys.platform == "darwin" and platform.machine() == "arm64"):
+        raise ConfigError(
+            "trainer.accelerator=mps: Apple MPS needs a Mac with Apple silicon; "
+            "use trainer=cpu (or trainer=default, which picks what is there)"
+        )

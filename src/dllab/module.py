@@ -1,0 +1,291 @@
+"""LightningModules for classification and regression around the MLP backbone.
+
+The training step runs a whole epoch. The Trainer hands ``training_step`` one
+:class:`~dllab.datamodule.EpochBatch` (all training samples on the device and a
+shuffled order); the module slices micro-batches from it and steps the optimizer
+itself (manual optimization). Lightning's per-step bookkeeping (hooks, logging,
+progress, checkpoint checks) is then paid once per epoch, which is what makes small
+MLPs train at the speed of a hand-written loop (see scripts/benchmark.py).
+
+The loop does what the Trainer would otherwise do per step, and does it exactly:
+gradient accumulation weights each micro-batch by its share of the group (so the
+last, smaller group of an epoch is right too), gradient clipping, AMP scaling,
+``max_steps`` and the global step counter. Metrics are accumulated on the device and
+logged once per epoch under ``train/``, ``val/`` and ``test/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
+
+from dllab.catalog import CLASSIFICATION, REGRESSION
+from dllab.datamodule import EpochBatch
+from dllab.errors import DivergedError
+from dllab.losses import build_loss, resolved_loss_name
+from dllab.mlp import MLP
+from dllab.optim import build_optimizer, build_scheduler
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+
+
+class MLPModule(L.LightningModule):
+    """Shared base: backbone, loss, optimizer and the in-memory epoch step loop.
+
+    Every argument is a primitive (numbers, strings, lists, dicts), so checkpoints
+    load with ``torch.load(weights_only=True)`` and rebuild the module alone.
+    """
+
+    task: ClassVar[str]
+    main_metric: ClassVar[str]  # logged as val/<main_metric>_best too
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        loss: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.automatic_optimization = False
+        self.net = MLP(input_size, output_size, hidden_sizes, activation, dropout, batch_norm)
+        loss_options = dict(loss or {})
+        self.loss_name = resolved_loss_name(self.task, loss_options.pop("name", "auto"))
+        self.criterion = build_loss(self.task, self.loss_name, **loss_options)
+        self.train_metrics = self.make_metrics()
+        self.val_metrics = self.make_metrics()
+        self.test_metrics = self.make_metrics()
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        self.best = self.make_best_tracker()
+
+    # --- task-specific pieces ---------------------------------------------------------
+    def make_metrics(self) -> MetricCollection:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def make_best_tracker(self) -> MaxMetric | MinMetric:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def prediction(self, output: Tensor) -> Tensor:
+        """What the metrics compare with the target: class index or regression output."""
+        return output
+
+    # --- forward ----------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    # --- training: one epoch per Trainer step -----------------------------------------
+    def training_step(self, batch: EpochBatch, batch_idx: int) -> None:
+        x, y, order, batch_size = batch
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        accumulate = int(self.hparams["accumulate_grad_batches"])
+        group = batch_size * accumulate
+        n = order.numel()
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        max_steps = self.trainer.max_steps
+        world = self.trainer.world_size
+
+        n_micro = -(-n // batch_size)
+        micro_losses = torch.zeros(n_micro, device=order.device)
+        micro_sizes = torch.zeros(n_micro, device=order.device)
+        predictions: list[Tensor] = []
+        micro = 0
+        done = 0
+        for start in range(0, n, group):
+            if 0 <= max_steps <= self.trainer.global_step:
+                self.trainer.should_stop = True
+                break
+            stop = min(start + group, n)
+            for first in range(start, stop, batch_size):
+                index = order[first : min(first + batch_size, stop)]
+                target = y[index]
+                output = self.net(x[index])
+                loss = self.criterion(output, target)
+                share = index.numel() / (stop - start)
+                scaled = loss * share if share != 1.0 else loss
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                micro_losses[micro] = loss.detach()
+                micro_sizes[micro] = index.numel()
+                predictions.append(self.prediction(output.detach()))
+                micro += 1
+            if world > 1:
+                self._average_gradients(world)
+            self._clip_and_step(optimizer, scaler)
+            progress.increment_ready()
+            progress.increment_completed()
+            done = stop
+
+        if done == 0:
+            return
+        sizes = micro_sizes[:micro]
+        epoch_loss = (micro_losses[:micro] * sizes).sum() / sizes.sum()
+        if not torch.isfinite(epoch_loss):
+            bad = int(torch.nonzero(~torch.isfinite(micro_losses[:micro]))[0])
+            step = self.trainer.global_step - (micro - 1 - bad) // accumulate - 1
+            raise DivergedError(
+                f"training diverged: loss is {micro_losses[bad].item()} at optimizer step {step} "
+                f"(epoch {self.current_epoch}); try a smaller optimizer.lr than {self._lr()}"
+            )
+        metrics = self.train_metrics
+        metrics.update(torch.cat(predictions), y[order[:done]])
+        values = {f"train/{k}": v for k, v in metrics.compute().items()}
+        metrics.reset()
+        values["train/loss"] = epoch_loss
+        self.log_dict(values, on_step=False, on_epoch=True, batch_size=1, sync_dist=world > 1)
+
+    def _clip_and_step(self, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
+        clip = self.hparams["gradient_clip_val"]
+        if clip:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if self.hparams["gradient_clip_algorithm"] == "value":
+                nn.utils.clip_grad_value_(self.parameters(), clip)
+            else:
+                nn.utils.clip_grad_norm_(self.parameters(), clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _average_gradients(self, world: int) -> None:
+        """DDP: average the accumulated gradients over processes (one coalesced all-reduce)."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _lr(self) -> float:
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        return float(optimizer.param_groups[0]["lr"])
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        assert not isinstance(scheduler, list)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            monitor = (self.hparams["scheduler"] or {}).get("monitor", "val/loss")
+            value = self.trainer.callback_metrics.get(monitor)
+            if value is not None:
+                scheduler.step(value)
+        else:
+            scheduler.step()
+
+    # --- evaluation: large batches from memory ----------------------------------------
+    def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
+        x, y = batch
+        output = self.net(x)
+        getattr(self, f"{stage}_loss").update(self.criterion(output, y), weight=y.shape[0])
+        getattr(self, f"{stage}_metrics").update(self.prediction(output), y)
+
+    def _eval_values(self, stage: str) -> dict[str, Tensor]:
+        metrics, mean_loss = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
+        values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
+        values[f"{stage}/loss"] = mean_loss.compute()
+        metrics.reset()
+        mean_loss.reset()
+        return values
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._eval_values("val")
+        if not self.trainer.sanity_checking:
+            self.best.update(values[f"val/{self.main_metric}"])
+            values[f"val/{self.main_metric}_best"] = self.best.compute()
+        self.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self._eval_values("test"), on_step=False, on_epoch=True, batch_size=1)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.net(x)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dllab_task"] = self.task  # picks the module class when reloading
+
+    # --- optimizers -------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.hparams["optimizer"] or DEFAULT_OPTIMIZER, self.parameters())
+        scheduler = build_scheduler(self.hparams["scheduler"], optimizer)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class ClassificationModule(MLPModule):
+    """Logits over classes; metrics accuracy and macro F1; tracks val/acc_best."""
+
+    task = CLASSIFICATION
+    main_metric = "acc"
+
+    def make_metrics(self) -> MetricCollection:
+        k = int(self.hparams["output_size"])
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(k, average="micro"), "f1": MulticlassF1Score(k, average="macro")}
+        )
+
+    def make_best_tracker(self) -> MaxMetric:
+        return MaxMetric()
+
+    def prediction(self, output: Tensor) -> Tensor:
+        return output.argmax(dim=-1)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return super().predict_step(batch, batch_idx).softmax(dim=-1)
+
+
+class RegressionModule(MLPModule):
+    """Real-valued outputs; metrics MSE, MAE and R²; tracks val/mse_best."""
+
+    task = REGRESSION
+    main_metric = "mse"
+
+    def make_metrics(self) -> MetricCollection:
+        return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
+
+    def make_best_tracker(self) -> MinMetric:
+        return MinMetric()
+
+
+MODULES: dict[str, type[MLPModule]] = {CLASSIFICATION: ClassificationModule, REGRESSION: RegressionModule}
+
+
+def load_module(ckpt_path: str, map_location: str | torch.device = "cpu") -> MLPModule:
+    """Rebuild the right module from a checkpoint alone (``weights_only=True``)."""
+    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    module = MODULES[checkpoint["dllab_task"]](**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module

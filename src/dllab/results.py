@@ -1,0 +1,68 @@
+"""What a run leaves behind: metrics.json, the resolved config, TensorBoard's HParams."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Statuses in metrics.json. Anything but "completed" is a failed job in a sweep.
+COMPLETED, FAILED, DIVERGED, CONFIG_ERROR, INTERRUPTED = (
+    "completed",
+    "failed",
+    "diverged",
+    "config_error",
+    "interrupted",
+)
+
+
+def to_float(value: Any) -> float:
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write JSON atomically (write a temporary file, then rename), so a reader never
+    sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_metrics(directory: Path, status: str, **fields: Any) -> Path:
+    path = directory / "metrics.json"
+    write_json(path, {"status": status, **fields})
+    return path
+
+
+def save_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """The fully resolved config of the run (Hydra's .hydra/config.yaml keeps interpolations)."""
+    path = run_dir / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def short_hparams(cfg: DictConfig, loss: str) -> dict[str, Any]:
+    """The readable handful of hyperparameters shown in TensorBoard's HParams tab."""
+    optimizer = str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower()
+    return {
+        "data": cfg.data.name,
+        "activation": cfg.model.activation,
+        "hidden_sizes": str(list(cfg.model.hidden_sizes)),
+        "loss": loss,
+        "optimizer": optimizer,
+        "lr": float(cfg.optimizer.lr),
+        "batch_size": int(cfg.data.batch_size),
+        "accumulate_grad_batches": int(cfg.trainer.accumulate_grad_batches),
+        "seed": int(cfg.seed),
+    }
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,270 @@
+"""``dllab-train``: compose the config, check it, fit, test the best checkpoint, record
+the run, and return the optimized metric (so sweepers can use it).
+
+Everything heavy (torch, Lightning) is imported inside :func:`train`, after the
+config has been checked, so ``--help``, ``--cfg job`` and bad-config errors return
+quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
+from dllab.checks import check_accelerator_present, check_config, check_loss_fits
+from dllab.errors import ConfigError, DivergedError
+from dllab.results import (
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    finite_or_none,
+    save_config,
+    short_hparams,
+    to_float,
+    write_metrics,
+)
+
+log = logging.getLogger("dllab.train")
+
+
+def config_dir() -> str:
+    """conf/ shipped inside the wheel, else the repository's conf/ (editable install)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf")
+
+
+_RUN_ID = uuid.uuid4().hex[:6]
+OmegaConf.register_new_resolver("dllab.run_id", lambda: _RUN_ID, replace=True)
+OmegaConf.register_new_resolver("dllab.metric_mode", metric_mode, replace=True)
+
+# Trainer keys that the in-memory step loop honours itself (see dllab.module and
+# dllab.datamodule); the Lightning Trainer gets its neutral values for them.
+MODULE_TRAINER_KEYS = ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
+DATA_TRAINER_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches")
+
+
+def verbose_errors(cfg: DictConfig | None = None) -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or bool(cfg is not None and cfg.get("verbose"))
+
+
+def plain(node: DictConfig) -> dict[str, Any]:
+    """A resolved config node as a plain dict (primitive hyperparameters for checkpoints)."""
+    container = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items()}
+
+
+def split_trainer_config(trainer_cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Trainer kwargs, module kwargs and datamodule kwargs from the trainer config."""
+    trainer = plain(trainer_cfg)
+    module = {k: trainer.pop(k) for k in MODULE_TRAINER_KEYS if k in trainer}
+    data = {k: trainer.pop(k) for k in DATA_TRAINER_KEYS if k in trainer}
+    limit_val = data.get("limit_val_batches", 1.0)
+    if limit_val == 0:  # validation off: the Trainer must skip it
+        trainer["limit_val_batches"] = 0
+    return trainer, module, data
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test one model; return the fields of metrics.json."""
+    started = time.perf_counter()
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
+    from dllab.module import MODULES
+
+    quiet_library_logs()
+    check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = Path(cfg.paths.output_dir)
+
+    trainer_kwargs, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
+    datamodule = instantiate(cfg.data, **data_kwargs)
+    datamodule.setup()
+    task = datamodule.task
+    check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
+    with open_dict(cfg):
+        if cfg.optimized_metric == AUTO:
+            cfg.optimized_metric = DEFAULT_METRIC[task]
+    module = MODULES[task](
+        input_size=datamodule.input_size,
+        output_size=datamodule.output_size,
+        **plain(cfg.model),
+        loss=plain(cfg.loss),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
+        class_names=datamodule.class_names,
+        **loop_kwargs,
+    )
+    check_metric_logged(cfg.optimized_metric, module)
+
+    callbacks = instantiate_enabled(cfg.get("callbacks"))
+    loggers = instantiate_enabled(cfg.get("logger"))
+    trainer_kwargs |= trainer_flags_for(callbacks)
+    trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
+    save_config(cfg, run_dir)
+
+    log.info("run dir: %s", run_dir)
+    fit_started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - fit_started
+    logged = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
+
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    test_results = trainer.test(
+        module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
+    )
+    test_metrics = {k: to_float(v) for k, v in (test_results[0] if test_results else {}).items()}
+    best_val = {k: v for k, v in logged.items() if k.startswith("val/") and k.endswith("_best")}
+    objective = logged.get(cfg.optimized_metric, float("nan"))
+    if cfg.optimized_metric.startswith("val/") and not cfg.optimized_metric.endswith("_best"):
+        # the value at the best checkpoint, not at the last epoch
+        score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+        objective = to_float(score) if score is not None else objective
+
+    result = {
+        "optimized_metric": cfg.optimized_metric,
+        "objective": finite_or_none(objective),
+        "test": test_metrics,
+        "best_val": best_val,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "best_checkpoint": best_path or None,
+        "run_dir": str(run_dir),
+    }
+    log_hparams(trainer, short_hparams(cfg, module.loss_name), {**test_metrics, **best_val})
+    return result
+
+
+def quiet_library_logs() -> None:
+    """Lightning logs through Hydra's handlers only (no second copy of each line), and
+    without the deprecation noise of its own dependencies."""
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def check_metric_logged(metric: str, module: Any) -> None:
+    names = [f"{stage}/{m}" for stage in ("val", "train") for m in (*module.val_metrics.keys(), "loss")]
+    names.append(f"val/{module.main_metric}_best")
+    if metric not in names:
+        raise ConfigError(
+            f"optimized_metric={metric}: not logged for this task; choose one of {', '.join(names)}"
+        )
+
+
+def instantiate_enabled(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a callbacks/logger group; ``enabled: false`` skips one."""
+    from hydra.utils import instantiate
+
+    objects = []
+    for node in (group or {}).values():
+        if node is None or "_target_" not in node:
+            continue
+        node = plain(node)
+        if node.pop("enabled", True):
+            objects.append(instantiate(node))
+    return objects
+
+
+def trainer_flags_for(callbacks: list[Any]) -> dict[str, bool]:
+    """Lightning adds its own bar, checkpoint and summary unless told not to."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+
+    return {
+        "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        "enable_model_summary": any(isinstance(c, ModelSummary) for c in callbacks),
+    }
+
+
+def log_hparams(trainer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """HParams tab: the short hyperparameter set with the final metrics as its columns."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, metrics={k: v for k, v in metrics.items() if v == v})
+            logger.finalize("success")
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Check, train and record one run; errors become one line and a status in metrics.json."""
+    run_dir = Path(cfg.paths.output_dir)
+    started = time.perf_counter()
+    try:
+        check_config(cfg)
+        result = train(cfg)
+    except ConfigError as err:
+        return _fail(cfg, run_dir, "config_error", err, exit_code=2)
+    except DivergedError as err:
+        return _fail(cfg, run_dir, DIVERGED, err, exit_code=1, wall=time.perf_counter() - started)
+    except Exception as err:
+        if verbose_errors(cfg):
+            raise
+        return _fail(cfg, run_dir, FAILED, err, exit_code=1, wall=time.perf_counter() - started)
+    write_metrics(run_dir, COMPLETED, **result)
+    print(f"\nrun dir: {run_dir}\nmetrics: {run_dir / 'metrics.json'}")
+    print(f"look at it: tensorboard --logdir {run_dir}")
+    return result["objective"]
+
+
+def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_code: int, wall: float = 0.0):
+    message = str(err) if isinstance(err, (ConfigError, DivergedError)) else f"{type(err).__name__}: {err}"
+    print(f"error: {message}", file=sys.stderr)
+    if verbose_errors(cfg) and status != FAILED:
+        import traceback
+
+        traceback.print_exception(err)
+    nothing_trained = status == "config_error" and not (run_dir / "checkpoints").exists()
+    if nothing_trained and not is_multirun():
+        shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run dir left behind
+    else:
+        write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
+        print(f"run dir: {run_dir}", file=sys.stderr)
+    if status == FAILED and not verbose_errors(cfg):
+        print("(set HYDRA_FULL_ERROR=1 or verbose=true for the traceback)", file=sys.stderr)
+    if is_multirun():
+        return None
+    sys.exit(exit_code)
+
+
+def is_multirun() -> bool:
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return run(cfg)
+
+
+def main() -> None:
+    """Console entry point of ``dllab-train`` (also ``python -m dllab.train``)."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
