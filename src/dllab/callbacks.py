@@ -67,9 +67,7 @@ class EpochProgressBar(ProgressBar):
             self._bar.close()
             self._bar = None
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.on_train_end(trainer, pl_module)
 
 

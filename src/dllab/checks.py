@@ -165,9 +165,7 @@ def check_trainer(cfg: DictConfig) -> None:
         raise _fail("trainer.deterministic", trainer.get("deterministic"), "must be true or false")
     _choice(cfg, "trainer.accelerator", ACCELERATORS)
     devices = trainer.get("devices")
-    if not (
-        devices == "auto" or (_is_int(devices) and devices >= 1) or isinstance(devices, (list, ListConfig))
-    ):
+    if not (devices == "auto" or (_is_int(devices) and devices >= 1) or isinstance(devices, (list, ListConfig))):
         raise _fail("trainer.devices", devices, "must be 'auto', a positive integer or a list of device ids")
     check_accelerator_present(trainer.accelerator)
 

@@ -252,9 +252,7 @@ class InMemoryDataModule(L.LightningDataModule):
             bad |= ~np.isfinite(data.y.reshape(len(data.y), -1)).all(axis=1)
         if bad.any():
             rows = np.flatnonzero(bad)[:5].tolist()
-            raise ConfigError(
-                f"data={self.data_name}: {int(bad.sum())} rows hold NaN or inf values (rows {rows}...)"
-            )
+            raise ConfigError(f"data={self.data_name}: {int(bad.sum())} rows hold NaN or inf values (rows {rows}...)")
 
     def _split_indices(self, data: Dataset) -> dict[str, np.ndarray]:
         from sklearn.model_selection import train_test_split
@@ -277,9 +275,7 @@ class InMemoryDataModule(L.LightningDataModule):
                     f"{self.val_fraction + self.test_fraction}: leaves no training samples of {n}"
                 )
         try:
-            rest, test = train_test_split(
-                index, test_size=sizes["test"], random_state=self.seed, stratify=stratify
-            )
+            rest, test = train_test_split(index, test_size=sizes["test"], random_state=self.seed, stratify=stratify)
             train, val = train_test_split(
                 rest,
                 test_size=sizes["val"],
@@ -324,9 +320,7 @@ class InMemoryDataModule(L.LightningDataModule):
                 share = counts / max(counts.sum(), 1)
                 lines.append(
                     f"classes in {split}: "
-                    + ", ".join(
-                        f"{c} {n} ({p:.0%})" for c, n, p in zip(data.class_names, counts, share, strict=True)
-                    )
+                    + ", ".join(f"{c} {n} ({p:.0%})" for c, n, p in zip(data.class_names, counts, share, strict=True))
                 )
         ratio = n_train / max(num_parameters, 1)
         lines.append(f"training samples per model parameter: {ratio:.2f} ({n_train} / {num_parameters})")

@@ -22,9 +22,7 @@ def build_loss(task: str, name: str = AUTO, **options: float) -> nn.Module:
     """The loss module for ``task``; ``name='auto'`` picks the task's standard loss."""
     name = default_loss(task) if name == AUTO else name
     if name not in LOSSES[task]:
-        raise ValueError(
-            f"loss={name} does not fit the {task} task; valid for {task}: {', '.join(LOSSES[task])}"
-        )
+        raise ValueError(f"loss={name} does not fit the {task} task; valid for {task}: {', '.join(LOSSES[task])}")
     if task == CLASSIFICATION:
         if name == "cross_entropy":
             return nn.CrossEntropyLoss(label_smoothing=float(options.get("label_smoothing", 0.0)))

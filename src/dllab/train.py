@@ -153,14 +153,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def quiet_library_logs() -> None:
-    """Lightning logs through Hydra's handlers only (no second copy of each line), and
-    without the deprecation noise of its own dependencies."""
+    """Lightning logs through Hydra's handlers only (no second copy of each line), without
+    its advertising tips and the deprecation noise of its own dependencies."""
     import warnings
 
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    import lightning  # noqa: F401  (adds its handlers on import; cleared below)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "torchmetrics"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "Tip:" not in record.getMessage()
+    )
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
@@ -169,9 +174,7 @@ def check_metric_logged(metric: str, module: Any) -> None:
     names = [f"{stage}/{m}" for stage in ("val", "train") for m in (*module.val_metrics.keys(), "loss")]
     names.append(f"val/{module.main_metric}_best")
     if metric not in names:
-        raise ConfigError(
-            f"optimized_metric={metric}: not logged for this task; choose one of {', '.join(names)}"
-        )
+        raise ConfigError(f"optimized_metric={metric}: not logged for this task; choose one of {', '.join(names)}")
 
 
 def instantiate_enabled(group: DictConfig | None) -> list[Any]:

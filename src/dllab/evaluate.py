@@ -1,0 +1,93 @@
+"""``dllab-eval ckpt_path=...``: re-evaluate a finished run on its test split.
+
+Needs nothing but the run directory: the module is rebuilt from the checkpoint's
+primitive hyperparameters (``torch.load(weights_only=True)``) and the data from the
+run's resolved ``config.yaml``, so the split is the one the run was tested on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from dllab.checks import check_accelerator_present
+from dllab.errors import ConfigError
+from dllab.results import to_float, write_json
+from dllab.train import config_dir, quiet_library_logs, verbose_errors
+
+log = logging.getLogger("dllab.evaluate")
+
+
+def run_dir_of(ckpt_path: Path) -> Path:
+    """<run dir>/checkpoints/<name>.ckpt -> <run dir>, checked to hold the run's config."""
+    run_dir = ckpt_path.resolve().parent.parent
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: no config.yaml in {run_dir}; "
+            "give a checkpoint inside a dllab run dir (<run dir>/checkpoints/*.ckpt)"
+        )
+    return run_dir
+
+
+def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
+    """Test metrics of the checkpoint on its run's test split; also written to eval_metrics.json."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such file")
+    run_dir = run_dir_of(path)
+    check_accelerator_present(accelerator, torch_checked=True)
+    quiet_library_logs()
+
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from dllab.module import load_module
+
+    try:
+        module = load_module(str(path))
+    except Exception as err:  # truncated, corrupt or not a dllab checkpoint
+        raise ConfigError(f"ckpt_path={ckpt_path}: cannot read the checkpoint ({type(err).__name__}: {err})") from err
+    run_cfg = OmegaConf.load(run_dir / "config.yaml")
+    assert isinstance(run_cfg, DictConfig)
+    datamodule = instantiate(run_cfg.data)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    metrics = {k: to_float(v) for k, v in results[0].items()}
+    payload = {"checkpoint": str(path.resolve()), "run_dir": str(run_dir), "test": metrics}
+    write_json(run_dir / "eval_metrics.json", payload)
+    return payload
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        payload = evaluate(cfg.ckpt_path, cfg.accelerator)
+    except ConfigError as err:
+        if verbose_errors(cfg):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    for name, value in payload["test"].items():
+        print(f"{name}: {value:.4f}")
+    print(f"written: {Path(payload['run_dir']) / 'eval_metrics.json'}")
+
+
+def main() -> None:
+    """Console entry point of ``dllab-eval``."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

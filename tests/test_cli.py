@@ -1,0 +1,99 @@
+"""End-to-end: dllab-train and dllab-eval as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tests.conftest import run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_fast_dev_run(tmp_path: Path) -> None:
+    result = run_cli("dllab-train", "debug=fast_dev_run", "data=circle", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1
+    assert set(metrics["test"]) == {"test/acc", "test/f1", "test/loss"}
+    assert f"tensorboard --logdir {run_dir}" in result.stdout
+
+
+def test_short_real_run_then_eval(tmp_path: Path) -> None:
+    result = run_cli(
+        "dllab-train",
+        "data=circle",
+        "model.hidden_sizes=[8]",
+        "model.activation=tanh",
+        "optimizer=sgd",
+        "optimizer.lr=0.03",
+        "data.batch_size=10",
+        "trainer.max_epochs=30",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert run_dir.parent.parent.name == "circle"  # logs/<task_name>/runs/<timestamp>_<id>
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 30
+    assert metrics["optimized_metric"] == "val/acc" and metrics["objective"] >= 0.9
+    assert metrics["test"]["test/acc"] >= 0.9
+    assert metrics["best_val"]["val/acc_best"] == pytest.approx(metrics["objective"])
+    assert metrics["global_step"] == 30 * 35  # 350 training samples / batch 10
+    config = (run_dir / "config.yaml").read_text()
+    assert "activation: tanh" in config and "seed: 42" in config and "${" not in config
+    best = run_dir / "checkpoints" / "best.ckpt"
+    assert best.is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert torch.load(best, weights_only=True)["hyper_parameters"]["hidden_sizes"] == [8]
+
+    # TensorBoard: per-epoch scalars, and an HParams session with the final metrics
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc"} <= scalars
+    assert len(events.Scalars("train/loss")) == 30
+    assert "hp_metric" not in scalars
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    ).session_start_info.hparams
+    assert hparams["activation"].string_value == "tanh" and hparams["lr"].number_value == 0.03
+    assert set(hparams) == {
+        "data", "activation", "hidden_sizes", "loss", "optimizer", "lr", "batch_size",
+        "accumulate_grad_batches", "seed",
+    }  # fmt: skip
+
+    evaluated = run_cli("dllab-eval", f"ckpt_path={best}", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    again = json.loads((run_dir / "eval_metrics.json").read_text())["test"]
+    for name, value in metrics["test"].items():
+        assert again[name] == pytest.approx(value, abs=1e-6)
+    assert f"test/acc: {metrics['test']['test/acc']:.4f}" in evaluated.stdout
+
+
+def test_regression_follows_from_the_data(tmp_path: Path) -> None:
+    result = run_cli("dllab-train", "data=diabetes", "trainer.max_epochs=20", "callbacks=none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = read_metrics(run_dirs(tmp_path)[0])
+    assert metrics["optimized_metric"] == "val/mse"
+    assert set(metrics["test"]) == {"test/mse", "test/mae", "test/r2", "test/loss"}
+    assert metrics["test"]["test/r2"] > 0.3  # diabetes is hard; a linear model gets about 0.45
+
+
+def test_python_module_entry_and_help(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dllab.train", "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0 and "data: breast_cancer, circle, diabetes, digits, gauss, iris" in result.stdout

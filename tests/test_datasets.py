@@ -1,0 +1,110 @@
+"""The Playground generators and feature maps, and the scikit-learn loaders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dllab.catalog import DATASETS, FEATURES
+from dllab.datasets import (
+    GENERATORS,
+    expand_features,
+    load_playground,
+    load_sklearn,
+    multigauss_value,
+)
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("name", ["circle", "xor", "gauss", "spiral"])
+def test_classification_sets_are_balanced_and_labelled_pm1(name: str) -> None:
+    points, label = GENERATORS[name](500, 0.0, rng())
+    assert points.shape == (500, 2)
+    assert set(np.unique(label)) == {-1.0, 1.0}
+    if name != "xor":  # xor's balance is random; the others generate half of each class
+        assert (label > 0).sum() == 250
+
+
+def test_circle_noise_free_rule_holds_exactly() -> None:
+    points, label = GENERATORS["circle"](1000, 0.0, rng())
+    radius = np.hypot(points[:, 0], points[:, 1])
+    assert np.array_equal(label > 0, radius < 2.5)
+    assert radius.max() <= 5.0
+    assert not ((radius > 2.5) & (radius < 3.5)).any()  # the gap between the rings
+
+
+def test_circle_noise_flips_some_labels() -> None:
+    points, label = GENERATORS["circle"](1000, 0.5, rng())
+    radius = np.hypot(points[:, 0], points[:, 1])
+    assert 0 < (label > 0).__ne__(radius < 2.5).sum() < 500
+
+
+def test_xor_noise_free_rule_and_padding() -> None:
+    points, label = GENERATORS["xor"](1000, 0.0, rng())
+    assert np.array_equal(label > 0, points[:, 0] * points[:, 1] >= 0)
+    assert np.abs(points).min() >= 0.3 and np.abs(points).max() <= 5.3
+
+
+def test_gauss_blob_centres_and_variance() -> None:
+    points, label = GENERATORS["gauss"](4000, 0.0, rng())
+    assert np.allclose(points[label > 0].mean(0), [2, 2], atol=0.1)
+    assert np.allclose(points[label < 0].mean(0), [-2, -2], atol=0.1)
+    assert np.allclose(points[label > 0].var(0), 0.5, atol=0.06)
+    noisy, noisy_label = GENERATORS["gauss"](4000, 0.5, rng())
+    assert np.allclose(noisy[noisy_label > 0].var(0), 4.0, rtol=0.1)
+
+
+def test_spiral_noise_free_points_lie_on_the_arms() -> None:
+    points, label = GENERATORS["spiral"](400, 0.0, rng())
+    i = np.arange(200)
+    r = i / 200 * 5
+    t = 1.75 * i / 200 * 2 * np.pi
+    assert np.allclose(points[label > 0], np.stack([r * np.sin(t), r * np.cos(t)], 1))
+    assert np.allclose(points[label < 0], -points[label > 0], atol=1e-9)  # the second arm is turned by pi
+
+
+def test_plane_target_is_scaled_sum() -> None:
+    points, target = GENERATORS["plane"](1000, 0.0, rng())
+    assert np.allclose(target, points.sum(1) / 10)
+    assert np.abs(points).max() <= 6
+
+
+def test_multigauss_values_at_bump_centres_and_between() -> None:
+    centres = np.array([(-4, 2.5), (0, 2.5), (4, 2.5), (-4, -2.5), (0, -2.5), (4, -2.5)], float)
+    assert np.allclose(multigauss_value(centres[:, 0], centres[:, 1]), [1, -1, 1, -1, 1, -1])
+    assert multigauss_value(np.array([0.0]), np.array([0.0]))[0] == 0  # 2.5 away from every centre
+    points, target = GENERATORS["multigauss"](1000, 0.0, rng())
+    assert np.abs(target).max() <= 1 and np.allclose(target, multigauss_value(points[:, 0], points[:, 1]))
+
+
+def test_feature_map_columns() -> None:
+    points = np.array([[1.0, 2.0], [-0.5, 3.0]])
+    x = expand_features(points, FEATURES)
+    expected = [[1, 2, 1, 4, 2, np.sin(1), np.sin(2)], [-0.5, 3, 0.25, 9, -1.5, np.sin(-0.5), np.sin(3)]]
+    assert np.allclose(x, expected)
+
+
+def test_load_playground_maps_labels_to_classes_and_is_seeded() -> None:
+    a, points = load_playground("circle", 100, 0.1, ["x1", "x2", "x1x2"], seed=3)
+    b, _ = load_playground("circle", 100, 0.1, ["x1", "x2", "x1x2"], seed=3)
+    c, _ = load_playground("circle", 100, 0.1, ["x1", "x2", "x1x2"], seed=4)
+    assert a.x.shape == (100, 3) and a.x.dtype == np.float32 and a.y.dtype == np.int64
+    assert set(np.unique(a.y)) == {0, 1} and a.class_names == ["-1", "+1"]
+    assert np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)
+    assert np.allclose(a.x[:, :2], points)
+    regression, _ = load_playground("plane", 50, 0.0, ["x1", "x2"], seed=0)
+    assert regression.y.shape == (50, 1) and regression.num_outputs == 1
+
+
+@pytest.mark.parametrize("name", [n for n, info in DATASETS.items() if info.kind == "sklearn"])
+def test_sklearn_sets_load_offline(name: str) -> None:
+    data = load_sklearn(name)
+    assert len(data.x) == DATASETS[name].n_samples
+    assert data.task == DATASETS[name].task
+    if name == "digits":
+        assert data.image_shape == (1, 8, 8) and data.x.shape[1] == 64
+        assert data.x.min() >= 0 and data.x.max() <= 1
+        assert data.num_outputs == 10

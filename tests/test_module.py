@@ -1,0 +1,158 @@
+"""The LightningModules: the in-memory step loop is exact (accumulation, plain-loop
+equivalence), checkpoints hold primitives only, and the Trainer's limits hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from dllab.datamodule import InMemoryDataModule
+from dllab.module import ClassificationModule, RegressionModule, load_module
+
+SGD = {"_target_": "torch.optim.SGD", "lr": 0.5}
+
+
+def trainer(**kwargs) -> L.Trainer:
+    options = dict(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    return L.Trainer(**(options | kwargs))
+
+
+def fit(batch_size: int, accumulate: int = 1, epochs: int = 1, **module_kwargs) -> ClassificationModule:
+    # 203 points -> 142 training samples: not a multiple of 32, so the last group is smaller
+    dm = InMemoryDataModule("circle", n_samples=203, batch_size=batch_size, seed=0, standardize=True)
+    dm.setup()
+    torch.manual_seed(0)
+    module = ClassificationModule(
+        dm.input_size,
+        dm.output_size,
+        hidden_sizes=[16],
+        optimizer=module_kwargs.pop("optimizer", SGD),
+        accumulate_grad_batches=accumulate,
+        **module_kwargs,
+    )
+    trainer(max_epochs=epochs).fit(module, dm)
+    return module
+
+
+def params(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_accumulation_matches_the_large_batch_exactly() -> None:
+    large = fit(batch_size=32, accumulate=1)
+    accumulated = fit(batch_size=8, accumulate=4)
+    untrained = fit(batch_size=8, accumulate=4, epochs=0)
+    assert not torch.allclose(params(large), params(untrained))
+    assert torch.allclose(params(large), params(accumulated), atol=1e-6)
+    small = fit(batch_size=8, accumulate=1)  # same samples, 4x the updates: must differ
+    assert not torch.allclose(params(large), params(small), atol=1e-3)
+
+
+@pytest.mark.parametrize("optimizer", ["torch.optim.SGD", "torch.optim.Adam"])
+def test_fast_path_equals_a_plain_training_loop(optimizer: str) -> None:
+    """Same seed, same batch order: the in-memory loop gives the plain loop's parameters."""
+    config = {"_target_": optimizer, "lr": 0.05, "fused": False}
+    module = fit(batch_size=10, epochs=2, optimizer=config)
+    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0, standardize=True)
+    dm.setup()
+    torch.manual_seed(0)
+    reference = ClassificationModule(dm.input_size, dm.output_size, hidden_sizes=[16])
+    opt = getattr(torch.optim, optimizer.rsplit(".", 1)[1])(reference.parameters(), lr=0.05)
+    x, y = dm._tensors["train"]
+    loader = dm.train_dataloader()
+    for epoch in range(2):
+        order = loader.order(epoch)
+        for start in range(0, len(order), 10):
+            index = order[start : start + 10]
+            loss = torch.nn.functional.cross_entropy(reference.net(x[index]), y[index])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert torch.allclose(params(module), params(reference), atol=1e-6)
+
+
+def test_global_step_counts_optimizer_steps_and_max_steps_stops_mid_epoch() -> None:
+    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+    module = ClassificationModule(2, 2, hidden_sizes=[4], accumulate_grad_batches=2)
+    t = trainer(max_epochs=3)
+    t.fit(module, dm)
+    assert t.global_step == 3 * 8  # 142 samples / (10 * 2) -> 8 groups per epoch
+    module = ClassificationModule(2, 2, hidden_sizes=[4])
+    t = trainer(max_epochs=10, max_steps=20)
+    t.fit(module, dm)
+    assert t.global_step == 20 and t.current_epoch <= 2
+
+
+def test_gradient_clipping_bounds_each_update() -> None:
+    clipped = fit(batch_size=142, optimizer={"_target_": "torch.optim.SGD", "lr": 1.0}, gradient_clip_val=1e-3)
+    start = fit(batch_size=142, epochs=0)
+    # one SGD step of lr 1 with a gradient of norm <= 1e-3 moves the parameters by <= 1e-3
+    assert 0 < (params(clipped) - params(start)).norm() <= 1e-3 + 1e-7
+
+
+def test_scheduler_steps_per_epoch() -> None:
+    module = fit(
+        batch_size=32,
+        epochs=3,
+        scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 1, "gamma": 0.5},
+    )
+    assert module.optimizers().param_groups[0]["lr"] == pytest.approx(0.5 * 0.5**3)
+
+
+def test_metrics_logged_per_stage(tmp_path: Path) -> None:
+    dm = InMemoryDataModule("iris", seed=0)
+    module = ClassificationModule(4, 3, hidden_sizes=[16], optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
+    t = trainer(max_epochs=30, limit_val_batches=1.0)
+    t.fit(module, dm)
+    logged = set(t.callback_metrics)
+    assert {"train/loss", "train/acc", "train/f1", "val/loss", "val/acc", "val/f1", "val/acc_best"} <= logged
+    assert t.callback_metrics["val/acc_best"] >= t.callback_metrics["val/acc"]
+    results = t.test(module, dm, verbose=False)[0]
+    assert set(results) == {"test/loss", "test/acc", "test/f1"} and results["test/acc"] > 0.8
+
+
+def test_regression_metrics() -> None:
+    dm = InMemoryDataModule("plane", n_samples=400, batch_size=16, seed=0, standardize=True)
+    module = RegressionModule(2, 1, hidden_sizes=[16], optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
+    t = trainer(max_epochs=20, limit_val_batches=1.0)
+    t.fit(module, dm)
+    assert {"train/mse", "train/mae", "train/r2", "val/mse", "val/r2", "val/mse_best"} <= set(t.callback_metrics)
+    results = t.test(module, dm, verbose=False)[0]
+    assert results["test/r2"] > 0.95 and results["test/mse"] < 0.05
+
+
+def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
+    dm = InMemoryDataModule("wine", seed=0)
+    module = ClassificationModule(
+        13,
+        3,
+        hidden_sizes=[8],
+        activation="tanh",
+        loss={"name": "cross_entropy", "label_smoothing": 0.1},
+        optimizer={"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9, "fused": "auto"},
+        scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2, "gamma": 0.5},
+        class_names=["a", "b", "c"],
+    )
+    t = trainer(max_epochs=2, enable_checkpointing=True, default_root_dir=tmp_path)
+    t.fit(module, dm)
+    path = tmp_path / "model.ckpt"
+    t.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)  # primitives only, or this raises
+    assert checkpoint["hyper_parameters"]["activation"] == "tanh"
+    reloaded = load_module(str(path))
+    assert isinstance(reloaded, ClassificationModule) and reloaded.loss_name == "cross_entropy"
+    x = torch.randn(4, 13)
+    module.eval()
+    reloaded.eval()
+    assert torch.equal(module(x), reloaded(x))
