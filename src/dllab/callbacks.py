@@ -1,9 +1,13 @@
-"""Lightning callbacks for cross-cutting work: an epoch progress bar and the data summary."""
+"""Lightning callbacks for cross-cutting work: the epoch progress bar, the data summary and
+graceful interrupts."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -86,3 +90,39 @@ class DataSummary(L.Callback):
         self.lines = datamodule.summary(num_parameters)
         for line in self.lines:
             (log.warning if line.startswith("warning") else log.info)(line)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class GracefulInterrupt(L.Callback):
+    """Ctrl-C or SIGTERM: save ``checkpoints/interrupted.ckpt``, mark metrics.json
+    ``interrupted`` and print the exact resume command.
+
+    ``dllab-train resume=<run dir>`` continues from ``last.ckpt`` (the end of the last
+    full epoch), so a resumed run ends with the same metrics as one never stopped;
+    ``interrupted.ckpt`` keeps the weights of the moment for inspection.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # Lightning chains its own handler
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        from dllab.results import INTERRUPTED, write_metrics
+
+        run_dir = Path(trainer.default_root_dir)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "interrupted.ckpt", weights_only=False)
+        command = f"dllab-train resume={run_dir}"
+        write_metrics(
+            run_dir,
+            INTERRUPTED,
+            epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
+            resume_command=command,
+            run_dir=str(run_dir),
+        )
+        print(f"\ninterrupted at epoch {trainer.current_epoch}; continue with:\n  {command}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from dllab.checkpoints import read_checkpoint
 from dllab.checks import check_accelerator_present
 from dllab.errors import ConfigError
 from dllab.results import to_float, write_json
@@ -37,8 +38,7 @@ def run_dir_of(ckpt_path: Path) -> Path:
 def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
     """Test metrics of the checkpoint on its run's test split; also written to eval_metrics.json."""
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such file")
+    read_checkpoint(path)  # a clear error for a missing or corrupt file, before anything else
     run_dir = run_dir_of(path)
     check_accelerator_present(accelerator, torch_checked=True)
     quiet_library_logs()
@@ -48,10 +48,7 @@ def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
 
     from dllab.module import load_module
 
-    try:
-        module = load_module(str(path))
-    except Exception as err:  # truncated, corrupt or not a dllab checkpoint
-        raise ConfigError(f"ckpt_path={ckpt_path}: cannot read the checkpoint ({type(err).__name__}: {err})") from err
+    module = load_module(str(path))
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
     assert isinstance(run_cfg, DictConfig)
     datamodule = instantiate(run_cfg.data)

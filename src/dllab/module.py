@@ -28,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from dllab.catalog import CLASSIFICATION, REGRESSION
+from dllab.checkpoints import read_checkpoint
 from dllab.datamodule import EpochBatch
 from dllab.errors import DivergedError
 from dllab.losses import build_loss, resolved_loss_name
@@ -76,6 +77,7 @@ class MLPModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.best = self.make_best_tracker()
+        self.best.persistent(True)  # val/<metric>_best survives a resume
 
     # --- task-specific pieces ---------------------------------------------------------
     def make_metrics(self) -> MetricCollection:
@@ -152,6 +154,7 @@ class MLPModule(L.LightningModule):
         metrics.reset()
         values["train/loss"] = epoch_loss
         self.log_dict(values, on_step=False, on_epoch=True, batch_size=1, sync_dist=world > 1)
+        self._step_scheduler(after_validation=False)
 
     def _clip_and_step(self, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
         clip = self.hparams["gradient_clip_val"]
@@ -185,12 +188,16 @@ class MLPModule(L.LightningModule):
         assert isinstance(optimizer, torch.optim.Optimizer)
         return float(optimizer.param_groups[0]["lr"])
 
-    def on_train_epoch_end(self) -> None:
+    def _step_scheduler(self, after_validation: bool) -> None:
+        """Epoch-interval schedulers step at the end of the training loop, ReduceLROnPlateau
+        after validation: both before the epoch's checkpoint, so a resumed run matches."""
         scheduler = self.lr_schedulers()
-        if scheduler is None:
+        if scheduler is None or isinstance(scheduler, list):
             return
-        assert not isinstance(scheduler, list)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if plateau != after_validation:
+            return
+        if plateau:
             monitor = (self.hparams["scheduler"] or {}).get("monitor", "val/loss")
             value = self.trainer.callback_metrics.get(monitor)
             if value is not None:
@@ -222,6 +229,8 @@ class MLPModule(L.LightningModule):
             self.best.update(values[f"val/{self.main_metric}"])
             values[f"val/{self.main_metric}_best"] = self.best.compute()
         self.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
+        if not self.trainer.sanity_checking:
+            self._step_scheduler(after_validation=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step("test", batch)
@@ -235,6 +244,11 @@ class MLPModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dllab_task"] = self.task  # picks the module class when reloading
+        checkpoint["torch_rng_state"] = torch.get_rng_state()  # dropout draws continue after a resume
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
 
     # --- optimizers -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -285,7 +299,7 @@ MODULES: dict[str, type[MLPModule]] = {CLASSIFICATION: ClassificationModule, REG
 
 def load_module(ckpt_path: str, map_location: str | torch.device = "cpu") -> MLPModule:
     """Rebuild the right module from a checkpoint alone (``weights_only=True``)."""
-    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    checkpoint = read_checkpoint(ckpt_path, map_location=map_location)
     module = MODULES[checkpoint["dllab_task"]](**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     return module

@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
+from dllab.checkpoints import read_checkpoint
 from dllab.checks import check_accelerator_present, check_config, check_loss_fits
 from dllab.errors import ConfigError, DivergedError
 from dllab.results import (
@@ -47,6 +48,9 @@ def config_dir() -> str:
 _RUN_ID = uuid.uuid4().hex[:6]
 OmegaConf.register_new_resolver("dllab.run_id", lambda: _RUN_ID, replace=True)
 OmegaConf.register_new_resolver("dllab.metric_mode", metric_mode, replace=True)
+# resume=<run dir> continues in that dir, and leaves its .hydra/ (the original overrides) alone.
+OmegaConf.register_new_resolver("dllab.run_dir", lambda resume, new: resume or new, replace=True)
+OmegaConf.register_new_resolver("dllab.hydra_subdir", lambda resume: None if resume else ".hydra", replace=True)
 
 # Trainer keys that the in-memory step loop honours itself (see dllab.module and
 # dllab.datamodule); the Lightning Trainer gets its neutral values for them.
@@ -87,6 +91,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     quiet_library_logs()
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
+    if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path, "resume" if cfg.get("resume") else "ckpt_path")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -112,7 +118,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     check_metric_logged(cfg.optimized_metric, module)
 
-    callbacks = instantiate_enabled(cfg.get("callbacks"))
+    from dllab.callbacks import GracefulInterrupt
+
+    callbacks = [*instantiate_enabled(cfg.get("callbacks")), GracefulInterrupt()]
     loggers = instantiate_enabled(cfg.get("logger"))
     trainer_kwargs |= trainer_flags_for(callbacks)
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
@@ -217,6 +225,8 @@ def run(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
     try:
+        if cfg.get("resume"):
+            cfg = resume_config(cfg)
         check_config(cfg)
         result = train(cfg)
     except ConfigError as err:
@@ -240,8 +250,7 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
         import traceback
 
         traceback.print_exception(err)
-    nothing_trained = status == "config_error" and not (run_dir / "checkpoints").exists()
-    if nothing_trained and not is_multirun():
+    if status == "config_error" and not is_multirun() and made_only_by_hydra(run_dir, cfg):
         shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run dir left behind
     else:
         write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
@@ -251,6 +260,35 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
     if is_multirun():
         return None
     sys.exit(exit_code)
+
+
+def made_only_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
+    """A fresh run dir that holds nothing but Hydra's files: safe to remove."""
+    if cfg.get("resume") or not run_dir.is_dir():
+        return False
+    return {p.name for p in run_dir.iterdir()} <= {".hydra", f"{HydraConfig.get().job.name}.log", "train.log"}
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The saved config of the run dir ``resume`` names, set to continue from its last.ckpt."""
+    run_dir = Path(cfg.resume)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={cfg.resume}: not a dllab run dir (no config.yaml); give a dir under logs/*/runs/")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError(
+            f"resume={cfg.resume}: no checkpoints/last.ckpt (the run stopped before its first epoch ended); "
+            "start it again instead"
+        )
+    loaded = OmegaConf.load(saved)
+    assert isinstance(loaded, DictConfig)
+    with open_dict(loaded):
+        loaded.resume = str(run_dir)
+        loaded.ckpt_path = str(last)
+        loaded.paths.output_dir = str(run_dir.resolve())
+    log.info("resuming %s from %s", run_dir, last)
+    return loaded
 
 
 def is_multirun() -> bool:
