@@ -194,15 +194,12 @@ class MLPModule(L.LightningModule):
         scheduler = self.lr_schedulers()
         if scheduler is None or isinstance(scheduler, list):
             return
-        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        if plateau != after_validation:
-            return
-        if plateau:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             monitor = (self.hparams["scheduler"] or {}).get("monitor", "val/loss")
             value = self.trainer.callback_metrics.get(monitor)
-            if value is not None:
-                scheduler.step(value)
-        else:
+            if after_validation and value is not None:
+                scheduler.step(float(value))
+        elif not after_validation:
             scheduler.step()
 
     # --- evaluation: large batches from memory ----------------------------------------
