@@ -152,7 +152,7 @@ def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, ch
                     image = opened.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
                     pixels = np.asarray(image, dtype=np.float32) / 255.0
             except (OSError, UnidentifiedImageError, ValueError) as err:
-                broken.append(f"{file} ({type(err).__name__})")
+                broken.append(f"{file} ({type(err).__name__}: {str(err).replace(str(file), 'file')})")
                 continue
             rows.append(pixels.reshape(height, width, channels).transpose(2, 0, 1).reshape(-1))
             labels.append(label)
