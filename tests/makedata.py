@@ -16,7 +16,12 @@ import pytest
 from dllab import image_data
 from dllab.downloads import Remote
 
-IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+IDX_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def md5(path: Path) -> str:
@@ -62,7 +67,9 @@ def make_cifar_batches(folder: Path, per_batch: int = 20) -> tuple[np.ndarray, n
         (batches / name).write_bytes(pickle.dumps(content, protocol=2))
         xs.append(data)
         ys.append(labels)
-    names = [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]
+    names = [
+        n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    ]
     (batches / "batches.meta").write_bytes(pickle.dumps({b"label_names": names, b"num_vis": 3072}, protocol=2))
     return np.concatenate(xs), np.concatenate(ys)
 

@@ -36,7 +36,7 @@ def test_read_idx_round_trip(tmp_path: Path, dtype: str, shape: tuple[int, ...],
 def test_read_idx_rejects_bad_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.idx"
     bad.write_bytes(b"\x89PNG\r\n")
-    with pytest.raises(ConfigError, match="bad.idx: not an IDX file"):
+    with pytest.raises(ConfigError, match=r"bad\.idx: not an IDX file"):
         image_data.read_idx(bad)
     short = write_idx(tmp_path / "short.idx", np.zeros((4, 2), np.uint8))
     short.write_bytes(short.read_bytes()[:-3])
@@ -80,12 +80,17 @@ def test_cifar10_archive_is_verified_and_extracted(tmp_path: Path, monkeypatch: 
 
 def test_offline_download_says_where_to_put_the_files(tmp_path: Path) -> None:
     # port 9 (discard) on localhost: refused at once, no network involved
-    files = [Remote("a.gz", ("http://127.0.0.1:9/a.gz",), "0" * 32), Remote("b.gz", ("http://127.0.0.1:9/b.gz",), "1" * 32)]
+    files = [
+        Remote("a.gz", ("http://127.0.0.1:9/a.gz",), "0" * 32),
+        Remote("b.gz", ("http://127.0.0.1:9/b.gz",), "1" * 32),
+    ]
     with pytest.raises(ConfigError) as info:
         fetch(files, tmp_path / "mnist", "mnist")
     message = str(info.value)
     assert message.startswith("data=mnist: cannot download a.gz (http://127.0.0.1:9/a.gz: ")
-    assert f"offline? put the files a.gz, b.gz (from http://127.0.0.1:9/) into {(tmp_path / 'mnist').resolve()}" in message
+    assert (
+        f"offline? put the files a.gz, b.gz (from http://127.0.0.1:9/) into {(tmp_path / 'mnist').resolve()}" in message
+    )
     assert "\n" not in message and not list((tmp_path / "mnist").iterdir())  # no partial file left
 
 
@@ -100,7 +105,7 @@ def test_the_real_sources_fail_clearly_offline(tmp_path: Path, monkeypatch: pyte
     assert "data=cifar10: cannot download cifar-10-python.tar.gz" in message
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: Temporary failure in name resolution" in message
     assert f"into {(tmp_path / 'cifar10').resolve()} (paths.data_dir, or DLLAB_DATA_DIR)" in message
-    with pytest.raises(ConfigError, match="data=mnist: data.download=false; offline\\? put the files train-images"):
+    with pytest.raises(ConfigError, match=r"data=mnist: data\.download=false; offline\? put the files train-images"):
         image_data.load_idx_dataset("mnist", tmp_path, download=False)
 
 
@@ -134,7 +139,7 @@ def test_image_folder_loads_resized_images(tmp_path: Path) -> None:
     data = image_data.load_image_folder(root, image_size=[6, 8], channels=3)
     assert data.x.shape == (24, 3 * 6 * 8) and data.image_shape == (3, 6, 8)
     assert data.class_names == ["cats", "dogs"] and data.y.tolist() == [0] * 12 + [1] * 12
-    assert 0 <= data.x.min() and data.x.max() <= 1
+    assert data.x.min() >= 0 and data.x.max() <= 1
     assert data.x[data.y == 0].mean() < 0.3 < 0.7 < data.x[data.y == 1].mean()  # dark cats, bright dogs
     gray = image_data.load_image_folder(root, image_size=5, channels=1)
     assert gray.x.shape == (24, 25) and gray.image_shape == (1, 5, 5)
@@ -154,7 +159,7 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"data.root={tmp_path / 'nope'}: no such folder"):
         image_data.load_image_folder(tmp_path / "nope")
     (tmp_path / "one" / "cats").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="needs at least 2 class folders of PNG/JPEG files .*found 1: cats"):
+    with pytest.raises(ConfigError, match=r"needs at least 2 class folders of PNG/JPEG files .*found 1: cats"):
         image_data.load_image_folder(tmp_path / "one")
     root = make_image_folder(tmp_path / "pets", per_class=3)
     (root / "birds").mkdir()

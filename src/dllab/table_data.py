@@ -81,6 +81,8 @@ def load_table(path: str | Path, target: str, task: str = AUTO, missing: str = "
 
 
 def _handle_missing(frame, target: str, missing: str, path: str | Path):
+    import pandas as pd
+
     counts = frame.isna().sum()
     counts = counts[counts > 0]
     if counts.empty:
@@ -98,7 +100,7 @@ def _handle_missing(frame, target: str, missing: str, path: str | Path):
         for column in counts.index:
             if column == target:
                 continue
-            if np.issubdtype(kept[column].dtype, np.number):
+            if pd.api.types.is_numeric_dtype(kept[column]):
                 kept[column] = kept[column].fillna(kept[column].mean())
             else:
                 kept[column] = kept[column].astype(object).fillna("missing")
