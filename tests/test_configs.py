@@ -103,6 +103,7 @@ def test_callback_options(name: str, tmp_path: Path) -> None:
             "ModelSummary",
             "EpochProgressBar",
             "DataSummary",
+            "AugmentationPreview",
         }
         on = instantiate_enabled(compose_train(["callbacks.early_stopping.enabled=true"], tmp_path).callbacks)
         assert "EarlyStopping" in {type(c).__name__ for c in on}

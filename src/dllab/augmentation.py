@@ -13,9 +13,10 @@ which augmentations are drawn.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -49,16 +50,33 @@ class Augmenter:
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
         self.seed = seed
-        self.rng_state = _seeded_state(seed)
+        self.rng_states: dict[str, Tensor | None] = {"cpu": _seeded_state(seed), "cuda": None}
         self.device = torch.device("cpu")
 
     def __call__(self, x: Tensor) -> Tensor:
         """A training micro-batch, augmented (same shape, dtype and device)."""
-        with torch.random.fork_rng(devices=[]):  # kornia samples its parameters on the CPU
-            torch.set_rng_state(self.rng_state)
-            out = self.augment_rows(x)
-            self.rng_state = torch.get_rng_state()
-        return out
+        with self._own_rng(x.device, self.rng_states, self.seed):
+            return self.augment_rows(x)
+
+    @contextlib.contextmanager
+    def _own_rng(self, device: torch.device, states: dict[str, Tensor | None], seed: int) -> Iterator[None]:
+        """Run with this augmenter's generator states (CPU, and CUDA where kornia samples
+        on the GPU), leaving the process's generators as they were."""
+        self._to(device)
+        cuda = device.type == "cuda"
+        with torch.random.fork_rng(devices=[device] if cuda else []):
+            torch.set_rng_state(states["cpu"] if states["cpu"] is not None else _seeded_state(seed))
+            if cuda:
+                cuda_state = states["cuda"]
+                with torch.cuda.device(device):
+                    if cuda_state is None:
+                        torch.cuda.manual_seed(seed)
+                    else:
+                        torch.cuda.set_rng_state(cuda_state)
+            yield
+            states["cpu"] = torch.get_rng_state()
+            if cuda:
+                states["cuda"] = torch.cuda.get_rng_state(device)
 
     def images(self, x: Tensor) -> Tensor:
         """Flat (scaled) rows as images in pixel units, (n, C, H, W)."""
@@ -77,8 +95,7 @@ class Augmenter:
     def preview(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Original and augmented images of rows ``x`` (pixel units), drawn from a generator
         of their own so the preview does not change the training run."""
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(_seeded_state(self.seed + 1))
+        with self._own_rng(x.device, {"cpu": None, "cuda": None}, self.seed + 1):
             augmented = self.augment_rows(x)
         return self.images(x).clamp(*PIXEL_RANGE), self.images(augmented).clamp(*PIXEL_RANGE)
 
