@@ -15,6 +15,7 @@ from dllab.losses import build_loss
 from dllab.optim import build_optimizer, build_scheduler
 from dllab.train import config_dir, instantiate_enabled, plain, split_trainer_config
 from tests.conftest import compose_train
+from tests.makedata import local_data_overrides
 
 CONF = Path(config_dir())
 
@@ -28,13 +29,13 @@ def test_every_dataset_has_a_config() -> None:
 
 
 @pytest.mark.parametrize("name", options("data"))
-def test_data_options(name: str, tmp_path: Path) -> None:
-    cfg = compose_train([f"data={name}"], tmp_path)
+def test_data_options(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = compose_train([f"data={name}", *local_data_overrides(name, tmp_path, monkeypatch)], tmp_path)
     check_config(cfg)
     _, _, data_kwargs = split_trainer_config(cfg.trainer)
     dm = instantiate(cfg.data, **data_kwargs)
     dm.setup()
-    assert dm.task == DATASETS[name].task
+    assert dm.task == (DATASETS[name].task if DATASETS[name].task != "auto" else "classification")
     batch = next(iter(dm.train_dataloader()))
     assert batch.x.shape[1] == dm.input_size and batch.batch_size == cfg.data.batch_size
 
@@ -102,6 +103,7 @@ def test_callback_options(name: str, tmp_path: Path) -> None:
             "ModelSummary",
             "EpochProgressBar",
             "DataSummary",
+            "AugmentationPreview",
         }
         on = instantiate_enabled(compose_train(["callbacks.early_stopping.enabled=true"], tmp_path).callbacks)
         assert "EarlyStopping" in {type(c).__name__ for c in on}

@@ -16,14 +16,24 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from dllab.catalog import ACTIVATIONS, ALL_LOSSES, AUTO, DATASETS, FEATURES, LOSSES
+from dllab.catalog import (
+    ACTIVATIONS,
+    ALL_LOSSES,
+    AUTO,
+    DATASETS,
+    FEATURES,
+    IMAGE_DATASETS,
+    LOSSES,
+    TASKS,
+)
 from dllab.errors import ConfigError
 
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 CLIP_ALGORITHMS = ("norm", "value")
+MISSING = ("error", "drop", "mean")  # data.missing of tables (dllab.table_data, which imports pandas)
 
 
 def _fail(field: str, value: Any, allowed: str) -> ConfigError:
@@ -68,6 +78,7 @@ def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first bad field of a composed training config."""
     _int(cfg, "seed", 0, "must be a non-negative integer")
     check_data(cfg.data)
+    check_augmentation(cfg)
     check_model(cfg)
     check_optimizer(cfg)
     check_trainer(cfg)
@@ -107,6 +118,7 @@ def check_data(data: DictConfig) -> None:
                 raise _fail("data.features", feature, f"unknown feature; choose from {', '.join(FEATURES)}")
         if len(set(features)) != len(features):
             raise _fail("data.features", list(features), "lists a feature twice")
+    check_data_source(data)
 
 
 def check_model(cfg: DictConfig) -> None:
@@ -122,7 +134,9 @@ def check_model(cfg: DictConfig) -> None:
     if loss not in (AUTO, *ALL_LOSSES):
         raise _fail("loss.name", loss, f"unknown loss; choose one of {', '.join((AUTO, *ALL_LOSSES))}")
     task = DATASETS[cfg.data.name].task
-    check_loss_fits(loss, task, f"data={cfg.data.name}")
+    task = cfg.data.get("task", AUTO) if task == AUTO else task  # csv: known once the table is read
+    if task != AUTO:
+        check_loss_fits(loss, task, f"data={cfg.data.name}")
     for field, ok, allowed in (
         ("label_smoothing", lambda v: 0 <= v < 1, "must be a number in [0, 1)"),
         ("margin", lambda v: v > 0, "must be a positive number"),
@@ -192,4 +206,58 @@ def check_accelerator_present(accelerator: str, torch_checked: bool = False) -> 
         raise ConfigError(
             "trainer.accelerator=mps: Apple MPS needs a Mac with Apple silicon; "
             "use trainer=cpu (or trainer=default, which picks what is there)"
+        )
+
+
+def _required_text(data: DictConfig, key: str, what: str) -> None:
+    if OmegaConf.is_missing(data, key):
+        raise ConfigError(f"data.{key}: required; set data.{key}={what}")
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(f"data.{key}", value, f"must be {what}")
+
+
+def check_data_source(data: DictConfig) -> None:
+    """Keys of downloaded data and of one's own images and tables."""
+    kind = DATASETS[data.name].kind
+    if kind == "download":
+        n = data.get("n_samples")
+        if n is not None and (not _is_int(n) or n < 10):
+            raise _fail("data.n_samples", n, "must be null (all images) or an integer >= 10")
+        if not isinstance(data.get("download"), bool):
+            raise _fail("data.download", data.get("download"), "must be true or false")
+    elif kind == "image_folder":
+        _required_text(data, "root", "PATH (a folder with one sub-folder of PNG/JPEG files per class)")
+        size = data.get("image_size")
+        sizes = list(size) if isinstance(size, (list, ListConfig)) else [size]
+        if len(sizes) not in (1, 2) or not all(_is_int(s) and s >= 1 for s in sizes):
+            raise _fail("data.image_size", size, "must be a positive integer or [height, width]")
+        if data.get("channels") not in (1, 3):
+            raise _fail("data.channels", data.get("channels"), "choose 1 (grayscale) or 3 (RGB)")
+        if not isinstance(data.get("mirror"), bool):
+            raise _fail("data.mirror", data.get("mirror"), "must be true or false")
+    elif kind == "table":
+        _required_text(data, "path", "FILE (a CSV table)")
+        _required_text(data, "target", "COLUMN (the column to predict)")
+        if data.get("task") not in (AUTO, *TASKS):
+            raise _fail("data.task", data.get("task"), f"unknown; choose one of {', '.join((AUTO, *TASKS))}")
+        if data.get("missing") not in MISSING:
+            raise _fail("data.missing", data.get("missing"), f"unknown; choose one of {', '.join(MISSING)}")
+
+
+def check_augmentation(cfg: DictConfig) -> None:
+    """Augmentation is a list of kornia transforms, and only for image data."""
+    augmentation = cfg.get("augmentation")
+    if augmentation is None:
+        return
+    transforms = augmentation.get("transforms")
+    if not isinstance(transforms, (list, ListConfig)):
+        raise _fail("augmentation.transforms", transforms, "must be a list of kornia augmentations")
+    for i, spec in enumerate(transforms):
+        if not isinstance(spec, DictConfig) or not isinstance(spec.get("_target_"), str):
+            raise _fail(f"augmentation.transforms[{i}]", spec, "must be a mapping with a _target_ (a kornia class)")
+    if transforms and cfg.data.name not in IMAGE_DATASETS:
+        raise ConfigError(
+            f"augmentation={augmentation.get('name')}: data={cfg.data.name} holds no images; augmentation "
+            f"works on image data ({', '.join(IMAGE_DATASETS)}); use augmentation=none"
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -23,6 +23,7 @@ from torch import Tensor
 from dllab.catalog import CLASSIFICATION, DATASETS
 from dllab.datasets import Dataset, load_playground, load_sklearn
 from dllab.errors import ConfigError
+from dllab.sources import load_source
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,11 @@ class InMemoryDataModule(L.LightningDataModule):
         limit_val_batches: float | int = 1.0,
         limit_test_batches: float | int = 1.0,
         overfit_batches: float | int = 0,
+        **source: Any,
     ) -> None:
+        """``source``: the keys of downloaded or one's own data (``data_dir``, ``download``,
+        ``root``, ``image_size``, ``channels``, ``mirror``, ``path``, ``target``, ``task``,
+        ``missing``), handed to its loader (see :mod:`dllab.sources`)."""
         super().__init__()
         if name not in DATASETS:
             raise ConfigError(f"data.name={name}: unknown dataset; choose one of {', '.join(DATASETS)}")
@@ -146,6 +151,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.features = list(features)
         self.limits = {"train": limit_train_batches, "val": limit_val_batches, "test": limit_test_batches}
         self.overfit_batches = overfit_batches
+        self.source = source
         self.dataset: Dataset | None = None
         self.points: dict[str, np.ndarray] = {}  # raw 2-D points per split (playground sets)
         self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -170,6 +176,11 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._data.class_names
 
     @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """(C, H, W) when the rows are flattened images, else None."""
+        return self._data.image_shape
+
+    @property
     def _data(self) -> Dataset:
         if self.dataset is None:
             self.setup()
@@ -186,8 +197,10 @@ class InMemoryDataModule(L.LightningDataModule):
             data, points = load_playground(
                 self.data_name, int(self.n_samples or 500), float(self.noise), self.features, self.seed
             )
-        else:
+        elif info.kind == "sklearn":
             data = load_sklearn(self.data_name)
+        else:
+            data = load_source(self.data_name, info.kind, self.source, self.n_samples, self.seed)
         self._check_values(data)
         index = self._split_indices(data)
         if self.overfit_batches:

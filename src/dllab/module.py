@@ -16,7 +16,7 @@ logged once per epoch under ``train/``, ``val/`` and ``test/``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import lightning as L
@@ -67,6 +67,8 @@ class MLPModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.automatic_optimization = False
+        # Training-only batch augmentation (dllab.augmentation), set by dllab-train; not saved.
+        self.augment: Callable[[Tensor], Tensor] | None = None
         self.net = MLP(input_size, output_size, hidden_sizes, activation, dropout, batch_norm)
         loss_options = dict(loss or {})
         self.loss_name = resolved_loss_name(self.task, loss_options.pop("name", "auto"))
@@ -121,7 +123,7 @@ class MLPModule(L.LightningModule):
             for first in range(start, stop, batch_size):
                 index = order[first : min(first + batch_size, stop)]
                 target = y[index]
-                output = self.net(x[index])
+                output = self.net(x[index] if self.augment is None else self.augment(x[index]))
                 loss = self.criterion(output, target)
                 share = index.numel() / (stop - start)
                 scaled = loss * share if share != 1.0 else loss

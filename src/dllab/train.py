@@ -87,6 +87,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import torch
     from hydra.utils import instantiate
 
+    from dllab.augmentation import build_augmenter
     from dllab.module import MODULES
 
     quiet_library_logs()
@@ -117,6 +118,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **loop_kwargs,
     )
     check_metric_logged(cfg.optimized_metric, module)
+    module.augment = build_augmenter(
+        plain(cfg.augmentation) if cfg.get("augmentation") else {},
+        cfg.data.name,
+        datamodule.image_shape,
+        datamodule.scaling,
+        seed=cfg.seed,
+        mirror=cfg.data.get("mirror"),
+    )
 
     from dllab.callbacks import GracefulInterrupt
 
