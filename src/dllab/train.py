@@ -92,6 +92,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = sweep_jobs.job_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
+    log.info("torch threads: %d", torch.get_num_threads())
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 

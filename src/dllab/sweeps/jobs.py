@@ -66,34 +66,56 @@ def run_label(overrides: Sequence[str], limit: int = 120) -> str:
     return label[:limit] or "defaults"
 
 
+SWEPT_KEYS_ENV = "DLLAB_SWEPT_KEYS"
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """Keys the sweep varies: its sweep overrides (``a=1,2``, ``choice(...)``, ...) and the
+    search space of a sweeper with ``params``. Run in the process that starts the sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
+    keys = [
+        o.get_key_element().lstrip("+~")
+        for o in OverridesParser.create().parse_overrides(overrides)
+        if o.is_sweep_override()
+    ]
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    return keys + [str(k) for k in params if str(k) not in keys]
+
+
 def tensorboard_version() -> str:
     """TensorBoard version dir of this run: none in a single run (events in
-    ``tensorboard/``), the readable overrides in a multirun (``tensorboard/data=xor,...``),
+    ``tensorboard/``), in a multirun the values of the swept keys (``tensorboard/data=xor,
+    activation=tanh``; all of the job's overrides if the sweep did not say which it varies),
     so that ``tensorboard --logdir <sweep dir>`` names each job by what differs."""
     if not is_multirun():
         return ""
-    return run_label(job_overrides())
+    overrides = job_overrides()
+    swept = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+    chosen = [o for o in overrides if split_override(o)[0] in swept]
+    return run_label(chosen or overrides)
 
 
 OmegaConf.register_new_resolver("dllab.tb_version", tensorboard_version, replace=True)
 
 
 def swept_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The keys this job's overrides set, with their resolved values, for the HParams tab."""
+    """The keys this job's overrides set, with their resolved values, for the HParams tab
+    (a config group by its chosen option: ``data: circle``)."""
+    choices = HydraConfig.get().runtime.choices if is_multirun() else {}
     hparams: dict[str, Any] = {}
     for override in job_overrides():
         key, value = split_override(override)
-        if "/" in key:  # a config group option (experiment=..., hparams_search=...)
-            hparams[key] = value
+        if "/" in key or key in choices:
+            hparams[key] = choices.get(key, value)
             continue
         resolved = OmegaConf.select(cfg, key, default=value)
-        if isinstance(resolved, DictConfig | list) or OmegaConf.is_config(resolved):
+        if OmegaConf.is_config(resolved):
             resolved = str(OmegaConf.to_container(resolved, resolve=True))
         elif isinstance(resolved, dict | list | tuple):
-            resolved = str(list(resolved) if not isinstance(resolved, dict) else resolved)
-        if resolved is None:
-            resolved = "null"
-        hparams[key] = resolved
+            resolved = str(resolved)
+        hparams[key] = "null" if resolved is None else resolved
     return hparams
 
 

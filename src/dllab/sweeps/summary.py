@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from dllab.catalog import metric_mode
 from dllab.results import COMPLETED
-from dllab.sweeps.jobs import shown_overrides, split_override
+from dllab.sweeps.jobs import SWEPT_KEYS_ENV, shown_overrides, split_override, swept_keys
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
 UNFINISHED = "unfinished"
@@ -91,9 +91,10 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=key)
 
 
-def columns(rows: list[dict[str, Any]]) -> list[str]:
+def columns(rows: list[dict[str, Any]], params: bool = False) -> list[str]:
     test = sorted({k for r in rows for k in r if k.startswith("test/")})
-    return [*FIXED_COLUMNS[:4], *test, *FIXED_COLUMNS[4:], "run_dir", "error"]
+    swept = swept_parameters(rows) if params else []
+    return [*FIXED_COLUMNS[:4], *test, *FIXED_COLUMNS[4:], *swept, "run_dir", "error"]
 
 
 def fmt(value: Any) -> str:
@@ -106,10 +107,10 @@ def fmt(value: Any) -> str:
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns(rows), extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns(rows, params=True), extrasaction="ignore")
         writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        for row in rows:  # the swept parameters get a column each, for pandas & co.
+            writer.writerow({k: ("" if v is None else v) for k, v in (row | row["params"]).items()})
 
 
 def write_markdown(rows: list[dict[str, Any]], path: Path, sweep_dir: Path) -> None:
@@ -217,18 +218,20 @@ class SweepSummaryCallback(Callback):
     """
 
     def __init__(self) -> None:
-        self._saved_env: str | None = None
+        self._saved_env: dict[str, str | None] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._saved_env = os.environ.get(SWEEP_DIR_ENV)
+        self._saved_env = {name: os.environ.get(name) for name in (SWEEP_DIR_ENV, SWEPT_KEYS_ENV)}
         os.environ[SWEEP_DIR_ENV] = str(Path(str(config.hydra.sweep.dir)).absolute())
+        os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))  # readable TensorBoard run names
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        if self._saved_env is None:
-            os.environ.pop(SWEEP_DIR_ENV, None)
-        else:
-            os.environ[SWEEP_DIR_ENV] = self._saved_env
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         try:
             result = write_summary(sweep_dir)
         except FileNotFoundError as err:
