@@ -35,6 +35,7 @@ from dllab.results import (
     to_float,
     write_metrics,
 )
+from dllab.sweeps import jobs as sweep_jobs
 
 log = logging.getLogger("dllab.train")
 
@@ -46,7 +47,8 @@ def config_dir() -> str:
 
 
 _RUN_ID = uuid.uuid4().hex[:6]
-OmegaConf.register_new_resolver("dllab.run_id", lambda: _RUN_ID, replace=True)
+# cached: every job of a multirun (also in joblib workers) gets the id its sweep dir was made with
+OmegaConf.register_new_resolver("dllab.run_id", lambda: _RUN_ID, replace=True, use_cache=True)
 OmegaConf.register_new_resolver("dllab.metric_mode", metric_mode, replace=True)
 # resume=<run dir> continues in that dir, and leaves its .hydra/ (the original overrides) alone.
 OmegaConf.register_new_resolver("dllab.run_dir", lambda resume, new: resume or new, replace=True)
@@ -94,8 +96,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
     if cfg.get("ckpt_path"):
         read_checkpoint(cfg.ckpt_path, "resume" if cfg.get("resume") else "ckpt_path")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    threads = sweep_jobs.job_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
+    log.info("torch threads: %d", torch.get_num_threads())
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 
@@ -132,6 +136,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [*instantiate_enabled(cfg.get("callbacks")), GracefulInterrupt()]
     loggers = instantiate_enabled(cfg.get("logger"))
     trainer_kwargs |= trainer_flags_for(callbacks)
+    sweep_jobs.use_job_ddp_workers()
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     save_config(cfg, run_dir)
 
@@ -165,7 +170,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": best_path or None,
         "run_dir": str(run_dir),
     }
-    log_hparams(trainer, short_hparams(cfg, module.loss_name), {**test_metrics, **best_val})
+    # a callback may end a run early with its own status (the Optuna pruner: "pruned")
+    statuses = [getattr(c, "run_status", None) for c in callbacks]
+    result["status"] = next((s for s in statuses if s), COMPLETED)
+    hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
+    log_hparams(trainer, hparams, {**test_metrics, **best_val})
     return result
 
 
@@ -237,7 +246,8 @@ def run(cfg: DictConfig) -> float | None:
         if cfg.get("resume"):
             cfg = resume_config(cfg)
         check_config(cfg)
-        result = train(cfg)
+        with sweep_jobs.fresh_distributed_state():
+            result = train(cfg)
     except ConfigError as err:
         return _fail(cfg, run_dir, "config_error", err, exit_code=2)
     except DivergedError as err:
@@ -246,20 +256,26 @@ def run(cfg: DictConfig) -> float | None:
         if verbose_errors(cfg):
             raise
         return _fail(cfg, run_dir, FAILED, err, exit_code=1, wall=time.perf_counter() - started)
-    write_metrics(run_dir, COMPLETED, **result)
+    if sweep_jobs.global_rank() != 0:  # a DDP worker: rank 0 records the run
+        return result["objective"]
+    write_metrics(run_dir, result.pop("status"), **result)
     print(f"\nrun dir: {run_dir}\nmetrics: {run_dir / 'metrics.json'}")
     print(f"look at it: tensorboard --logdir {run_dir}")
+    if result["objective"] is None and is_multirun():
+        return sweep_jobs.worst_value(cfg)
     return result["objective"]
 
 
-def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_code: int, wall: float = 0.0):
+def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_code: int, wall: float = 0.0) -> float:
     message = str(err) if isinstance(err, (ConfigError, DivergedError)) else f"{type(err).__name__}: {err}"
     print(f"error: {message}", file=sys.stderr)
     if verbose_errors(cfg) and status != FAILED:
         import traceback
 
         traceback.print_exception(err)
-    if status == "config_error" and not is_multirun() and made_only_by_hydra(run_dir, cfg):
+    if sweep_jobs.global_rank() != 0:
+        pass  # a DDP worker: rank 0 records the run
+    elif status == "config_error" and not is_multirun() and made_only_by_hydra(run_dir, cfg):
         shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run dir left behind
     else:
         write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
@@ -267,7 +283,7 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
     if status == FAILED and not verbose_errors(cfg):
         print("(set HYDRA_FULL_ERROR=1 or verbose=true for the traceback)", file=sys.stderr)
     if is_multirun():
-        return None
+        return sweep_jobs.worst_value(cfg)  # the sweep goes on; a sweeper ranks this job last
     sys.exit(exit_code)
 
 
@@ -314,6 +330,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     """Console entry point of ``dllab-train`` (also ``python -m dllab.train``)."""
     _hydra_main()
+    from dllab.sweeps.summary import LAST_SWEEP
+
+    if LAST_SWEEP.jobs and LAST_SWEEP.failed == LAST_SWEEP.jobs:
+        sys.exit(1)  # a multirun whose every job failed
 
 
 if __name__ == "__main__":

@@ -1,0 +1,213 @@
+"""The Optuna search behind ``hydra/sweeper=dllab_optuna`` (current Optuna, ask/tell).
+
+Each trial is one Hydra job, launched by whatever launcher is configured (in batches of
+``n_jobs``), so the job number is the trial number and the job dir is
+``<sweep dir>/<trial number>/``. The study lives in ``<sweep dir>/optuna.db`` by default;
+conf/hparams_search/ fixes the sweep dir per study (no timestamp), so running the same
+command again continues the study up to ``n_trials`` finished trials.
+
+A job that fails (exception, divergence, bad config) is told to Optuna as FAIL, so the
+sampler never learns from it, and the search goes on. A job stopped by the pruner
+(``dllab.sweeps.pruning.OptunaPruning``, reporting per-epoch validation values to its
+trial through the same storage) is told as PRUNED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from dllab.errors import ConfigError
+from dllab.sweeps.search_space import override_value, search_space
+
+log = logging.getLogger("dllab.sweeps")
+
+DIRECTIONS = ("maximize", "minimize")
+SAMPLERS = ("tpe", "random")
+PRUNER_ATTR = "dllab_pruner"  # study user attribute: the pruner's settings, for the jobs
+PRUNING_KEY = "callbacks.optuna_pruning"
+RESULTS_FILE = "optimization_results.yaml"
+
+
+class OptunaSearch:
+    def __init__(
+        self,
+        direction: str = "maximize",
+        study_name: str = "dllab",
+        storage: str | None = None,
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        sampler: dict[str, Any] | None = None,
+        pruner: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"hydra.sweeper.direction={direction}: choose one of {', '.join(DIRECTIONS)}")
+        sampler = dict(sampler or {})
+        if sampler.get("name", "tpe") not in SAMPLERS:
+            raise ConfigError(f"hydra.sweeper.sampler.name={sampler.get('name')}: choose one of {', '.join(SAMPLERS)}")
+        if int(n_trials) < 1 or int(n_jobs) < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: both must be at least 1")
+        self.direction, self.study_name, self.storage = direction, study_name, storage
+        self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
+        self.sampler_cfg, self.pruner_cfg = sampler, dict(pruner or {})
+        self.params = dict(params or {})
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # --- the study ----------------------------------------------------------------------
+    def make_sampler(self) -> Any:
+        import optuna
+
+        seed = self.sampler_cfg.get("seed")
+        if self.sampler_cfg.get("name", "tpe") == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(self.sampler_cfg.get("n_startup_trials", 5)))
+
+    def pruning(self) -> bool:
+        return bool(self.pruner_cfg.get("enabled", True))
+
+    def open_study(self, sweep_dir: Path) -> Any:
+        import optuna
+
+        storage = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').absolute()}"
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=self.make_sampler(),
+            pruner=make_pruner(self.pruner_cfg),
+            direction=optuna.study.StudyDirection[self.direction.upper()],
+            load_if_exists=True,
+        )
+        existing = study.direction.name.lower()
+        if existing != self.direction:
+            raise ConfigError(
+                f"hydra.sweeper.direction={self.direction}: the study {self.study_name} in {storage} "
+                f"was made to {existing}; use another study_name or storage"
+            )
+        study.set_user_attr(PRUNER_ATTR, self.pruner_cfg)
+        self.storage_url = storage
+        return study
+
+    # --- the sweep ----------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        from optuna.trial import TrialState
+
+        assert self.config is not None and self.launcher is not None
+        space, fixed = search_space(self.params, arguments)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        study = self.open_study(sweep_dir)
+        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            study.tell(stale.number, state=TrialState.FAIL)  # left over by an interrupted sweep
+            study._storage.set_trial_user_attr(stale._trial_id, "status", "interrupted")
+        done = len(study.get_trials(deepcopy=False))
+        if done:
+            log.info("study %s: %d trials already, continuing to %d", self.study_name, done, self.n_trials)
+        pruning = self.pruning() and OmegaConf.select(self.config, PRUNING_KEY) is not None
+        returns: list[Any] = []
+        while done < self.n_trials:
+            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
+            batch = []
+            for trial in trials:
+                overrides = [*fixed, *(f"{k}={override_value(v)}" for k, v in trial.params.items())]
+                if pruning:
+                    overrides += [
+                        f"{PRUNING_KEY}.storage='{self.storage_url}'",
+                        f"{PRUNING_KEY}.study_name='{self.study_name}'",
+                        f"{PRUNING_KEY}.trial_id={trial._trial_id}",
+                    ]
+                batch.append(overrides)
+            results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            for trial, result in zip(trials, results, strict=True):
+                self.tell(study, trial, result)
+            returns.append(results)
+            done += len(trials)
+        self.write_results(study, sweep_dir)
+        return returns
+
+    def tell(self, study: Any, trial: Any, result: JobReturn) -> None:
+        from optuna.trial import TrialState
+
+        metrics = job_metrics(result)
+        status = metrics.get("status", "failed" if result.status == JobStatus.FAILED else "completed")
+        value = result._return_value if result.status == JobStatus.COMPLETED else None
+        study._storage.set_trial_user_attr(trial._trial_id, "status", status)
+        if metrics.get("error"):
+            study._storage.set_trial_user_attr(trial._trial_id, "error", str(metrics["error"])[:500])
+        if status == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif status == "completed" and isinstance(value, int | float) and math.isfinite(value):
+            study.tell(trial, float(value))
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d (job %d) %s: %s", trial.number, trial.number, status, metrics.get("error", ""))
+
+    def write_results(self, study: Any, sweep_dir: Path) -> None:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState if s.is_finished()}
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
+        results: dict[str, Any] = {
+            "name": self.study_name,
+            "storage": self.storage_url,
+            "direction": self.direction,
+            "n_trials": len(trials),
+            "trials": counts,
+        }
+        if completed:
+            best = study.best_trial
+            results |= {
+                "best_value": float(best.value),
+                "best_params": dict(best.params),
+                "best_trial": best.number,
+                "best_job_dir": str(sweep_dir / str(best.number)),
+            }
+        else:
+            results |= {"best_value": None, "best_params": None}
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
+        log.info("best of %d trials: %s", len(trials), results.get("best_value"))
+        print(
+            f"\noptuna: {counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
+            f"{counts.get('fail', 0)} failed; best {results['best_value']} with {results['best_params']}"
+        )
+        print(f"results: {sweep_dir / RESULTS_FILE}")
+
+
+def make_pruner(settings: dict[str, Any]) -> Any:
+    import optuna
+
+    if not settings.get("enabled", True):
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=int(settings.get("n_startup_trials", 3)),
+        n_warmup_steps=int(settings.get("n_warmup_steps", 3)),
+        interval_steps=int(settings.get("interval_steps", 1)),
+    )
+
+
+def job_metrics(result: JobReturn) -> dict[str, Any]:
+    """The job's metrics.json (empty when the job wrote none)."""
+    if result.hydra_cfg is None:
+        return {}
+    path = Path(str(result.hydra_cfg.hydra.runtime.output_dir)) / "metrics.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        return {}

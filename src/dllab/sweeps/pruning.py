@@ -1,0 +1,63 @@
+"""Median pruning from inside a job: a Lightning callback reporting the per-epoch
+validation value to its Optuna trial through the study's storage (the job may run in
+another process than the sweeper) and stopping the run when the pruner says so.
+
+The Optuna sweeper adds ``callbacks.optuna_pruning.storage``, ``.study_name`` and ``.trial_id`` to each
+trial's overrides; with ``trial_id: null`` (a plain run) the callback does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger("dllab.sweeps")
+
+
+class OptunaPruning(Callback):
+    def __init__(
+        self,
+        storage: str | None = None,
+        study_name: str | None = None,
+        trial_id: int | None = None,
+        monitor: str | None = None,
+    ) -> None:
+        self.storage, self.study_name, self.trial_id, self.monitor = storage, study_name, trial_id, monitor
+        self.run_status: str | None = None  # "pruned" once stopped; dllab-train records it
+        self._trial: Any = None
+
+    def _open(self) -> Any:
+        import optuna
+
+        from dllab.sweeps.optuna_search import PRUNER_ATTR, make_pruner
+
+        assert self.storage is not None and self.study_name is not None and self.trial_id is not None
+        storage = optuna.storages.get_storage(self.storage)
+        study_id = storage.get_study_id_from_name(self.study_name)
+        settings = storage.get_study_user_attrs(study_id).get(PRUNER_ATTR, {})
+        study = optuna.load_study(study_name=self.study_name, storage=storage, pruner=make_pruner(settings))
+        return optuna.trial.Trial(study, int(self.trial_id))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.trial_id is None or self.storage is None or self.study_name is None or trainer.sanity_checking:
+            return
+        monitor = self.monitor or getattr(trainer.checkpoint_callback, "monitor", None)
+        prune = False
+        if trainer.is_global_zero:
+            value = trainer.callback_metrics.get(monitor) if monitor else None
+            if value is not None and math.isfinite(float(value)):
+                if self._trial is None:
+                    self._trial = self._open()
+                epoch = trainer.current_epoch
+                self._trial.report(float(value), step=epoch)
+                prune = bool(self._trial.should_prune())
+                if prune:
+                    log.info("pruned by Optuna at epoch %d: %s=%.4f", epoch, monitor, float(value))
+        prune = bool(trainer.strategy.broadcast(prune, src=0))
+        if prune:
+            self.run_status = "pruned"
+            trainer.should_stop = True

@@ -1,0 +1,264 @@
+"""The leaderboard of a sweep: ``summary.csv``, ``summary.md`` and ``summary.png`` in the
+sweep dir, one row per job, best first.
+
+Written at the end of every multirun (:class:`SweepSummaryCallback`, a Hydra callback
+in ``conf/hydra/default.yaml``) and by ``dllab-summary <sweep dir>`` for any sweep dir,
+also one that is still running or was interrupted (its unfinished jobs are listed as
+``unfinished``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from dllab.catalog import metric_mode
+from dllab.results import COMPLETED
+from dllab.sweeps.jobs import SWEPT_KEYS_ENV, shown_overrides, split_override, swept_keys
+
+SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
+UNFINISHED = "unfinished"
+PRUNED = "pruned"
+# A pruned job was stopped on purpose by the search: not a failure.
+OK_STATUSES = (COMPLETED, PRUNED)
+FIXED_COLUMNS = ("job", "status", "metric", "objective", "epochs", "wall_seconds", "overrides")
+
+
+@dataclass
+class SweepResult:
+    """What the last multirun of this process ended with (read by ``dllab-train``'s exit code)."""
+
+    jobs: int = 0
+    failed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+LAST_SWEEP = SweepResult()
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job dirs of a sweep (each has Hydra's ``.hydra/``), by job number."""
+    found = [p.parent for p in sweep_dir.glob("*/.hydra") if p.parent.name.isdigit()]
+    return sorted(found, key=lambda p: int(p.name))
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """One row: the job's overrides and what its metrics.json says."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = shown_overrides(yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.exists() else []
+    row: dict[str, Any] = {"job": int(job_dir.name), "overrides": " ".join(overrides), "run_dir": str(job_dir)}
+    row["params"] = dict(split_override(o) for o in overrides)
+    metrics_file = job_dir / "metrics.json"
+    if not metrics_file.exists():
+        row |= {"status": UNFINISHED, "error": "no metrics.json (still running, or the job was killed)"}
+        return row
+    metrics = json.loads(metrics_file.read_text())
+    objective = metrics.get("objective")
+    row |= {
+        "status": metrics.get("status", UNFINISHED),
+        "metric": metrics.get("optimized_metric"),
+        "objective": float(objective) if objective is not None else math.nan,
+        "epochs": metrics.get("epochs"),
+        "wall_seconds": metrics.get("wall_seconds"),
+        "error": metrics.get("error", ""),
+    }
+    row |= dict(metrics.get("test") or {})
+    return row
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every job of the sweep, best first by its optimized metric; failed jobs last."""
+    rows = [read_job(d) for d in job_dirs(sweep_dir)]
+    metrics = [r["metric"] for r in rows if r.get("metric")]
+    sign = -1.0 if metrics and metric_mode(metrics[0]) == "max" else 1.0
+
+    def key(row: dict[str, Any]) -> tuple[int, float, int]:
+        value = row.get("objective", math.nan)
+        usable = row["status"] in OK_STATUSES and isinstance(value, float) and math.isfinite(value)
+        return (0 if usable else 1, sign * value if usable else 0.0, row["job"])
+
+    return sorted(rows, key=key)
+
+
+def columns(rows: list[dict[str, Any]], params: bool = False) -> list[str]:
+    test = sorted({k for r in rows for k in r if k.startswith("test/")})
+    swept = swept_parameters(rows) if params else []
+    return [*FIXED_COLUMNS[:4], *test, *FIXED_COLUMNS[4:], *swept, "run_dir", "error"]
+
+
+def fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns(rows, params=True), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:  # the swept parameters get a column each, for pandas & co.
+            writer.writerow({k: ("" if v is None else v) for k, v in (row | row["params"]).items()})
+
+
+def write_markdown(rows: list[dict[str, Any]], path: Path, sweep_dir: Path) -> None:
+    names = [c for c in columns(rows) if c != "run_dir"]
+    failed = [r for r in rows if r["status"] not in OK_STATUSES]
+    metric = next((r["metric"] for r in rows if r.get("metric")), "?")
+    lines = [
+        f"# Sweep {sweep_dir}",
+        "",
+        f"{len(rows)} jobs, {len(failed)} failed. Best first by `{metric}`; job dirs are `<sweep dir>/<job>/`.",
+        "",
+        "| " + " | ".join(names) + " |",
+        "|" + "|".join(" --- " for _ in names) + "|",
+    ]
+    for row in rows:
+        cells = [fmt(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def swept_parameters(rows: list[dict[str, Any]]) -> list[str]:
+    """Override keys that take more than one value across the jobs (else all override keys)."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row["params"] if k not in keys]
+    varying = [k for k in keys if len({r["params"].get(k) for r in rows}) > 1]
+    return varying or keys
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def write_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """The optimized metric against each swept parameter (one panel per parameter);
+    numbers on a (log) axis, choices as categories; failed jobs left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["status"] in OK_STATUSES and math.isfinite(r.get("objective", math.nan))]
+    params = swept_parameters(rows) or ["job"]
+    metric = next((r["metric"] for r in rows if r.get("metric")), "objective")
+    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.4), squeeze=False)
+    for ax, param in zip(axes[0], params, strict=True):
+        raw = [str(r["job"]) if param == "job" else r["params"].get(param) for r in done]
+        values = [r["objective"] for r in done]
+        numbers = [_number(v) for v in raw]
+        if raw and all(n is not None for n in numbers) and len(set(raw)) > 2:
+            xs = [float(n) for n in numbers if n is not None]
+            ax.scatter(xs, values, alpha=0.8)
+            if min(xs) > 0 and max(xs) / min(xs) >= 100:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in raw}, key=lambda s: (_number(s) is None, _number(s) or 0.0, s))
+            position = {label: i for i, label in enumerate(labels)}
+            ax.scatter([position[str(v)] for v in raw], values, alpha=0.8)
+            for label, i in position.items():
+                mine = [y for v, y in zip(raw, values, strict=True) if str(v) == label]
+                ax.hlines(sum(mine) / len(mine), i - 0.25, i + 0.25, colors="C1")
+            ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
+        ax.set_xlabel(param)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{len(done)} of {len(rows)} jobs (orange: mean per choice)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_summary(sweep_dir: Path) -> SweepResult:
+    """Write summary.csv, summary.md and summary.png into the sweep dir."""
+    rows = collect(sweep_dir)
+    if not rows:
+        raise FileNotFoundError(f"{sweep_dir}: no job dirs (<job number>/.hydra/) in it; is it a sweep dir?")
+    write_csv(rows, sweep_dir / "summary.csv")
+    write_markdown(rows, sweep_dir / "summary.md", sweep_dir)
+    write_plot(rows, sweep_dir / "summary.png")
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+    failed = sum(n for s, n in by_status.items() if s not in OK_STATUSES)
+    return SweepResult(jobs=len(rows), failed=failed, by_status=by_status)
+
+
+def report(result: SweepResult, sweep_dir: Path) -> str:
+    statuses = ", ".join(f"{s}: {n}" for s, n in sorted(result.by_status.items()))
+    lines = [f"sweep: {result.jobs} jobs, {result.failed} failed ({statuses})"]
+    lines.append(f"summary: {sweep_dir / 'summary.md'} (also summary.csv, summary.png)")
+    lines.append(f"look at it: tensorboard --logdir {sweep_dir}")
+    return "\n".join(lines)
+
+
+class SweepSummaryCallback(Callback):
+    """Hydra callback of every multirun.
+
+    At the start it fixes the sweep dir: resolved once here, with the sweep's primary
+    config, and handed to the jobs in ``DLLAB_SWEEP_DIR`` (a job resolving it itself would
+    use its own ``task_name`` and, in a joblib worker, its own process id). At the end it
+    writes the summary and says how many jobs failed.
+    """
+
+    def __init__(self) -> None:
+        self._saved_env: dict[str, str | None] = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._saved_env = {name: os.environ.get(name) for name in (SWEEP_DIR_ENV, SWEPT_KEYS_ENV)}
+        os.environ[SWEEP_DIR_ENV] = str(Path(str(config.hydra.sweep.dir)).absolute())
+        os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))  # readable TensorBoard run names
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        try:
+            result = write_summary(sweep_dir)
+        except FileNotFoundError as err:
+            print(f"sweep summary: {err}", file=sys.stderr)
+            return
+        LAST_SWEEP.jobs, LAST_SWEEP.failed, LAST_SWEEP.by_status = result.jobs, result.failed, result.by_status
+        print("\n" + report(result, sweep_dir))
+        if result.failed == result.jobs:
+            print("error: every job of the sweep failed; see the error column of summary.md", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``dllab-summary <sweep dir>``: (re)write the summary of a finished or partial sweep."""
+    parser = argparse.ArgumentParser(prog="dllab-summary", description=main.__doc__)
+    parser.add_argument("sweep_dir", type=Path, help="logs/<task>/multiruns/<sweep>")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: sweep_dir={args.sweep_dir}: not a directory", file=sys.stderr)
+        sys.exit(2)
+    try:
+        result = write_summary(args.sweep_dir)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print((args.sweep_dir / "summary.md").read_text())
+    print(report(result, args.sweep_dir))
+
+
+if __name__ == "__main__":
+    main()

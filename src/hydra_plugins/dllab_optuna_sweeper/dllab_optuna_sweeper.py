@@ -1,0 +1,69 @@
+"""``hydra/sweeper=dllab_optuna``: a thin Hydra sweeper on Optuna's ask/tell API.
+
+The search itself lives in :mod:`dllab.sweeps.optuna_search`; this module only registers
+the config schema and the plugin class (and imports nothing heavy: Hydra scans its plugins
+at every start).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+@dataclass
+class SamplerConf:
+    # tpe (Bayesian, the default) or random
+    name: str = "tpe"
+    seed: int | None = 42
+    # TPE samples at random for its first n_startup_trials trials
+    n_startup_trials: int = 5
+
+
+@dataclass
+class PrunerConf:
+    # median pruning of hopeless trials from their per-epoch validation metric
+    enabled: bool = True
+    # trials that finish before pruning starts, and epochs before a trial can be pruned
+    n_startup_trials: int = 3
+    n_warmup_steps: int = 3
+    interval_steps: int = 1
+
+
+@dataclass
+class DllabOptunaSweeperConf:
+    _target_: str = "hydra_plugins.dllab_optuna_sweeper.dllab_optuna_sweeper.DllabOptunaSweeper"
+    # maximize or minimize the value the job returns (optimized_metric)
+    direction: str = "maximize"
+    study_name: str = "dllab"
+    # null: sqlite:///<sweep dir>/optuna.db, so re-running the same command resumes the study
+    storage: str | None = None
+    # trials of the study in all (finished ones, also those of earlier runs, count)
+    n_trials: int = 20
+    # trials launched together (run in parallel by a parallel launcher)
+    n_jobs: int = 1
+    sampler: SamplerConf = field(default_factory=SamplerConf)
+    pruner: PrunerConf = field(default_factory=PrunerConf)
+    # key: search space, e.g. optimizer.lr: tag(log, interval(1e-4, 1e-1))
+    params: dict[str, str] | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="dllab_optuna", node=DllabOptunaSweeperConf, provider="dllab_optuna_sweeper"
+)
+
+
+class DllabOptunaSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        from dllab.sweeps.optuna_search import OptunaSearch
+
+        self.search = OptunaSearch(**settings)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self.search.sweep(arguments)

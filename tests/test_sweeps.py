@@ -1,0 +1,267 @@
+"""Sweeps end to end (subprocesses): grids, parallel and submitit launchers, a failing job,
+the summary, TensorBoard HParams per job, DDP inside a multirun, the Optuna search that
+resumes and prunes; plus unit tests of the search-space syntax and the thread rule."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from dllab.errors import ConfigError
+from dllab.sweeps import jobs
+from dllab.sweeps.search_space import search_space
+from dllab.train import config_dir
+from tests.conftest import run_cli
+
+SHORT = ("data=circle", "model.hidden_sizes=[8]", "trainer.max_epochs=2", "threads=1")
+
+
+def sweep_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in (root / "logs").glob("*/multiruns/*/multirun.yaml"))
+
+
+def metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def hparams_session(run_dir: Path) -> tuple[dict, dict[str, float]]:
+    """The HParams session start info and the last value of each scalar of one TB run."""
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    values = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    return {k: v.string_value or v.number_value for k, v in hparams.items()}, values
+
+
+# --- unit tests ---------------------------------------------------------------------------
+def test_search_space_syntax() -> None:
+    space, fixed = search_space(
+        {
+            "optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
+            "model.dropout": "interval(0.0, 0.5)",
+            "model.hidden_sizes": "choice([64],[64,64])",
+            "data.batch_size": "int(interval(8, 64))",
+            "trainer.max_epochs": "range(10, 40, 10)",
+        },
+        ["model.activation=relu,tanh", "optimizer=adam", "data.batch_size=choice(16,32)"],
+    )
+    lr = space["optimizer.lr"]
+    assert isinstance(lr, optuna.distributions.FloatDistribution) and lr.log and (lr.low, lr.high) == (1e-4, 0.1)
+    assert not space["model.dropout"].log
+    assert space["model.hidden_sizes"].choices == ("[64]", "[64,64]")
+    assert space["model.activation"].choices == ("relu", "tanh")
+    assert space["data.batch_size"].choices == (16, 32)  # the command line wins
+    epochs = space["trainer.max_epochs"]
+    assert isinstance(epochs, optuna.distributions.IntDistribution) and (epochs.low, epochs.high, epochs.step) == (
+        10,
+        30,
+        10,
+    )
+    assert fixed == ["optimizer=adam"]
+
+
+def test_search_space_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.params: the search space is empty.*interval\(a, b\)"):
+        search_space({}, ["optimizer=adam"])
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.params.optimizer.lr: a log interval needs low > 0"):
+        search_space({"optimizer.lr": "tag(log, interval(0, 1))"}, [])
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.params.model.dropout: interval\(0.5, 0.1\) needs low < high"):
+        search_space({"model.dropout": "interval(0.5, 0.1)"}, [])
+
+
+def test_thread_rule_and_labels() -> None:
+    assert jobs.parallel_jobs({"n_jobs": -1}, 8) == 8
+    assert jobs.parallel_jobs({"n_jobs": -2}, 8) == 7
+    assert jobs.parallel_jobs({"n_jobs": 3}, 8) == 3
+    assert jobs.parallel_jobs({"submitit_folder": "x"}, 8) == 1
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        ddp = compose("train", overrides=["trainer=ddp", "trainer.accelerator=cpu"]).trainer
+    assert jobs.processes_per_job(ddp) == 2
+    assert jobs.run_label(["data=xor", "model.activation=tanh", "optimizer.lr=0.1"]) == (
+        "data=xor,activation=tanh,lr=0.1"
+    )
+    assert jobs.run_label(["model.hidden_sizes=[8, 8]", "+x/y=a b"]) == "hidden_sizes=[8,_8],y=a_b"
+
+
+def test_slurm_launcher_maps_devices_and_nodes() -> None:
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],
+            return_hydra_config=True,
+        )
+        cpu = compose(
+            "train", overrides=["hydra/launcher=slurm", "trainer=cpu", "hydra.launcher.partition=short"],
+            return_hydra_config=True,
+        )  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes, launcher.timeout_min) == (4, 4, 2, 60)
+    assert (cpu.hydra.launcher.gpus_per_node, cpu.hydra.launcher.partition) == (0, "short")
+
+
+# --- end to end ---------------------------------------------------------------------------
+def test_grid_with_a_failing_job_summary_and_hparams(tmp_path: Path) -> None:
+    result = run_cli(
+        "dllab-train", "-m", *SHORT, "data=circle,xor", "optimizer.lr=0.05,nan", "model.activation=tanh", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sweep_dirs(tmp_path)
+    assert sweep.parent.parent.name == "circle_xor"  # logs/<task>/multiruns/<timestamp>_<id>
+    assert [p.name for p in sorted(sweep.iterdir()) if p.is_dir()] == ["0", "1", "2", "3"]
+    assert "sweep: 4 jobs, 2 failed (completed: 2, config_error: 2)" in result.stdout
+    for job in ("0", "2"):  # lr=0.05: complete run dirs
+        m = metrics(sweep / job)
+        assert m["status"] == "completed" and m["epochs"] == 2
+        assert (sweep / job / "checkpoints" / "best.ckpt").is_file() and (sweep / job / "config.yaml").is_file()
+    failed = metrics(sweep / "1")
+    assert failed["status"] == "config_error" and "optimizer.lr=nan" in failed["error"]
+
+    rows = summary_rows(sweep)
+    assert [r["status"] for r in rows] == ["completed", "completed", "config_error", "config_error"]
+    objectives = [float(r["objective"]) for r in rows[:2]]
+    assert objectives == sorted(objectives, reverse=True)  # val/acc: best first
+    assert {r["data"] for r in rows} == {"circle", "xor"} and rows[2]["optimizer.lr"] == "nan"
+    assert float(rows[0]["test/acc"]) == pytest.approx(metrics(Path(rows[0]["run_dir"]))["test"]["test/acc"])
+    markdown = (sweep / "summary.md").read_text()
+    assert "4 jobs, 2 failed" in markdown and "optimizer.lr=nan: must be" in markdown
+    assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+    # TensorBoard: one readable run per job, its HParams with the swept keys and final metrics
+    for job, data in (("0", "circle"), ("2", "xor")):
+        (run,) = (sweep / job / "tensorboard").iterdir()
+        assert run.name == f"data={data},lr=0.05"
+        hparams, values = hparams_session(run)
+        assert hparams["data"] == data and hparams["optimizer.lr"] == pytest.approx(0.05)
+        assert hparams["model.activation"] == "tanh" and hparams["activation"] == "tanh"
+        assert values["test/acc"] == pytest.approx(metrics(sweep / job)["test"]["test/acc"], abs=1e-6)
+
+    # dllab-summary on a partial sweep: a job without metrics.json is unfinished
+    (sweep / "2" / "metrics.json").unlink()
+    (sweep / "summary.csv").unlink()
+    again = subprocess.run(
+        [sys.executable, "-m", "dllab.sweeps.summary", str(sweep)], capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert "4 jobs, 3 failed" in again.stdout
+    assert [r["status"] for r in summary_rows(sweep)] == ["completed", "config_error", "unfinished", "config_error"]
+    missing = subprocess.run(
+        [sys.executable, "-m", "dllab.sweeps.summary", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 2 and "no job dirs" in missing.stderr
+
+
+def test_all_jobs_failing_exits_non_zero(tmp_path: Path) -> None:
+    result = run_cli("dllab-train", "-m", *SHORT, "optimizer.lr=nan,-1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "sweep: 2 jobs, 2 failed" in result.stdout and "every job of the sweep failed" in result.stderr
+
+
+def test_joblib_jobs_in_parallel_one_thread_each(tmp_path: Path) -> None:
+    result = run_cli(
+        "dllab-train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SHORT[:3],
+        "optimizer=sgd,adam", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sweep_dirs(tmp_path)
+    for job in ("0", "1"):
+        assert metrics(sweep / job)["status"] == "completed"
+        # 2 jobs at once on this machine's cores: cores // 2 threads each
+        expected = max(1, jobs.cpu_cores() // 2)
+        assert f"torch threads: {expected}" in (sweep / job / "train.log").read_text()
+    assert {r["optimizer"] for r in summary_rows(sweep)} == {"sgd", "adam"}
+
+
+def test_submitit_local_launcher(tmp_path: Path) -> None:
+    result = run_cli("dllab-train", "-m", "hydra/launcher=submitit_local", *SHORT[:3], "seed=1,2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sweep_dirs(tmp_path)
+    assert (sweep / ".submitit").is_dir()
+    for job in ("0", "1"):
+        assert metrics(sweep / job)["status"] == "completed"
+        assert "torch threads: 1" in (sweep / job / "train.log").read_text()  # cpus_per_task
+    assert "sweep: 2 jobs, 0 failed" in result.stdout
+
+
+def test_ddp_inside_a_multirun(tmp_path: Path) -> None:
+    """2 jobs × 2 gloo processes: workers re-enter their job, not the sweep; the averaged
+    gradients equal those of one process with the two ranks' batches together."""
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "data.batch_size=10")
+    result = run_cli("dllab-train", "-m", *ddp, *SHORT, "model.activation=relu,tanh", cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sweep_dirs(tmp_path)  # no second sweep started by the workers
+    assert len(list((tmp_path / "logs").glob("*/*/*"))) == 1
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for job in ("0", "1"):
+        m = metrics(sweep / job)
+        assert m["status"] == "completed" and m["epochs"] == 2 and m["global_step"] == 2 * 18  # 175 per rank / 10
+        assert (sweep / job / "train_ddp_process_1.log").is_file()
+        assert not (sweep / job / "multiruns").exists()
+
+    single = run_cli("dllab-train", "trainer=cpu", "data.batch_size=20", *SHORT, "model.activation=relu", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    (run_dir,) = [p.parent for p in (tmp_path / "logs").glob("*/runs/*/.hydra")]
+    ddp_state = torch.load(sweep / "0" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    one_state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name, value in one_state.items():
+        assert torch.allclose(ddp_state[name], value, atol=1e-5), name
+
+
+def test_optuna_search_resumes_and_prunes(tmp_path: Path) -> None:
+    search = (
+        "hparams_search=circle_optuna",
+        "trainer.max_epochs=8",
+        "threads=1",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=1",
+    )
+    first = run_cli("dllab-train", "-m", *search, "hydra.sweeper.n_trials=3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep = tmp_path / "logs" / "circle" / "multiruns" / "optuna_circle_optuna"
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    assert len(optuna.load_study(study_name="circle_optuna", storage=storage).trials) == 3
+
+    second = run_cli("dllab-train", "-m", *search, "hydra.sweeper.n_trials=5", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    study = optuna.load_study(study_name="circle_optuna", storage=storage)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3", "4"]
+    states = [t.state for t in study.trials]
+    pruned = [t.number for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, states
+    for number in pruned:  # stopped early, recorded as such
+        m = metrics(sweep / str(number))
+        assert m["status"] == "pruned" and m["epochs"] < 8
+        assert len(study.trials[number].intermediate_values) == m["epochs"]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    for trial in complete:  # the value told is the job's objective
+        assert trial.value == pytest.approx(metrics(sweep / str(trial.number))["objective"])
+        assert trial.params["model.activation"] in ("relu", "tanh", "sigmoid")
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["n_trials"] == 5 and results["direction"] == "minimize"
+    assert results["best_value"] == pytest.approx(min(t.value for t in complete))
+    assert results["best_params"] == study.best_params
+    assert "sweep: 5 jobs, 0 failed" in second.stdout
+
+
+def test_optuna_empty_search_space_is_refused(tmp_path: Path) -> None:
+    result = run_cli("dllab-train", "-m", "hydra/sweeper=dllab_optuna", "data=circle", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "hydra.sweeper.params: the search space is empty" in result.stderr
