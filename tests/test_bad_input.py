@@ -1,11 +1,13 @@
-"""Bad input: one clear line naming the field, the value and what is allowed, a non-zero
-exit, no traceback, and no run dir left behind."""
+"""Bad input, table-driven, across config, data and environment: one clear line naming the
+field, the value and what is allowed, a non-zero exit, no traceback, and no run dir left
+that looks successful."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.conftest import run_cli, run_dirs
 
@@ -35,17 +37,60 @@ BAD_INPUTS = [
         ["optimized_metric=val/auc"],
         "optimized_metric=val/auc: not logged for this task; choose one of val/acc",
     ),
+    (["model.dropout=1.5"], "model.dropout=1.5: must be a number in [0, 1)"),
+    (["data.batch_size=abc"], "data.batch_size='abc': must be a positive integer"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1: must be null or a positive number"),
+    (["trainer.precision=8"], "trainer.precision=8: choose one of 32-true, 32, 64-true"),
+    (["seed=-1"], "seed=-1: must be a non-negative integer"),
+    (["loss=cross_entropy", "loss.label_smoothing=2"], "loss.label_smoothing=2: must be a number in [0, 1)"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1: must be a number >= 0"),
+    (["data.test_fraction=0"], "data.test_fraction=0: must be a fraction in (0, 1)"),
+    (["data=circle", "data.features=[]"], "data.features=[]: must be a non-empty list of x1, x2"),
+    (["trainer.devices=0"], "trainer.devices=0: must be 'auto', a positive integer or a list of device ids"),
+    (["trainer.max_epochs=-1", "trainer.max_steps=-1"], "trainer.max_epochs=-1 and trainer.max_steps=-1: set at"),
+    (["data=iris", "data.batch_size=200"], "data.batch_size=200: larger than the training split (105 samples)"),
+    (["data=csv", "data.path={tmp}/nan.csv", "data.target=label"], "missing values in columns b (1 rows)"),
+    (["data=csv", "data.path={tmp}/inf.csv", "data.target=label"], "data=csv: 1 rows hold NaN or inf values"),
+    (
+        ["data=csv", "data.path={tmp}/nan.csv", "data.target=y"],
+        "data.target=y: no such column in {tmp}/nan.csv; columns found: a, b, label",
+    ),
+    (["data=csv", "data.path={tmp}/none.csv", "data.target=y"], "none.csv: no such file"),
+    (["data=csv"], "data.path: required; set data.path=FILE"),
+    (["data=image_folder", "data.root={tmp}/nowhere"], "nowhere: no such folder (one sub-folder per class"),
+    (["data=image_folder", "data.root={tmp}/images"], "bad.png"),
+    (["data=iris", "augmentation=light"], "augmentation=light: data=iris holds no images"),
+    (["resume={tmp}/no_run"], "resume={tmp}/no_run: not a dllab run dir (no config.yaml)"),
 ]
+
+
+def bad_files(root: Path) -> None:
+    """A table with a missing value, one with inf, and an image folder with a corrupt file."""
+    rows = "".join(f"{i},{i * 2},{'xy'[i % 2]}\n" for i in range(20))
+    (root / "nan.csv").write_text("a,b,label\n1,,x\n" + rows)
+    (root / "inf.csv").write_text("a,b,label\n1,inf,x\n" + rows)
+    for name in ("cats", "dogs"):
+        (root / "images" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / "images" / name / f"{i}.png")
+    (root / "images" / "cats" / "bad.png").write_bytes(b"not a png")
+
+
+def test_the_table_is_long_enough() -> None:
+    assert len(BAD_INPUTS) >= 30
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
 def test_bad_input_is_one_clear_line(overrides: list[str], message: str, tmp_path: Path) -> None:
-    result = run_cli("dllab-train", *overrides, cwd=tmp_path)
+    bad_files(tmp_path)
+    args = [o.replace("{tmp}", str(tmp_path)) for o in overrides]
+    result = run_cli("dllab-train", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip().removeprefix('error: ')}"]
-    assert message in result.stderr, result.stderr
+    assert message.replace("{tmp}", str(tmp_path)) in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert run_dirs(tmp_path) == []  # nothing trained, nothing left
+    assert not list(tmp_path.glob("**/metrics.json"))
 
 
 @pytest.mark.parametrize(

@@ -275,8 +275,10 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
         traceback.print_exception(err)
     if sweep_jobs.global_rank() != 0:
         pass  # a DDP worker: rank 0 records the run
-    elif status == "config_error" and not is_multirun() and made_only_by_hydra(run_dir, cfg):
-        shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run dir left behind
+    elif status == "config_error" and cfg.get("resume"):
+        remove_if_made_by_hydra(run_dir, cfg)  # a resumed run's own metrics.json stays as it was
+    elif status == "config_error" and not is_multirun():
+        remove_if_made_by_hydra(run_dir, cfg)  # no half-made run dir left behind
     else:
         write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
         print(f"run dir: {run_dir}", file=sys.stderr)
@@ -287,11 +289,22 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
     sys.exit(exit_code)
 
 
-def made_only_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
-    """A fresh run dir that holds nothing but Hydra's files: safe to remove."""
-    if cfg.get("resume") or not run_dir.is_dir():
-        return False
-    return {p.name for p in run_dir.iterdir()} <= {".hydra", f"{HydraConfig.get().job.name}.log", "train.log"}
+def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> None:
+    """Remove a run dir that holds nothing but what Hydra wrote for this invocation (its
+    .hydra/ and log file), and the then-empty folders above it; anything else stays."""
+    if not run_dir.is_dir():
+        return
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"} if HydraConfig.initialized() else set()
+    if cfg.get("resume"):
+        hydra_files.discard(".hydra")  # a resumed dir's .hydra/ is the original run's
+    if not {p.name for p in run_dir.iterdir()} <= hydra_files:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in () if cfg.get("resume") else (run_dir.parent, run_dir.parent.parent):
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            break
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
