@@ -45,4 +45,4 @@ def test_run_writes_nothing_outside_its_run_dir(tmp_path: Path) -> None:
     written = {p for p in elsewhere.rglob("*") if p.is_file()}
     assert written and all(run_dir in p.parents for p in written)
     assert os.access(run_dir / "metrics.json", os.R_OK)
-    assert f"file://{tree / 'conf'}" in (run_dir / ".hydra" / "hydra.yaml").read_text()  # the copy ran
+    assert f"path: {tree / 'conf'}" in (run_dir / ".hydra" / "hydra.yaml").read_text()  # the copy ran
