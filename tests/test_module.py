@@ -156,3 +156,14 @@ def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
     module.eval()
     reloaded.eval()
     assert torch.equal(module(x), reloaded(x))
+
+
+def test_divergence_stops_at_the_step_it_happens() -> None:
+    from dllab.errors import DivergedError
+
+    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+    module = ClassificationModule(2, 2, hidden_sizes=[4], optimizer={"_target_": "torch.optim.SGD", "lr": 1e30})
+    t = trainer(max_epochs=3)
+    with pytest.raises(DivergedError, match=r"loss is nan at optimizer step 2 \(epoch 0\); try a smaller"):
+        t.fit(module, dm)
+    assert t.global_step == 1  # stopped right there, not at the end of the epoch

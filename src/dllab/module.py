@@ -16,6 +16,7 @@ logged once per epoch under ``train/``, ``val/`` and ``test/``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -108,6 +109,10 @@ class MLPModule(L.LightningModule):
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         max_steps = self.trainer.max_steps
         world = self.trainer.world_size
+        first_step = self.trainer.global_step
+        # On the CPU a NaN check per micro-batch is free; on accelerators it would force a host
+        # sync per step, so there the epoch's losses are checked once at its end.
+        check_each_step = x.device.type == "cpu"
 
         n_micro = -(-n // batch_size)
         micro_losses = torch.zeros(n_micro, device=order.device)
@@ -125,6 +130,8 @@ class MLPModule(L.LightningModule):
                 target = y[index]
                 output = self.net(x[index] if self.augment is None else self.augment(x[index]))
                 loss = self.criterion(output, target)
+                if check_each_step and not math.isfinite(loss.item()):
+                    self._diverged(loss.item(), first_step + micro // accumulate + 1)
                 share = index.numel() / (stop - start)
                 scaled = loss * share if share != 1.0 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
@@ -145,11 +152,7 @@ class MLPModule(L.LightningModule):
         epoch_loss = (micro_losses[:micro] * sizes).sum() / sizes.sum()
         if not torch.isfinite(epoch_loss):
             bad = int(torch.nonzero(~torch.isfinite(micro_losses[:micro]))[0])
-            step = self.trainer.global_step - (micro - 1 - bad) // accumulate - 1
-            raise DivergedError(
-                f"training diverged: loss is {micro_losses[bad].item()} at optimizer step {step} "
-                f"(epoch {self.current_epoch}); try a smaller optimizer.lr than {self._lr()}"
-            )
+            self._diverged(micro_losses[bad].item(), first_step + bad // accumulate + 1)
         metrics = self.train_metrics
         metrics.update(torch.cat(predictions), y[order[:done]])
         values = {f"train/{k}": v for k, v in metrics.compute().items()}
@@ -157,6 +160,12 @@ class MLPModule(L.LightningModule):
         values["train/loss"] = epoch_loss
         self.log_dict(values, on_step=False, on_epoch=True, batch_size=1, sync_dist=world > 1)
         self._step_scheduler(after_validation=False)
+
+    def _diverged(self, loss: float, step: int) -> None:
+        raise DivergedError(
+            f"training diverged: loss is {loss} at optimizer step {step} (epoch {self.current_epoch}); "
+            f"try a smaller optimizer.lr than {self._lr():g}"
+        )
 
     def _clip_and_step(self, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
         clip = self.hparams["gradient_clip_val"]
