@@ -20,7 +20,7 @@ class DatasetInfo:
     """A dataset dllab can load: its task, its kind, and its size when fixed."""
 
     task: str
-    kind: str  # "playground" (2-D generator) or "sklearn" (ships inside scikit-learn)
+    kind: str  # "playground" (2-D generator), "sklearn" (ships inside scikit-learn) or "function" (1-D)
     n_samples: int | None = None  # fixed size of a scikit-learn set; generators take n_samples
 
 
@@ -36,7 +36,11 @@ DATASETS: dict[str, DatasetInfo] = {
     "breast_cancer": DatasetInfo(CLASSIFICATION, "sklearn", 569),
     "digits": DatasetInfo(CLASSIFICATION, "sklearn", 1797),
     "diabetes": DatasetInfo(REGRESSION, "sklearn", 442),
+    "function": DatasetInfo(REGRESSION, "function"),
 }
+
+# Target functions of the 1-D ``function`` set (data.fn), see dllab.functions.
+FUNCTIONS = ("sin", "abs", "step", "square")
 
 # Input features of the 2-D playground sets, computed from the raw point (x1, x2).
 FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1x2", "sin_x1", "sin_x2")

@@ -84,6 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from dllab.module import MODULES
+    from dllab.plot_callbacks import build_plot_callbacks
 
     quiet_library_logs()
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
@@ -113,9 +114,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_metric_logged(cfg.optimized_metric, module)
 
     callbacks = instantiate_enabled(cfg.get("callbacks"))
+    plotters = build_plot_callbacks(**plain(cfg.plots)) if cfg.get("plots") else []
+    callbacks += plotters
     loggers = instantiate_enabled(cfg.get("logger"))
     trainer_kwargs |= trainer_flags_for(callbacks)
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
+    lr_found = None
+    if cfg.get("tuner") and cfg.tuner.get("lr_find") and not trainer.fast_dev_run:
+        from dllab.tuner import find_and_use_lr
+
+        lr_found = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
     save_config(cfg, run_dir)
 
     log.info("run dir: %s", run_dir)
@@ -148,6 +156,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": best_path or None,
         "run_dir": str(run_dir),
     }
+    if plotters:
+        result["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
+    if lr_found is not None:
+        result["lr_find"] = lr_found
     log_hparams(trainer, short_hparams(cfg, module.loss_name), {**test_metrics, **best_val})
     return result
 
