@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.colors import to_rgb as color_rgb
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # The TensorFlow Playground's colours: orange for -1 (class 0), blue for +1 (class 1).
 ORANGE, BLUE, NEUTRAL = "#f59322", "#0877bd", "#e8eaeb"
@@ -214,7 +215,7 @@ def regression_fit_figure(
     """Predicted against true values with the identity line, and the residual histogram.
     With ``surface`` (the arguments of :func:`surface_panels` but the axes) a second row
     shows the predicted surface next to the true one."""
-    figure = new_figure(8.0, 3.6 if surface is None else 7.2, dpi, hspace=0.4)
+    figure = new_figure(8.0, 3.6 if surface is None else 7.2, dpi, right=0.2 if surface is None else 0.9, hspace=0.4)
     if surface is None:
         left, right = figure.subplots(1, 2)
     else:
@@ -290,7 +291,7 @@ def regression_surface_figure(
     dpi: int = DPI,
 ) -> Figure:
     """2-D regression: the predicted surface next to the true one."""
-    figure = new_figure(8.0, 3.6, dpi)
+    figure = new_figure(8.0, 3.6, dpi, right=0.9)
     left, right = figure.subplots(1, 2)
     surface_panels(figure, left, right, grid, predicted, true, points, targets, title)
     return figure
@@ -425,7 +426,7 @@ def contour_panel(
     for i, (name, point) in enumerate((marks or {}).items()):
         ax.scatter(
             *point,
-            marker="**oX"[i % 4],
+            marker="*o"[min(i, 1)],
             s=120,
             c="white" if i == 0 else "#ffcc00",
             edgecolors="black",
@@ -434,12 +435,14 @@ def contour_panel(
         )
     ax.set_xlim(a.min(), a.max())
     ax.set_ylim(b.min(), b.max())
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.yaxis.set_major_locator(MaxNLocator(6))
 
 
 def two_param_figure(cases: Sequence[Mapping[str, object]], dpi: int = DPI) -> Figure:
     """The lecture's example: one contour panel per dataset of y = θ1·x + θ2. Each case has
     ``theta1``, ``theta2``, ``loss`` (grid), ``paths``, ``start``, ``optimum``, ``title``."""
-    figure = new_figure(5.0 * len(cases), 4.6, dpi)
+    figure = new_figure(5.0 * len(cases), 4.6, dpi, right=0.7, wspace=0.45)
     axes = np.atleast_1d(figure.subplots(1, len(cases)))
     for ax, case in zip(axes, cases, strict=True):
         contour_panel(
@@ -459,7 +462,7 @@ def two_param_figure(cases: Sequence[Mapping[str, object]], dpi: int = DPI) -> F
 
 def landscape_contour_figure(a: np.ndarray, b: np.ndarray, loss: np.ndarray, title: str = "", dpi: int = DPI) -> Figure:
     """A 2-D slice of a loss around trained weights (at the origin), as contours."""
-    figure = new_figure(5.0, 4.4, dpi)
+    figure = new_figure(5.0, 4.4, dpi, left=0.8, right=0.7)
     ax = figure.add_subplot()
     contour_panel(ax, a, b, loss, marks={"trained weights": (0.0, 0.0)})
     ax.set_xlabel("α (direction 1)")
@@ -476,6 +479,8 @@ def landscape_surface_figure(a: np.ndarray, b: np.ndarray, loss: np.ndarray, tit
     aa, bb = np.meshgrid(a, b)
     height = np.log10(np.maximum(loss, 1e-12))
     ax.plot_surface(aa, bb, height, cmap="viridis", linewidth=0, antialiased=False, rcount=60, ccount=60)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel("α")
     ax.set_ylabel("β")
     ax.set_zlabel("log10 loss")
