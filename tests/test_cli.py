@@ -96,4 +96,7 @@ def test_python_module_entry_and_help(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "dllab.train", "--help"], capture_output=True, text=True, cwd=tmp_path
     )
-    assert result.returncode == 0 and "data: breast_cancer, circle, diabetes, digits, gauss, iris" in result.stdout
+    assert (
+        result.returncode == 0
+        and "data: breast_cancer, circle, diabetes, digits, function, gauss, iris" in result.stdout
+    )
