@@ -412,3 +412,10 @@ def test_a_function_run_draws_the_learned_curve(tmp_path: Path) -> None:
     tags = images(run_dir)
     assert tags["plots/function_fit"] == [1, 2, 3]
     assert set(tags) == {"plots/function_fit", "final/function_fit", "final/regression_fit"}
+
+
+def test_testing_the_best_checkpoint_keeps_the_whole_history() -> None:
+    curves = LearningCurves(".")
+    curves.history = {"epoch": [1, 2, 3], "train/loss": [1.0, 0.5, 0.4]}
+    curves.load_state_dict({"history": {"epoch": [1], "train/loss": [1.0]}})  # what trainer.test(best) does
+    assert curves.history["epoch"] == [1, 2, 3]

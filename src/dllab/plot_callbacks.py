@@ -77,10 +77,10 @@ def predict(module: torch.nn.Module, x: np.ndarray, batch_size: int = 65536) -> 
     was_training = module.training
     module.eval()
     try:
-        device = next(module.parameters()).device
+        first = next(module.parameters())  # device and dtype (64-true precision runs in float64)
         outputs = []
         for start in range(0, len(x), batch_size):
-            out = module(torch.from_numpy(x[start : start + batch_size]).to(device)).float()
+            out = module(torch.from_numpy(x[start : start + batch_size]).to(first.device, first.dtype)).float()
             if getattr(module, "task", None) == CLASSIFICATION:
                 out = out.softmax(-1)
             outputs.append(out.cpu().numpy())
@@ -350,7 +350,10 @@ class LearningCurves(PlotCallback):
         return {"history": {k: list(v) for k, v in self.history.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = {k: list(v) for k, v in state_dict.get("history", {"epoch": []}).items()}
+        # A resumed fit starts with no history and gets the checkpoint's; testing the best
+        # checkpoint after fit restores callback states too, and must keep all epochs.
+        if not self.history["epoch"]:
+            self.history = {k: list(v) for k, v in state_dict.get("history", {"epoch": []}).items()}
 
 
 PLOTS: dict[str, type[PlotCallback]] = {

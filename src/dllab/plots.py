@@ -38,7 +38,7 @@ def new_figure(
     width: float = 4.0,
     height: float = 4.0,
     dpi: int = DPI,
-    left: float = 0.6,
+    left: float = 0.75,
     right: float = 0.2,
     bottom: float = 0.5,
     top: float = 0.35,
@@ -343,7 +343,7 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], titl
                     color="white" if share[i, j] > 0.5 else "black",
                 )
     ticks = np.arange(k)
-    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45 if k > 6 else 0, fontsize=7)
+    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45 if k > 6 and longest > 2 else 0, fontsize=7)
     ax.set_yticks(ticks, [str(c) for c in class_names], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -359,6 +359,7 @@ def curves_figure(history: Mapping[str, Sequence[float]], metric: str, title: st
     figure = new_figure(8.0, 3.2, dpi)
     axes = figure.subplots(1, 2)
     for ax, name in zip(axes, ("loss", metric), strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for stage, color in (("train", BLUE), ("val", ORANGE)):
             values = np.asarray(history.get(f"{stage}/{name}", [math.nan] * len(epochs)), dtype=float)
             shown = np.isfinite(values)
@@ -370,8 +371,6 @@ def curves_figure(history: Mapping[str, Sequence[float]], metric: str, title: st
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        if name == "loss" and np.nanmin(np.r_[np.asarray(history.get("train/loss", [1.0]), float), 1.0]) > 0:
-            ax.set_yscale("log")
     axes[0].set_title(title, fontsize=9, loc="left")
     return figure
 
