@@ -4,6 +4,7 @@ minimum at θ*; runs log their pictures to TensorBoard and save them in the run 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Callable
@@ -165,6 +166,28 @@ def test_each_plot_function_draws_a_real_image(name: str, tmp_path: Path) -> Non
     assert_real_image(make(), tmp_path, width, height)
 
 
+def test_raster_pictures() -> None:
+    grid = _grid()
+    rasters = {
+        (256, 256): plots.boundary_raster(
+            grid,
+            binary_probs(grid.points),
+            RNG.uniform(-5, 5, (50, 2)),
+            RNG.integers(0, 2, 50),
+            RNG.uniform(-5, 5, (20, 2)),
+            RNG.integers(0, 2, 20),
+            RNG.integers(0, 2, 20),
+        ),
+        (192, 392): plots.surface_raster(grid, grid.points.sum(1), grid.points.sum(1) * 0.5),
+        (200, 400): plots.curve_raster(
+            np.linspace(-3, 3, 50), [(np.sin(np.linspace(-3, 3, 50)), "black")], [(np.zeros(3), np.ones(3), "blue")]
+        ),
+    }
+    for shape, rgb in rasters.items():
+        assert rgb.shape == (*shape, 3) and rgb.dtype == np.uint8 and rgb.std() > 10
+        assert imread(io.BytesIO(plots.png_of(rgb))).shape[:2] == shape
+
+
 def test_confusion_matrix_grows_with_the_classes(tmp_path: Path) -> None:
     names = [f"class_{i}" for i in range(10)]
     figure = plots.confusion_matrix_figure(RNG.integers(0, 20, (10, 10)), names)
@@ -240,6 +263,12 @@ def test_decision_boundary_classifies_the_grid_as_the_model_does(tmp_path: Path)
     colour = rgb[row, column].astype(int)
     shown = np.where(colour[:, 2] > colour[:, 0], 1, 0)  # blue over red: +1
     assert np.array_equal(shown[sure], sample_classes[sure])
+
+    # so does the raster logged during training
+    raster = plots.boundary_raster(grid, probs, none, no_labels, none, no_labels, no_labels, size=200)
+    at = plots.to_pixels(samples, grid.extent, raster.shape[:2])
+    colour = raster[at[:, 0], at[:, 1]].astype(int)
+    assert np.array_equal(np.where(colour[:, 2] > colour[:, 0], 1, 0)[sure], sample_classes[sure])
 
 
 # --- landscapes ---------------------------------------------------------------------------------
@@ -419,3 +448,18 @@ def test_testing_the_best_checkpoint_keeps_the_whole_history() -> None:
     curves.history = {"epoch": [1, 2, 3], "train/loss": [1.0, 0.5, 0.4]}
     curves.load_state_dict({"history": {"epoch": [1], "train/loss": [1.0]}})  # what trainer.test(best) does
     assert curves.history["epoch"] == [1, 2, 3]
+
+
+def test_plots_config_switches(make_cfg) -> None:
+    from dllab.plot_callbacks import build_plot_callbacks
+    from dllab.train import plain
+
+    assert build_plot_callbacks(**plain(make_cfg("plots=none").plots)) == []
+    callbacks = build_plot_callbacks(**plain(make_cfg("plots.curves=false", "plots.every_n_epochs=3").plots))
+    assert {type(c).__name__ for c in callbacks} == {
+        "DecisionBoundary",
+        "RegressionFit",
+        "FunctionFit",
+        "ConfusionMatrix",
+    }
+    assert all(c.every_n_epochs == 3 for c in callbacks)

@@ -2,7 +2,9 @@
 TensorBoard's IMAGES tab and save them as PNG files in the run dir.
 
 - every ``plots.every_n_epochs`` epochs during fit, under ``plots/<name>`` (the image step is
-  the number of epochs done, so TensorBoard's step slider shows the picture forming):
+  the number of epochs done, so TensorBoard's step slider shows the picture forming), as
+  raster images drawn with numpy (a millisecond or so each, where a matplotlib figure takes
+  50 to 100 ms):
   ``decision_boundary`` (2-D classification), ``regression_surface`` (2-D regression),
   ``function_fit`` (the 1-D ``function`` set);
 - once after testing, from the tested model (the best checkpoint), under ``final/<name>`` and
@@ -100,18 +102,25 @@ def split_points(datamodule: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
 # --- TensorBoard -------------------------------------------------------------------------
 
 
-def log_png(loggers: Iterable[Any], tag: str, png: bytes, step: int, figure: Figure) -> None:
+def log_png(loggers: Iterable[Any], tag: str, png: bytes, step: int, height: int, width: int) -> None:
     """Add PNG bytes to every TensorBoard logger in ``loggers`` as an image summary
     (no decoding and re-encoding: the file and TensorBoard get the same bytes)."""
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    width, height = (round(v * figure.dpi) for v in figure.get_size_inches())
-    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
     summary = Summary(value=[Summary.Value(tag=tag, image=image)])
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment._get_file_writer().add_summary(summary, step)
+
+
+def log_figure(loggers: Iterable[Any], tag: str, figure: Figure, step: int) -> bytes:
+    """Log a figure as PNG to TensorBoard; return the PNG bytes."""
+    png = plots.to_png(figure)
+    width, height = (round(v * figure.dpi) for v in figure.get_size_inches())
+    log_png(loggers, tag, png, step, height, width)
+    return png
 
 
 class PlotCallback(L.Callback):
@@ -136,6 +145,11 @@ class PlotCallback(L.Callback):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
+        """The full picture (a matplotlib figure), saved at the end."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def raster(self, module: L.LightningModule, datamodule: Any) -> np.ndarray:
+        """The cheap (H, W, 3) picture logged every ``every_n_epochs`` epochs during fit."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     # plumbing
@@ -160,20 +174,20 @@ class PlotCallback(L.Callback):
         if not any(type(lg).__name__ == "TensorBoardLogger" for lg in trainer.loggers):
             return
         with self.timed():
-            figure = self.draw(trainer, pl_module, trainer.datamodule, final=False)  # type: ignore[attr-defined]
-            log_png(trainer.loggers, f"{FIT_PREFIX}/{self.fit_name or self.name}", plots.to_png(figure), done, figure)
+            rgb = self.raster(pl_module, trainer.datamodule)  # type: ignore[attr-defined]
+            tag = f"{FIT_PREFIX}/{self.fit_name or self.name}"
+            log_png(trainer.loggers, tag, plots.png_of(rgb), done, rgb.shape[0], rgb.shape[1])
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not (self.active and trainer.is_global_zero):
             return
         with self.timed():
             figure = self.draw(trainer, pl_module, trainer.datamodule, final=True)  # type: ignore[attr-defined]
-            png = plots.to_png(figure)
+            png = log_figure(trainer.loggers, f"{FINAL_PREFIX}/{self.name}", figure, trainer.current_epoch)
             path = self.dirpath / f"{self.name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(png)
             self.written.append(path)
-            log_png(trainer.loggers, f"{FINAL_PREFIX}/{self.name}", png, trainer.current_epoch, figure)
 
     def draws_during_fit(self) -> bool:
         return self.during_fit
@@ -191,23 +205,30 @@ class DecisionBoundary(PlotCallback):
     def applies(self, datamodule: Any) -> bool:
         return data_kind(datamodule) == "playground" and datamodule.task == CLASSIFICATION
 
-    def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
+    def parts(self, module: L.LightningModule, datamodule: Any) -> dict[str, Any]:
         points = datamodule.points
         grid = plots.grid_over(np.concatenate([points[s] for s in points]), self.resolution)
-        probs = predict(module, model_inputs(datamodule, grid.points))
-        test_points, test_labels = split_points(datamodule, "test")
-        test_predicted = predict(module, datamodule.arrays["test"][0]).argmax(1)
-        accuracy = float((test_predicted == test_labels).mean())
         train_points, train_labels = split_points(datamodule, "train")
+        test_points, test_labels = split_points(datamodule, "test")
+        return {
+            "grid": grid,
+            "probs": predict(module, model_inputs(datamodule, grid.points)),
+            "train_points": train_points,
+            "train_labels": train_labels,
+            "test_points": test_points,
+            "test_labels": test_labels,
+            "test_predicted": predict(module, datamodule.arrays["test"][0]).argmax(1),
+        }
+
+    def raster(self, module: L.LightningModule, datamodule: Any) -> np.ndarray:
+        return plots.boundary_raster(**self.parts(module, datamodule))
+
+    def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
+        parts = self.parts(module, datamodule)
+        accuracy = float((parts["test_predicted"] == parts["test_labels"]).mean())
         return plots.decision_boundary_figure(
-            grid,
-            probs,
-            train_points,
-            train_labels,
-            test_points,
-            test_labels,
-            test_predicted,
-            datamodule.class_names,
+            **parts,
+            class_names=datamodule.class_names,
             title=f"{datamodule.data_name}, {self.title(trainer, final)}: test accuracy {accuracy:.3f}",
             dpi=self.dpi,
         )
@@ -242,11 +263,11 @@ class RegressionFit(PlotCallback):
         train_points, train_targets = split_points(datamodule, "train")
         return {"grid": grid, "predicted": predicted, "true": true, "points": train_points, "targets": train_targets}
 
+    def raster(self, module: L.LightningModule, datamodule: Any) -> np.ndarray:
+        parts = self.surface_parts(module, datamodule)
+        return plots.surface_raster(parts["grid"], parts["predicted"], parts["true"])
+
     def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
-        if not final:
-            return plots.regression_surface_figure(
-                **self.surface_parts(module, datamodule), title=self.title(trainer, final), dpi=self.dpi
-            )
         x_test, y_test = datamodule.arrays["test"]
         y_true = unscale_targets(datamodule, y_test)
         y_pred = unscale_targets(datamodule, predict(module, x_test))
@@ -265,18 +286,29 @@ class FunctionFit(PlotCallback):
     def applies(self, datamodule: Any) -> bool:
         return data_kind(datamodule) == "function"
 
-    def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
-        from dllab.functions import FORMULAS, FUNCTION_DOMAIN, TARGET_FUNCTIONS
+    def curves(self, module: L.LightningModule, datamodule: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from dllab.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS
 
         x = np.linspace(*FUNCTION_DOMAIN, 400)
         predicted = unscale_targets(datamodule, predict(module, model_inputs(datamodule, x[:, None])))[:, 0]
+        return x, predicted, TARGET_FUNCTIONS[datamodule.fn](x)
+
+    def raster(self, module: L.LightningModule, datamodule: Any) -> np.ndarray:
+        x, predicted, true = self.curves(module, datamodule)
+        train_x, train_y = split_points(datamodule, "train")
+        return plots.curve_raster(x, [(true, "#222222"), (predicted, plots.ORANGE)], [(train_x, train_y, plots.BLUE)])
+
+    def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
+        from dllab.functions import FORMULAS
+
+        x, predicted, true = self.curves(module, datamodule)
         hidden = list(module.hparams.get("hidden_sizes", []))
         activation = module.hparams.get("activation", "")
         fn = datamodule.fn
         return plots.function_fit_figure(
             x,
             predicted,
-            TARGET_FUNCTIONS[fn](x),
+            true,
             split_points(datamodule, "train"),
             split_points(datamodule, "test"),
             title=f"y = {FORMULAS[fn]}; MLP {hidden} {activation}, {self.title(trainer, final)}",

@@ -125,7 +125,7 @@ def find_and_use_lr(cfg: Any, module: Any, datamodule: Any, run_dir: Path, logge
     from omegaconf import open_dict
 
     from dllab import plots
-    from dllab.plot_callbacks import log_png
+    from dllab.plot_callbacks import log_figure
 
     options = {k: v for k, v in cfg.tuner.items() if k != "lr_find"}
     result = lr_range_test(module, datamodule, seed=int(cfg.seed), **options)
@@ -144,12 +144,11 @@ def find_and_use_lr(cfg: Any, module: Any, datamodule: Any, run_dir: Path, logge
     with open_dict(cfg):
         cfg.optimizer.lr = used
     figure = plots.lr_find_figure(result.lrs, result.losses, result.suggestion)
-    png = plots.to_png(figure)
+    loggers = list(loggers)
+    png = log_figure(loggers, "tuner/lr_find", figure, 0)
     path = Path(run_dir) / "lr_find.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
-    loggers = list(loggers)
-    log_png(loggers, "tuner/lr_find", png, 0, figure)
     for logger in loggers:
         logger.log_metrics({"tuner/lr_find_suggestion": used}, step=0)
     return {"suggestion": result.suggestion, "configured_lr": configured, "used_lr": used, "steps": len(result.lrs)}
