@@ -3,7 +3,7 @@ TensorBoard's IMAGES tab and save them as PNG files in the run dir.
 
 - every ``plots.every_n_epochs`` epochs during fit, under ``plots/<name>`` (the image step is
   the number of epochs done, so TensorBoard's step slider shows the picture forming), as
-  raster images drawn with numpy (a millisecond or so each, where a matplotlib figure takes
+  raster images drawn with numpy (a few milliseconds each, where a matplotlib figure takes
   50 to 100 ms):
   ``decision_boundary`` (2-D classification), ``regression_surface`` (2-D regression),
   ``function_fit`` (the 1-D ``function`` set);
