@@ -96,5 +96,6 @@ def test_python_module_entry_and_help(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "dllab.train", "--help"], capture_output=True, text=True, cwd=tmp_path
     )
-    assert result.returncode == 0 and "data: breast_cancer, cifar10, circle, csv, diabetes, digits" in result.stdout
+    assert result.returncode == 0
+    assert "data: breast_cancer, cifar10, circle, csv, diabetes, digits, fashion_mnist, function" in result.stdout
     assert "augmentation: light, none, strong" in result.stdout

@@ -20,8 +20,8 @@ class DatasetInfo:
     """A dataset dllab can load: its task, its kind, and its size when fixed."""
 
     task: str
-    # "playground" (2-D generator), "sklearn" (ships inside scikit-learn), "download" (fetched
-    # into paths.data_dir), "image_folder" or "table" (one's own files)
+    # "playground" (2-D generator), "sklearn" (ships inside scikit-learn), "function" (1-D),
+    # "download" (fetched into paths.data_dir), "image_folder" or "table" (one's own files)
     kind: str
     n_samples: int | None = None  # fixed size of a scikit-learn set; generators take n_samples
 
@@ -43,6 +43,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(CLASSIFICATION, "download", 60000),
     "image_folder": DatasetInfo(CLASSIFICATION, "image_folder"),
     "csv": DatasetInfo("auto", "table"),  # the task follows from the target column (or data.task)
+    "function": DatasetInfo(REGRESSION, "function"),
 }
 
 # Datasets of images (rows are flattened (C, H, W) images): the ones augmentation works on.
@@ -50,6 +51,9 @@ IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder")
 # Image datasets whose mirror image keeps its class, so horizontal flips are a valid augmentation
 # (not digits; image_folder says so in data.mirror).
 MIRRORED = ("fashion_mnist", "cifar10")
+
+# Target functions of the 1-D ``function`` set (data.fn), see dllab.functions.
+FUNCTIONS = ("sin", "abs", "step", "square")
 
 # Input features of the 2-D playground sets, computed from the raw point (x1, x2).
 FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1x2", "sin_x1", "sin_x2")

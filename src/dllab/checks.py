@@ -24,12 +24,14 @@ from dllab.catalog import (
     AUTO,
     DATASETS,
     FEATURES,
+    FUNCTIONS,
     IMAGE_DATASETS,
     LOSSES,
     TASKS,
 )
 from dllab.errors import ConfigError
 
+PLOTS = ("decision_boundary", "regression_fit", "function_fit", "confusion_matrix", "curves")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 CLIP_ALGORITHMS = ("norm", "value")
@@ -82,6 +84,7 @@ def check_config(cfg: DictConfig) -> None:
     check_model(cfg)
     check_optimizer(cfg)
     check_trainer(cfg)
+    check_plots_and_tuner(cfg)
 
 
 def check_data(data: DictConfig) -> None:
@@ -119,6 +122,39 @@ def check_data(data: DictConfig) -> None:
         if len(set(features)) != len(features):
             raise _fail("data.features", list(features), "lists a feature twice")
     check_data_source(data)
+    if DATASETS[name].kind == "function":
+        if data.get("fn") not in FUNCTIONS:
+            raise _fail("data.fn", data.get("fn"), f"unknown function; choose one of {', '.join(FUNCTIONS)}")
+        n = data.get("n_samples")
+        if not _is_int(n) or n < 10:
+            raise _fail("data.n_samples", n, "must be an integer >= 10")
+        noise = data.get("noise")
+        if not _is_number(noise) or not 0 <= noise <= 0.5:
+            raise _fail("data.noise", noise, "must be a number in [0, 0.5] (times the targets' std)")
+
+
+def check_plots_and_tuner(cfg: DictConfig) -> None:
+    """plots.* (pictures of the run) and tuner.* (the learning-rate range test)."""
+    plots = cfg.get("plots")
+    if plots is not None:
+        for field, value in plots.items():
+            if field in ("enabled", *PLOTS) and not isinstance(value, bool):
+                raise _fail(f"plots.{field}", value, "must be true or false")
+            if field not in ("enabled", "dirpath", "every_n_epochs", "resolution", "dpi", *PLOTS):
+                raise _fail(f"plots.{field}", value, f"unknown key; pictures are {', '.join(PLOTS)}")
+        for field, low in (("every_n_epochs", 1), ("resolution", 10), ("dpi", 20)):
+            if field in plots:
+                _int(cfg, f"plots.{field}", low)
+    tuner = cfg.get("tuner")
+    if tuner is not None and tuner.get("lr_find"):
+        if not isinstance(tuner.lr_find, bool):
+            raise _fail("tuner.lr_find", tuner.lr_find, "must be true or false")
+        _number(cfg, "tuner.min_lr", lambda v: v > 0, "must be a positive number")
+        _number(cfg, "tuner.max_lr", lambda v: v > tuner.min_lr, f"must be a number > tuner.min_lr={tuner.min_lr}")
+        _int(cfg, "tuner.num_training", 10)
+        threshold = tuner.get("early_stop_threshold")
+        if threshold is not None and (not _is_number(threshold) or threshold <= 1):
+            raise _fail("tuner.early_stop_threshold", threshold, "must be null or a number > 1")
 
 
 def check_model(cfg: DictConfig) -> None:

@@ -131,6 +131,7 @@ class InMemoryDataModule(L.LightningDataModule):
         limit_val_batches: float | int = 1.0,
         limit_test_batches: float | int = 1.0,
         overfit_batches: float | int = 0,
+        fn: str = "sin",
         **source: Any,
     ) -> None:
         """``source``: the keys of downloaded or one's own data (``data_dir``, ``download``,
@@ -151,9 +152,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.features = list(features)
         self.limits = {"train": limit_train_batches, "val": limit_val_batches, "test": limit_test_batches}
         self.overfit_batches = overfit_batches
+        self.fn = fn  # target function of the 1-D "function" set
         self.source = source
         self.dataset: Dataset | None = None
-        self.points: dict[str, np.ndarray] = {}  # raw 2-D points per split (playground sets)
+        self.points: dict[str, np.ndarray] = {}  # raw 2-D points (1-D for "function") per split
         self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.scaling: dict[str, np.ndarray] = {}
         self._tensors: dict[str, tuple[Tensor, Tensor]] = {}
@@ -197,6 +199,10 @@ class InMemoryDataModule(L.LightningDataModule):
             data, points = load_playground(
                 self.data_name, int(self.n_samples or 500), float(self.noise), self.features, self.seed
             )
+        elif info.kind == "function":
+            from dllab.functions import load_function
+
+            data, points = load_function(self.fn, int(self.n_samples or 200), float(self.noise), self.seed)
         elif info.kind == "sklearn":
             data = load_sklearn(self.data_name)
         else:

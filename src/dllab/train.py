@@ -91,6 +91,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from dllab.augmentation import build_augmenter
     from dllab.module import MODULES
+    from dllab.plot_callbacks import build_plot_callbacks
 
     quiet_library_logs()
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
@@ -134,10 +135,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from dllab.callbacks import GracefulInterrupt
 
     callbacks = [*instantiate_enabled(cfg.get("callbacks")), GracefulInterrupt()]
+    plotters = build_plot_callbacks(**plain(cfg.plots)) if cfg.get("plots") else []
+    callbacks += plotters
     loggers = instantiate_enabled(cfg.get("logger"))
     trainer_kwargs |= trainer_flags_for(callbacks)
     sweep_jobs.use_job_ddp_workers()
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
+    lr_found = None
+    if cfg.get("tuner") and cfg.tuner.get("lr_find") and not trainer.fast_dev_run:
+        from dllab.tuner import find_and_use_lr
+
+        lr_found = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
     save_config(cfg, run_dir)
 
     log.info("run dir: %s", run_dir)
@@ -174,6 +182,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     statuses = [getattr(c, "run_status", None) for c in callbacks]
     result["status"] = next((s for s in statuses if s), COMPLETED)
     hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
+    if plotters:
+        result["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
+    if lr_found is not None:
+        result["lr_find"] = lr_found
     log_hparams(trainer, hparams, {**test_metrics, **best_val})
     return result
 
