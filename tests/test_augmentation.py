@@ -161,6 +161,6 @@ def test_end_to_end_digits_light_logs_the_grid(tmp_path: Path) -> None:
     assert "RandomHorizontalFlip left out: data=digits is not mirror-symmetric" in (run_dir / "train.log").read_text()
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 4})
     events.Reload()
-    assert events.Tags()["images"] == ["augmentation/original_vs_augmented"]
+    assert "augmentation/original_vs_augmented" in events.Tags()["images"]
     image = events.Images("augmentation/original_vs_augmented")[0]
     assert (image.height, image.width) == (2 * 34, 16 * 34)

@@ -51,7 +51,16 @@ _RUN_ID = uuid.uuid4().hex[:6]
 OmegaConf.register_new_resolver("dllab.run_id", lambda: _RUN_ID, replace=True, use_cache=True)
 OmegaConf.register_new_resolver("dllab.metric_mode", metric_mode, replace=True)
 # resume=<run dir> continues in that dir, and leaves its .hydra/ (the original overrides) alone.
-OmegaConf.register_new_resolver("dllab.run_dir", lambda resume, new: resume or new, replace=True)
+_PREEXISTING: set[str] = set()  # resume dirs that existed before Hydra made the run dir
+
+
+def _run_dir(resume: str | None, new: str) -> str:
+    if resume and Path(resume).exists():
+        _PREEXISTING.add(str(Path(resume)))
+    return resume or new
+
+
+OmegaConf.register_new_resolver("dllab.run_dir", _run_dir, replace=True)
 OmegaConf.register_new_resolver("dllab.hydra_subdir", lambda resume: None if resume else ".hydra", replace=True)
 
 # Trainer keys that the in-memory step loop honours itself (see dllab.module and
@@ -307,8 +316,8 @@ def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> None:
     if not run_dir.is_dir():
         return
     hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"} if HydraConfig.initialized() else set()
-    if cfg.get("resume"):
-        hydra_files.discard(".hydra")  # a resumed dir's .hydra/ is the original run's
+    if cfg.get("resume") and str(Path(cfg.resume)) in _PREEXISTING:
+        return  # the user's dir: never removed
     if not {p.name for p in run_dir.iterdir()} <= hydra_files:
         return
     shutil.rmtree(run_dir, ignore_errors=True)
