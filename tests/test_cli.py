@@ -99,3 +99,14 @@ def test_python_module_entry_and_help(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "data: breast_cancer, cifar10, circle, csv, diabetes, digits, fashion_mnist, function" in result.stdout
     assert "augmentation: light, none, strong" in result.stdout
+
+
+def test_batch_size_finder_picks_a_larger_batch_that_fits(tmp_path: Path) -> None:
+    result = run_cli(
+        "dllab-train", "data=iris", "data.batch_size=4", "tuner.batch_size_find=true", "trainer.max_epochs=2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    found = read_metrics(run_dir)["batch_size_find"]
+    assert found["configured"] == 4 and 4 < found["used"] <= 105  # never above the training split
+    assert f"batch_size: {found['used']}" in (run_dir / "config.yaml").read_text()

@@ -134,7 +134,7 @@ def check_data(data: DictConfig) -> None:
 
 
 def check_plots_and_tuner(cfg: DictConfig) -> None:
-    """plots.* (pictures of the run) and tuner.* (the learning-rate range test)."""
+    """plots.* (pictures of the run) and tuner.* (the learning-rate range test, the batch-size finder)."""
     plots = cfg.get("plots")
     if plots is not None:
         for field, value in plots.items():
@@ -155,6 +155,11 @@ def check_plots_and_tuner(cfg: DictConfig) -> None:
         threshold = tuner.get("early_stop_threshold")
         if threshold is not None and (not _is_number(threshold) or threshold <= 1):
             raise _fail("tuner.early_stop_threshold", threshold, "must be null or a number > 1")
+    if tuner is not None and tuner.get("batch_size_find"):
+        if not isinstance(tuner.batch_size_find, bool):
+            raise _fail("tuner.batch_size_find", tuner.batch_size_find, "must be true or false")
+        _int(cfg, "tuner.batch_size_max_trials", 1)
+        _int(cfg, "tuner.batch_size_steps_per_trial", 1)
 
 
 def check_model(cfg: DictConfig) -> None:

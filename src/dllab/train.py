@@ -155,6 +155,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from dllab.tuner import find_and_use_lr
 
         lr_found = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
+    batch_found = None
+    if cfg.get("tuner") and cfg.tuner.get("batch_size_find") and not trainer.fast_dev_run:
+        from dllab.tuner import find_and_use_batch_size
+
+        batch_found = find_and_use_batch_size(cfg, trainer, module, datamodule)
     save_config(cfg, run_dir)
 
     log.info("run dir: %s", run_dir)
@@ -195,6 +200,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         result["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
     if lr_found is not None:
         result["lr_find"] = lr_found
+    if batch_found is not None:
+        result["batch_size_find"] = batch_found
     log_hparams(trainer, hparams, {**test_metrics, **best_val})
     return result
 

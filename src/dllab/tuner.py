@@ -20,6 +20,7 @@ run trains is untouched.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 from collections.abc import Iterable
@@ -127,7 +128,8 @@ def find_and_use_lr(cfg: Any, module: Any, datamodule: Any, run_dir: Path, logge
     from dllab import plots
     from dllab.plot_callbacks import log_figure
 
-    options = {k: v for k, v in cfg.tuner.items() if k != "lr_find"}
+    accepted = inspect.signature(lr_range_test).parameters
+    options = {k: v for k, v in cfg.tuner.items() if k in accepted}
     result = lr_range_test(module, datamodule, seed=int(cfg.seed), **options)
     configured = float(cfg.optimizer.lr)
     if result.suggestion is None:
@@ -152,3 +154,33 @@ def find_and_use_lr(cfg: Any, module: Any, datamodule: Any, run_dir: Path, logge
     for logger in loggers:
         logger.log_metrics({"tuner/lr_find_suggestion": used}, step=0)
     return {"suggestion": result.suggestion, "configured_lr": configured, "used_lr": used, "steps": len(result.lrs)}
+
+
+def find_and_use_batch_size(cfg: Any, trainer: Any, module: Any, datamodule: Any) -> dict[str, Any]:
+    """Lightning's batch-size finder (power mode) from ``data.batch_size`` up: the largest
+    batch whose optimizer steps fit in the device's memory, never above the training split.
+    It works with dllab's epoch-per-step loop because ``max_steps`` (its steps per trial)
+    counts optimizer steps, and the DataModule's ``batch_size`` is what it scales."""
+    from lightning.pytorch.tuner import Tuner
+    from omegaconf import open_dict
+
+    configured = int(datamodule.batch_size)
+    n_train = len(datamodule.arrays["train"][0])
+    doublings = math.floor(math.log2(n_train / configured)) if n_train >= configured else 0
+    max_trials = min(doublings, int(cfg.tuner.batch_size_max_trials))
+    found = configured
+    if max_trials > 0:
+        found = Tuner(trainer).scale_batch_size(
+            module,
+            datamodule=datamodule,
+            mode="power",
+            init_val=configured,
+            max_trials=max_trials,
+            steps_per_trial=int(cfg.tuner.batch_size_steps_per_trial),
+        )
+    found = int(found or configured)
+    datamodule.batch_size = found
+    with open_dict(cfg):
+        cfg.data.batch_size = found
+    log.info("batch_size_find: training with batch size %d (configured %d)", found, configured)
+    return {"configured": configured, "used": found}
