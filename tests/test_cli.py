@@ -103,7 +103,12 @@ def test_python_module_entry_and_help(tmp_path: Path) -> None:
 
 def test_batch_size_finder_picks_a_larger_batch_that_fits(tmp_path: Path) -> None:
     result = run_cli(
-        "dllab-train", "data=iris", "data.batch_size=4", "tuner.batch_size_find=true", "trainer.max_epochs=2", cwd=tmp_path
+        "dllab-train",
+        "data=iris",
+        "data.batch_size=4",
+        "tuner.batch_size_find=true",
+        "trainer.max_epochs=2",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path)
