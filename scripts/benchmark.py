@@ -1,0 +1,598 @@
+"""Benchmark dllab: training throughput against a hand-written loop and the usual Lightning
+template, start-up time of ``dllab-train``, and peak memory of a default run.
+
+    .venv/bin/python scripts/benchmark.py            # everything, about 2 minutes on 2 cores
+    .venv/bin/python scripts/benchmark.py --quick    # about 1 minute
+    .venv/bin/python scripts/benchmark.py --cases digits_b32 startup --json bench.json
+    .venv/bin/python scripts/benchmark.py --profile digits_b256   # where dllab's time goes
+
+Method
+------
+Throughput. Each case (a dataset and a batch size; the model is an MLP with hidden sizes
+[128, 128], relu, Adam lr 1e-3) is trained by four methods, in one process:
+
+- ``hand``: a plain loop over in-memory tensors, micro-batches taken by a shuffled index in
+  the same order dllab uses (``TrainEpochs.order(epoch)``), the same initial weights (same
+  seed) and the same optimizer implementation (``dllab.optim.build_optimizer``: fused Adam
+  where torch has it); it keeps an epoch-mean loss on the device, as dllab does.
+- ``hand_default_optim``: the same loop with torch's default Adam (no ``fused`` flag).
+- ``dllab``: the real thing. The config is composed as ``dllab-train`` composes it (default
+  callbacks with checkpoints, TensorBoard logger, validation every epoch) and
+  ``dllab.train.train`` runs it; the timing callback below is added to the config's callbacks.
+  The pictures (conf/plots) are off, as the performance issue defines this case; ``--plots``
+  turns them on as a default run has them.
+- ``template``: the usual set-up: a Trainer, ``DataLoader(TensorDataset)`` with shuffling, an
+  automatic-optimization LightningModule that logs ``train/loss`` every step with the
+  progress bar on, Lightning's default TQDM bar, checkpoint callback and model summary, a
+  TensorBoard logger, and validation every epoch.
+
+Timing. The training loop's time is the wall time from the start of the first timed epoch
+to the end of training, minus validation (``on_validation_start`` to ``on_validation_end``,
+outside the sanity check). Everything else Lightning does per epoch (epoch hooks, metric
+logging, the checkpoint save, the progress bar, and the validation loop's bookkeeping
+outside those two hooks) counts as training. The first epoch is a
+warm-up and is not timed, for all methods. Throughput = training samples / training
+seconds. Validation and checkpoint-save time per epoch are reported separately. Repeats
+are interleaved (the order of the methods rotates per repeat) and the table shows medians.
+Progress bars write to /dev/null during the fits (they are still drawn). Torch uses
+``--threads`` threads (1 by default, so that numbers are stable on a shared machine).
+
+Start-up and memory. ``dllab-train`` runs as a subprocess: ``--help``, ``--cfg job`` and a
+bad config (median of 3 each, including interpreter start); the time from launching a
+default run to the start of its first training step (a probe callback, this file's
+``FirstStepProbe``, ends that process at once); and the peak resident memory
+(``ru_maxrss`` from ``os.wait4``) of a default run of 5 epochs, next to that of a process
+that only imports lightning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import logging
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, open_dict
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from dllab.datamodule import EpochBatch, InMemoryDataModule
+from dllab.mlp import MLP
+from dllab.optim import build_optimizer
+from dllab.train import config_dir, plain, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DLLAB_TRAIN = str(Path(sys.executable).parent / "dllab-train")
+
+# case name -> (config overrides, epochs of a full run); the model is the same for all.
+CASES = {
+    "digits_b32": (["data=digits", "data.batch_size=32"], 40),
+    "circle_b10": (["data=circle", "data.n_samples=500", "data.batch_size=10"], 40),
+    "digits_b256": (["data=digits", "data.batch_size=256"], 150),
+}
+MODEL = ["model.hidden_sizes=[128,128]", "model.activation=relu", "optimizer=adam", "optimizer.lr=0.001"]
+METHODS = ("hand", "hand_default_optim", "dllab", "template")
+
+# Targets of the performance issue.
+TARGET_VS_HAND = {"digits_b32": 0.85, "circle_b10": 0.75, "digits_b256": 0.70}
+TARGET_VS_HAND_DEFAULT_OPTIM = 1.0  # strictly greater
+TARGET_VS_TEMPLATE = 2.5
+TARGET_STARTUP_SECONDS = 1.5
+
+# Set by --profile: records the timed epochs (all but the first) of the runs.
+PROFILE: cProfile.Profile | None = None
+
+
+# --- timing -----------------------------------------------------------------------------------------
+class Clock:
+    """perf_counter, after waiting for the GPU when there is one to wait for."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def __call__(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+class LoopTimer(L.Callback):
+    """Records, per epoch: its start, the samples trained, validation and checkpoint-save time.
+
+    dllab builds its callbacks from the config, so the benchmark adds this one as
+    ``callbacks.loop_timer``; the instance Hydra makes is kept in ``LoopTimer.last``.
+    """
+
+    last: LoopTimer | None = None
+
+    def __init__(self, device: str = "cpu") -> None:
+        LoopTimer.last = self
+        self.now = Clock(torch.device(device))
+        self.starts: list[float] = []
+        self.samples: list[int] = []
+        self.val: list[float] = []
+        self.ckpt: list[float] = []
+        self.end = 0.0
+        self.final_loss = float("nan")
+        self._val_start = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        save = trainer.save_checkpoint  # ModelCheckpoint saves through it; time each call
+
+        def timed_save(*args, **kwargs):
+            t0 = self.now()
+            save(*args, **kwargs)
+            if self.ckpt:
+                self.ckpt[-1] += self.now() - t0
+
+        trainer.save_checkpoint = timed_save  # type: ignore[method-assign]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if PROFILE is not None and len(self.starts) == 1:
+            PROFILE.enable()
+        self.starts.append(self.now())
+        self.samples.append(0)
+        self.val.append(0.0)
+        self.ckpt.append(0.0)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.samples[-1] += batch.order.numel() if isinstance(batch, EpochBatch) else len(batch[0])
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val_start = self.now()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and self.val:
+            self.val[-1] += self.now() - self._val_start
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.end = self.now()
+        if PROFILE is not None:
+            PROFILE.disable()
+        metrics = trainer.callback_metrics
+        loss = metrics.get("train/loss_epoch", metrics.get("train/loss"))
+        self.final_loss = float(loss) if loss is not None else float("nan")
+
+    def result(self) -> dict[str, float]:
+        return summarize(self.starts, self.end, self.samples, self.val, self.ckpt, self.final_loss)
+
+
+def summarize(starts, end, samples, val, ckpt, final_loss) -> dict[str, float]:
+    """Throughput and per-epoch costs over the timed epochs (all but the first)."""
+    ends = [*starts[1:], end]
+    timed = range(1, len(starts))
+    wall = sum(ends[i] - starts[i] for i in timed)
+    val_s = sum(val[i] for i in timed)
+    train_s = wall - val_s
+    n = len(timed)
+    return {
+        "samples_per_s": sum(samples[i] for i in timed) / train_s,
+        "train_ms_per_epoch": 1000 * train_s / n,
+        "val_ms_per_epoch": 1000 * val_s / n,
+        "ckpt_ms_per_epoch": 1000 * sum(ckpt[i] for i in timed) / n,
+        "final_train_loss": final_loss,
+    }
+
+
+@contextlib.contextmanager
+def quiet():
+    """Progress bars and Lightning's chatter go to /dev/null (bars are still drawn)."""
+    with (
+        open(os.devnull, "w") as null,
+        contextlib.redirect_stdout(null),
+        contextlib.redirect_stderr(null),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+
+
+# --- the config and data all methods share ----------------------------------------------------------
+def compose_config(case: str, epochs: int, args: argparse.Namespace, output_dir: str) -> DictConfig:
+    """The training config exactly as ``dllab-train <overrides>`` composes it."""
+    accelerator = "gpu" if args.device == "cuda" else "cpu"
+    overrides = [
+        *CASES[case][0],
+        *MODEL,
+        f"trainer.max_epochs={epochs}",
+        f"trainer.accelerator={accelerator}",
+        "trainer.devices=1",
+        f"trainer.precision={args.precision}",
+        f"threads={args.threads}",
+        *([] if args.plots else ["plots=none"]),
+    ]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = output_dir
+    return cfg
+
+
+def load_data(cfg: DictConfig) -> InMemoryDataModule:
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    return datamodule
+
+
+def autocast(device: torch.device, precision: str):
+    """Lightning's bf16-mixed: autocast without its weight cache (the weights change inside it)."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
+# --- the four methods -------------------------------------------------------------------------------
+def run_hand(cfg: DictConfig, datamodule: InMemoryDataModule, args, default_optim: bool) -> dict:
+    device = torch.device(args.device)
+    now = Clock(device)
+    epochs_loader = datamodule.train_dataloader()  # not attached to a Trainer: CPU tensors, epoch 0
+    x, y = epochs_loader.x.to(device), epochs_loader.y.to(device)
+    batch_size = epochs_loader.batch_size
+
+    torch.manual_seed(cfg.seed)  # what L.seed_everything does before dllab builds its module
+    model = MLP(datamodule.input_size, datamodule.output_size, **plain(cfg.model)).to(device)
+    if default_optim:
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
+    else:
+        optimizer = build_optimizer(plain(cfg.optimizer), model.parameters())
+    criterion = nn.CrossEntropyLoss()
+
+    starts, samples = [], []
+    for epoch in range(cfg.trainer.max_epochs):
+        if PROFILE is not None and epoch == 1:
+            PROFILE.enable()
+        starts.append(now())
+        order = epochs_loader.order(epoch).to(device)
+        total = torch.zeros((), device=device)
+        with autocast(device, args.precision):  # around the epoch, as dllab's step has it
+            for first in range(0, order.numel(), batch_size):
+                index = order[first : first + batch_size]
+                loss = criterion(model(x[index]), y[index])
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                total += loss.detach() * index.numel()
+        samples.append(order.numel())
+    end = now()
+    if PROFILE is not None:
+        PROFILE.disable()
+    zeros = [0.0] * len(starts)
+    return summarize(starts, end, samples, zeros, zeros, float(total) / order.numel())
+
+
+def run_dllab(cfg: DictConfig, args) -> dict:
+    with open_dict(cfg):
+        cfg.callbacks.loop_timer = {"_target_": f"{__name__}.LoopTimer", "device": args.device}
+    with quiet():
+        train(cfg)
+    assert LoopTimer.last is not None
+    return LoopTimer.last.result()
+
+
+class TemplateModule(L.LightningModule):
+    """The LightningModule of the usual template: automatic optimization, per-step logging."""
+
+    def __init__(self, input_size: int, output_size: int, hidden_sizes: list[int], lr: float) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = MLP(input_size, output_size, hidden_sizes, "relu")
+        self.criterion = nn.CrossEntropyLoss()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.criterion(self(x), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.log("val/loss", self.criterion(logits, y), prog_bar=True)
+        self.log("val/acc", (logits.argmax(-1) == y).float().mean(), prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"])
+
+
+def run_template(cfg: DictConfig, datamodule: InMemoryDataModule, args, output_dir: str) -> dict:
+    train_split, val_split = datamodule.train_dataloader(), datamodule.val_dataloader()
+    batch_size = train_split.batch_size
+    L.seed_everything(cfg.seed, verbose=False)
+    model = TemplateModule(
+        datamodule.input_size, datamodule.output_size, list(cfg.model.hidden_sizes), cfg.optimizer.lr
+    )
+    train_set, val_set = TensorDataset(train_split.x, train_split.y), TensorDataset(val_split.x, val_split.y)
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True)
+    val_loader = DataLoader(val_set, batch_size=batch_size)
+    timer = LoopTimer(args.device)
+    trainer = L.Trainer(
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator="gpu" if args.device == "cuda" else "cpu",
+        devices=1,
+        precision=args.precision,
+        default_root_dir=output_dir,
+        logger=TensorBoardLogger(output_dir),
+        callbacks=[timer],
+    )
+    with quiet():
+        trainer.fit(model, train_loader, val_loader)
+    return timer.result()
+
+
+def run_method(method: str, case: str, args) -> dict:
+    """One training run; checkpoints and logs go to a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="dllab-bench-") as output_dir:
+        cfg = compose_config(case, epochs_of(case, args), args, output_dir)
+        if method == "dllab":
+            return run_dllab(cfg, args)
+        datamodule = load_data(cfg)  # the splits and scaling dllab uses
+        if method == "template":
+            return run_template(cfg, datamodule, args, output_dir)
+        return run_hand(cfg, datamodule, args, default_optim=method == "hand_default_optim")
+
+
+def epochs_of(case: str, args) -> int:
+    return CASES[case][1] // 2 if args.quick else CASES[case][1]
+
+
+def benchmark_throughput(cases: list[str], args) -> dict:
+    """Interleaved repeats of every method per case; returns all runs and their medians."""
+    results = {}
+    for case in cases:
+        runs: dict[str, list[dict]] = {m: [] for m in METHODS}
+        for repeat in range(args.repeats):
+            shift = repeat % len(METHODS)
+            for method in METHODS[shift:] + METHODS[:shift]:
+                runs[method].append(run_method(method, case, args))
+            line = ", ".join(f"{m} {runs[m][-1]['samples_per_s']:,.0f}" for m in METHODS)
+            print(f"  {case} repeat {repeat + 1}/{args.repeats}: samples/s {line}", flush=True)
+        medians = {m: {k: statistics.median(r[k] for r in runs[m]) for k in runs[m][0]} for m in METHODS}
+        results[case] = {"epochs": epochs_of(case, args), "runs": runs, "median": medians}
+    return results
+
+
+def profile(case: str, args, top: int = 25) -> str:
+    """cProfile of the timed epochs of one hand and one dllab run: most own time, most cumulative time."""
+    global PROFILE
+    out = io.StringIO()
+    for method in ("hand", "dllab"):
+        PROFILE = cProfile.Profile()
+        result = run_method(method, case, args)
+        timed = f"epochs 2-{epochs_of(case, args)}"
+        out.write(f"\n### {method}, {case}, {timed}: {result['samples_per_s']:,.0f} samples/s\n")
+        for order in ("tottime", "cumtime"):
+            pstats.Stats(PROFILE, stream=out).sort_stats(order).print_stats(top)
+    PROFILE = None
+    return out.getvalue()
+
+
+# --- start-up and memory (subprocesses) -------------------------------------------------------------
+class FirstStepProbe(L.Callback):
+    """Added to a ``dllab-train`` run: writes the wall-clock time when the first training step
+    starts to $DLLAB_BENCH_PROBE, then ends the process."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        Path(os.environ["DLLAB_BENCH_PROBE"]).write_text(repr(time.time()))
+        os._exit(0)
+
+
+# Runs a command and writes its launch time, wall seconds and peak RSS (KiB) to argv[1]. The peak
+# RSS comes from a process this small because Linux carries a parent's peak RSS over into a child
+# it forks: ru_maxrss of a child of the benchmark (torch loaded) would read at least as large.
+WAIT4 = """import os, subprocess, sys, time
+launched, started = time.time(), time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - started
+open(sys.argv[1], "w").write(f"{launched} {seconds} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_child(command: list[str], env: dict[str, str]) -> dict:
+    """Run a command; return its launch time, wall seconds, exit code, peak RSS (MiB) and output."""
+    with tempfile.TemporaryDirectory() as tmp:
+        measured = Path(tmp) / "measured"
+        done = subprocess.run(
+            [sys.executable, "-c", WAIT4, str(measured), *command],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        launched, seconds, rss_kib = measured.read_text().split()
+    return {
+        "launched": float(launched),
+        "seconds": float(seconds),
+        "code": done.returncode,
+        "mib": int(rss_kib) / 1024,
+        "output": done.stdout,
+    }
+
+
+def benchmark_startup(args) -> dict:
+    accelerator = "gpu" if args.device == "cuda" else "cpu"
+    run_args = [f"trainer.accelerator={accelerator}", f"threads={args.threads}"]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="dllab-bench-") as tmp:
+        env = {**os.environ, "DLLAB_LOG_DIR": tmp}
+
+        def measure(name: str, command: list[str], env: dict[str, str], expected_code: int = 0) -> dict:
+            child = run_child(command, env)
+            if child["code"] != expected_code:
+                message = f"{name}: exit code {child['code']} (expected {expected_code})"
+                raise RuntimeError(f"{message}:\n{child['output']}")
+            return child
+
+        commands = {
+            "dllab-train --help": ([DLLAB_TRAIN, "--help"], 0),
+            "dllab-train --cfg job": ([DLLAB_TRAIN, "--cfg", "job"], 0),
+            "dllab-train model.activation=nope (config error)": ([DLLAB_TRAIN, "model.activation=nope"], 2),
+        }
+        for name, (command, expected_code) in commands.items():
+            times = [measure(name, command, env, expected_code)["seconds"] for _ in range(3)]
+            results[name] = {"seconds": statistics.median(times), "runs": times}
+            print(f"  {name}: {results[name]['seconds']:.2f} s", flush=True)
+
+        name = "launch to first training step (default run)"
+        probe_file = Path(tmp) / "first_step"
+        probe = f"+callbacks.first_step._target_={Path(__file__).stem}.FirstStepProbe"
+        probe_env = {**env, "PYTHONPATH": str(Path(__file__).parent), "DLLAB_BENCH_PROBE": str(probe_file)}
+        times = []
+        for _ in range(1 if args.quick else 3):
+            child = measure(name, [DLLAB_TRAIN, *run_args, probe], probe_env)
+            times.append(float(probe_file.read_text()) - child["launched"])
+            probe_file.unlink()
+        results[name] = {"seconds": statistics.median(times), "runs": times}
+        print(f"  {name}: {results[name]['seconds']:.2f} s", flush=True)
+
+        name = "peak RSS, default run of 5 epochs"
+        child = measure(name, [DLLAB_TRAIN, *run_args, "trainer.max_epochs=5"], env)
+        results[name] = {"mib": child["mib"], "seconds": child["seconds"]}
+        print(f"  {name}: {child['mib']:.0f} MiB ({child['seconds']:.1f} s)", flush=True)
+        name = "peak RSS, python -c 'import lightning' (for reference)"
+        results[name] = {"mib": measure(name, [sys.executable, "-c", "import lightning"], env)["mib"]}
+        print(f"  {name}: {results[name]['mib']:.0f} MiB", flush=True)
+    return results
+
+
+# --- report -----------------------------------------------------------------------------------------
+def check(value: float, target: float, strict: bool = False) -> str:
+    ok = value > target if strict else value >= target
+    return f"{value:.2f} ({'>' if strict else '>='} {target:g}: {'ok' if ok else 'MISS'})"
+
+
+def throughput_tables(results: dict) -> str:
+    lines = [
+        "| case | epochs | hand | hand_default_optim | dllab | template "
+        "| dllab/hand | dllab/hand_default_optim | dllab/template |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for case, result in results.items():
+        m = {method: result["median"][method]["samples_per_s"] for method in METHODS}
+        lines.append(
+            f"| {case} | {result['epochs']} | "
+            + " | ".join(f"{m[method]:,.0f}" for method in METHODS)
+            + f" | {check(m['dllab'] / m['hand'], TARGET_VS_HAND[case])}"
+            + f" | {check(m['dllab'] / m['hand_default_optim'], TARGET_VS_HAND_DEFAULT_OPTIM, strict=True)}"
+            + f" | {check(m['dllab'] / m['template'], TARGET_VS_TEMPLATE)} |"
+        )
+    lines += [
+        "",
+        "Per epoch (ms, medians): training loop (incl. checkpoint), validation, checkpoint save; "
+        "final epoch-mean training loss",
+        "",
+        "| case | method | train ms | val ms | ckpt ms | final train loss |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for case, result in results.items():
+        for method in METHODS:
+            r = result["median"][method]
+            lines.append(
+                f"| {case} | {method} | {r['train_ms_per_epoch']:.2f} | {r['val_ms_per_epoch']:.2f} "
+                f"| {r['ckpt_ms_per_epoch']:.2f} | {r['final_train_loss']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def startup_table(results: dict) -> str:
+    lines = ["| measurement | value | target |", "|---|---:|---|"]
+    for name, r in results.items():
+        if "mib" in r:
+            lines.append(f"| {name} | {r['mib']:.0f} MiB | |")
+        else:
+            target = "" if name.startswith("launch") else f"< {TARGET_STARTUP_SECONDS:g} s"
+            ok = "" if not target else (": ok" if r["seconds"] < TARGET_STARTUP_SECONDS else ": MISS")
+            lines.append(f"| {name} | {r['seconds']:.2f} s | {target}{ok} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true")
+    parser.add_argument("--quick", action="store_true", help="3 repeats and half the epochs")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per method (default 5; --quick 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--plots", action="store_true", help="dllab draws its default pictures too")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=[*CASES, "startup"],
+        default=[*CASES, "startup"],
+        help="throughput cases and/or startup (start-up times and peak memory)",
+    )
+    parser.add_argument("--profile", choices=list(CASES), help="only profile a hand and a dllab run")
+    parser.add_argument("--json", type=Path, help="write all results here")
+    args = parser.parse_args()
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU")
+
+    torch.set_num_threads(args.threads)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    machine = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "precision": args.precision,
+        "plots": args.plots,
+        "repeats": args.repeats,
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+    }
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
+    if machine["load_average_at_start"] > (os.cpu_count() or 1) / 2:
+        print("warning: the machine is busy; absolute numbers will be noisy, interleaved ratios less so")
+
+    if args.profile:
+        print(profile(args.profile, args))
+        return
+
+    started = time.perf_counter()
+    cases = [c for c in args.cases if c in CASES]
+    throughput = benchmark_throughput(cases, args) if cases else {}
+    startup = benchmark_startup(args) if "startup" in args.cases else {}
+
+    print(f"\n## dllab benchmark ({args.device}, {args.precision}, {args.threads} torch thread(s))\n")
+    if throughput:
+        print("Training throughput, samples/s (medians of", args.repeats, "interleaved repeats)\n")
+        print(throughput_tables(throughput))
+    if startup:
+        print("\nStart-up and memory\n")
+        print(startup_table(startup))
+    load = f"load average {machine['load_average_at_start']} at start, {os.getloadavg()[0]:.2f} at end"
+    print(f"\n(benchmark took {time.perf_counter() - started:.0f} s; {load})")
+    if args.json:
+        results = {"machine": machine, "throughput": throughput, "startup": startup}
+        args.json.write_text(json.dumps(results, indent=1))
+        print(f"results: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
