@@ -10,16 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
+from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from dllab.errors import ConfigError
-from dllab.sweeps import jobs
+from dllab.sweeps import jobs, summary
 from dllab.sweeps.search_space import search_space
 from dllab.train import config_dir
 from tests.conftest import run_cli
@@ -117,6 +119,72 @@ def test_slurm_launcher_maps_devices_and_nodes() -> None:
     assert (cpu.hydra.launcher.gpus_per_node, cpu.hydra.launcher.partition) == (0, "short")
 
 
+def fake_job(sweep: Path, job: int, overrides: list[str], curve: list[float] | None, status: str = "completed") -> None:
+    """A job dir as a multirun leaves it: overrides, metrics.json and, with ``curve``, TensorBoard
+    events of val/acc (``curve``), val/loss and epoch at steps 0, 1, ... (one per epoch)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    job_dir = sweep / str(job)
+    (job_dir / ".hydra").mkdir(parents=True)
+    (job_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    objective = max(curve) if curve else float("nan")
+    m = {"status": status, "optimized_metric": "val/acc", "objective": objective, "epochs": len(curve or [])}
+    (job_dir / "metrics.json").write_text(json.dumps(m))
+    if curve is not None:
+        with SummaryWriter(str(job_dir / "tensorboard" / jobs.run_label(overrides))) as writer:
+            for step, acc in enumerate(curve):
+                writer.add_scalar("epoch", step, step)
+                writer.add_scalar("val/acc", acc, step)
+                writer.add_scalar("val/loss", 1.0 - acc, step)
+                writer.add_scalar("train/loss", 0.5, step)
+
+
+def assert_real_png(path: Path) -> np.ndarray:
+    image = imread(path)[..., :3]
+    assert image.std() > 0.04 and len(np.unique((image * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+    return image
+
+
+def test_summary_curves_of_every_job_coloured_by_the_swept_value(tmp_path: Path) -> None:
+    """summary_curves.png overlays the jobs' validation curves read from their TensorBoard
+    events; jobs without events are left out. No training: fake job dirs."""
+    sweep = tmp_path / "lr"
+    for job, lr in enumerate(("0.001", "0.01", "0.1", "1.0")):
+        curve = [0.5 + 0.4 * (1 - 0.5**e) * (job + 1) / 4 for e in range(6)]
+        fake_job(sweep, job, [f"optimizer.lr={lr}"], curve if job != 2 else None)
+    fake_job(sweep, 4, ["optimizer.lr=nan"], None, status="config_error")
+    curves = summary.read_curves(sweep / "1", ["val/acc", "val/loss", "val/f1"])
+    assert set(curves) == {"val/acc", "val/loss"}  # tags never logged are left out
+    epochs, values = curves["val/acc"]
+    assert epochs.tolist() == [1, 2, 3, 4, 5, 6] and values[0] == pytest.approx(0.5)
+
+    rows = summary.collect(sweep)
+    assert summary.write_curves_plot(rows, tmp_path / "numeric.png") == 3  # jobs 2 and 4: no events
+    numeric = assert_real_png(tmp_path / "numeric.png")  # lr: a colormap and colorbar, no legend
+    result = summary.write_summary(sweep)
+    assert result.jobs == 5 and (sweep / "summary.png").is_file()
+    assert (imread(sweep / summary.CURVES_PNG)[..., :3] == numeric).all()
+    width = 4.4 * 2 + 0.7 + 0.6  # two panels (val/acc, val/loss), the colorbar's margin, no legend
+    assert numeric.shape == (round(3.8 * 80), round(width * 80), 3)
+    assert "summary.png, summary_curves.png" in summary.report(result, sweep)
+
+    # two swept parameters, the first a choice: colours by data, a legend naming each job
+    grid = tmp_path / "grid"
+    for job, (data, lr) in enumerate((("circle", "0.1"), ("xor", "0.1"), ("circle", "0.01"), ("xor", "0.01"))):
+        fake_job(grid, job, [f"data={data}", f"optimizer.lr={lr}"], [0.5, 0.6 + 0.1 * job, 0.7 + 0.05 * job])
+    assert summary.write_curves_plot(summary.collect(grid), grid / summary.CURVES_PNG) == 4
+    image = assert_real_png(grid / summary.CURVES_PNG)
+    assert image.shape[0] == numeric.shape[0] and image.shape[1] > numeric.shape[1]  # the legend's margin
+
+    # no job with curves: no picture, and an old one is removed
+    for job in ("0", "1", "3"):
+        for events in (sweep / job / "tensorboard").rglob("events.out.tfevents.*"):
+            events.unlink()
+    assert summary.write_summary(sweep).jobs == 5
+    assert not (sweep / summary.CURVES_PNG).exists()
+    assert "(also summary.csv, summary.png)" in summary.report(result, sweep)
+
+
 # --- end to end ---------------------------------------------------------------------------
 def test_grid_with_a_failing_job_summary_and_hparams(tmp_path: Path) -> None:
     result = run_cli(
@@ -143,6 +211,7 @@ def test_grid_with_a_failing_job_summary_and_hparams(tmp_path: Path) -> None:
     markdown = (sweep / "summary.md").read_text()
     assert "4 jobs, 2 failed" in markdown and "optimizer.lr=nan: must be" in markdown
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert (sweep / "summary_curves.png").read_bytes()[:4] == b"\x89PNG"  # the 2 completed jobs' curves
 
     # TensorBoard: one readable run per job, its HParams with the swept keys and final metrics
     for job, data in (("0", "circle"), ("2", "xor")):

@@ -501,6 +501,131 @@ def lr_find_figure(lrs: np.ndarray, losses: np.ndarray, suggestion: float | None
     return figure
 
 
+# --- sweeps ---------------------------------------------------------------------------------
+
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+@dataclass(frozen=True)
+class SweepCurve:
+    """One job's validation curves for :func:`sweep_curves_figure`: ``curves`` maps a tag
+    (``val/loss``, ``val/acc``) to (epochs, values); ``value`` is the job's value of the
+    parameter that colours the lines, ``label`` its legend text, ``style`` an index into
+    :data:`LINE_STYLES` (the second swept parameter), ``ok`` False for failed or unfinished
+    jobs (drawn thinner and faded)."""
+
+    label: str
+    value: str
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    style: int = 0
+    ok: bool = True
+
+
+def _as_number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def sweep_curves_figure(
+    jobs: Sequence[SweepCurve],
+    tags: Sequence[str],
+    colour_by: str,
+    title: str = "",
+    per_job_legend: bool = False,
+    max_legend: int = 12,
+    dpi: int = DPI,
+) -> Figure:
+    """The validation curves of every job of a sweep overlaid, one panel per tag, coloured by
+    the swept value ``colour_by``: a colormap and colorbar for numbers (log-scaled when they
+    span a factor of 100 or more), distinct colours and a legend for choices. With
+    ``per_job_legend`` (several swept parameters) the legend names each job instead, when
+    there are at most ``max_legend`` of them. Panels of positive values that span a factor
+    of 100 or more get a log y axis."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+
+    values = [job.value for job in jobs]
+    numbers = [_as_number(v) for v in values]
+    distinct = sorted(set(values), key=lambda s: (_as_number(s) is None, _as_number(s) or 0.0, s))
+    finite = [n for n in numbers if n is not None and math.isfinite(n)]
+    continuous = bool(values) and all(n is not None for n in numbers) and len(set(finite)) > 2
+    colours: list[Any]
+    mappable = None
+    if continuous:  # a job whose value is not finite (lr=nan) is grey
+        low, high = min(finite), max(finite)
+        norm = LogNorm(low, high) if low > 0 and high / low >= 100 else Normalize(low, high)
+        cmap = colormaps["viridis"]
+        colours = [cmap(norm(n)) if n is not None and math.isfinite(n) else "#999999" for n in numbers]
+        mappable = ScalarMappable(norm=norm, cmap=cmap)
+    else:
+        position = {v: i for i, v in enumerate(distinct)}
+        colours = [class_color(position[v]) for v in values]
+
+    handles: list[Line2D] = []
+    if per_job_legend and len(jobs) <= max_legend:
+        handles = [
+            Line2D([], [], c=c, ls=LINE_STYLES[job.style % len(LINE_STYLES)], lw=1.5, label=job.label)
+            for job, c in zip(jobs, colours, strict=True)
+        ]
+    elif not continuous:
+        first = {v: c for v, c in zip(values, colours, strict=True)}
+        handles = [Line2D([], [], c=first[v], lw=1.5, label=f"{colour_by}={v}") for v in distinct[:max_legend]]
+        if len(distinct) > max_legend:
+            handles.append(Line2D([], [], c="none", label=f"+{len(distinct) - max_legend} more"))
+    for handle in handles:
+        text = str(handle.get_label())
+        if len(text) > 40:
+            handle.set_label(text[:39] + "…")
+    longest = max((len(str(h.get_label())) for h in handles), default=0)
+    legend_width = 0.6 + 0.05 * longest if handles else 0.0
+    colorbar_width = 0.6 if continuous else 0.0  # the colorbar itself takes from the panels
+    width = 4.4 * max(1, len(tags)) + 0.7 + legend_width + colorbar_width
+    figure = new_figure(width, 3.8, dpi, right=0.25 + legend_width + colorbar_width, top=0.45)
+    axes = np.atleast_1d(figure.subplots(1, max(1, len(tags)), squeeze=False)[0])
+    for ax, tag in zip(axes, tags, strict=False):
+        shown: list[float] = []
+        for job, colour in zip(jobs, colours, strict=True):
+            if tag not in job.curves:
+                continue
+            epochs, ys = (np.asarray(a, dtype=float) for a in job.curves[tag])
+            finite = np.isfinite(ys)
+            if not finite.any():
+                continue
+            shown += ys[finite].tolist()
+            ax.plot(
+                epochs[finite],
+                ys[finite],
+                c=colour,
+                ls=LINE_STYLES[job.style % len(LINE_STYLES)],
+                lw=1.5 if job.ok else 1.0,
+                alpha=0.9 if job.ok else 0.45,
+                marker="." if finite.sum() < 30 else None,
+                ms=4,
+            )
+        if shown and min(shown) > 0 and max(shown) / min(shown) >= 100:
+            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(tag)
+        ax.grid(alpha=0.3)
+    if mappable is not None:
+        figure.colorbar(mappable, ax=list(axes), fraction=0.05, pad=0.03, label=colour_by)
+    if handles:
+        figure.legend(
+            handles=handles,
+            loc="upper right",
+            bbox_to_anchor=(1 - 0.1 / width, 1 - 0.45 / 3.8),
+            fontsize=7,
+            framealpha=0.8,
+        )
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
 # --- loss landscapes and activations ------------------------------------------------------
 
 PATH_COLORS = {"SGD": "#d62728", "SGD+momentum": "#2ca02c", "Adam": "#9467bd"}

@@ -1,5 +1,6 @@
 """The leaderboard of a sweep: ``summary.csv``, ``summary.md`` and ``summary.png`` in the
-sweep dir, one row per job, best first.
+sweep dir, one row per job, best first; and ``summary_curves.png``, the validation curves of
+every job overlaid, coloured by the swept value (read from the jobs' TensorBoard events).
 
 Written at the end of every multirun (:class:`SweepSummaryCallback`, a Hydra callback
 in ``conf/hydra/default.yaml``) and by ``dllab-summary <sweep dir>`` for any sweep dir,
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from dllab.catalog import metric_mode
 from dllab.results import COMPLETED
-from dllab.sweeps.jobs import SWEPT_KEYS_ENV, shown_overrides, split_override, swept_keys
+from dllab.sweeps.jobs import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override, swept_keys
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
 UNFINISHED = "unfinished"
@@ -33,6 +35,7 @@ PRUNED = "pruned"
 # A pruned job was stopped on purpose by the search: not a failure.
 OK_STATUSES = (COMPLETED, PRUNED)
 FIXED_COLUMNS = ("job", "status", "metric", "objective", "epochs", "wall_seconds", "overrides")
+CURVES_PNG = "summary_curves.png"
 
 
 @dataclass
@@ -185,14 +188,89 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+Curve = tuple[np.ndarray, np.ndarray]
+
+
+def read_curves(job_dir: Path, tags: list[str]) -> dict[str, Curve]:
+    """Per-epoch values of ``tags`` from the TensorBoard events under ``<job>/tensorboard``
+    as (epochs done, values); tags the job never logged are left out. The x value is the
+    logged ``epoch`` + 1 at the scalar's step (the step itself without an ``epoch`` scalar);
+    a step logged twice (a resumed run) keeps its last value."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    guidance = {ea.SCALARS: 0, ea.IMAGES: 1, ea.TENSORS: 1, ea.HISTOGRAMS: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1}
+    run_dirs = sorted({p.parent for p in (job_dir / "tensorboard").rglob("events.out.tfevents.*")})
+    by_step: dict[str, dict[int, float]] = {}
+    epoch_at: dict[int, float] = {}
+    for run_dir in run_dirs:
+        events = ea.EventAccumulator(str(run_dir), size_guidance=guidance)
+        events.Reload()
+        scalars = set(events.Tags().get("scalars", []))
+        if "epoch" in scalars:
+            epoch_at |= {e.step: e.value for e in events.Scalars("epoch")}
+        for tag in tags:
+            if tag in scalars:
+                by_step.setdefault(tag, {}).update({e.step: e.value for e in events.Scalars(tag)})
+    curves: dict[str, Curve] = {}
+    for tag, values in by_step.items():
+        steps = sorted(values)
+        epochs = [epoch_at[s] + 1 if s in epoch_at else float(s) for s in steps]
+        curves[tag] = (np.asarray(epochs, dtype=float), np.asarray([values[s] for s in steps], dtype=float))
+    return curves
+
+
+def write_curves_plot(rows: list[dict[str, Any]], path: Path) -> int:
+    """``summary_curves.png``: every job's validation curves of the optimized metric and of
+    ``val/loss`` overlaid, coloured by the first swept parameter (line style by the second);
+    jobs without curves (no TensorBoard events, or failed before validating) are left out.
+    Returns the number of jobs drawn; with none, no file (and an old one is removed)."""
+    from dllab import plots
+
+    metric = next((r["metric"] for r in rows if r.get("metric")), None)
+    tags = [t for t in (metric if metric and metric.startswith("val/") else None, "val/loss") if t]
+    tags = list(dict.fromkeys(tags))
+    params = swept_parameters(rows) or ["job"]
+    colour_by = params[0]
+    second = params[1] if len(params) > 1 else None
+    second_values = sorted({str(r["params"].get(second)) for r in rows}) if second else []
+    jobs: list[plots.SweepCurve] = []
+    for row in sorted(rows, key=lambda r: r["job"]):
+        try:
+            curves = read_curves(Path(row["run_dir"]), tags)
+        except Exception as err:  # a broken events file must not cost the rest of the summary
+            print(f"sweep summary: job {row['job']}: no curves ({err})", file=sys.stderr)
+            continue
+        if not curves:
+            continue
+        overrides = row["overrides"].split()
+        jobs.append(
+            plots.SweepCurve(
+                label=f"{row['job']}: {run_label(overrides) if overrides else 'defaults'}",
+                value=str(row["job"]) if colour_by == "job" else str(row["params"].get(colour_by)),
+                curves=curves,
+                style=second_values.index(str(row["params"].get(second))) if second else 0,
+                ok=row["status"] in OK_STATUSES,
+            )
+        )
+    if not jobs:
+        path.unlink(missing_ok=True)
+        return 0
+    styled = f", line style by {second}" if second else ""
+    title = f"validation curves of {len(jobs)} of {len(rows)} jobs, coloured by {colour_by}{styled}"
+    figure = plots.sweep_curves_figure(jobs, tags, colour_by, title=title, per_job_legend=second is not None)
+    plots.save(figure, path)
+    return len(jobs)
+
+
 def write_summary(sweep_dir: Path) -> SweepResult:
-    """Write summary.csv, summary.md and summary.png into the sweep dir."""
+    """Write summary.csv, summary.md, summary.png and summary_curves.png into the sweep dir."""
     rows = collect(sweep_dir)
     if not rows:
         raise FileNotFoundError(f"{sweep_dir}: no job dirs (<job number>/.hydra/) in it; is it a sweep dir?")
     write_csv(rows, sweep_dir / "summary.csv")
     write_markdown(rows, sweep_dir / "summary.md", sweep_dir)
     write_plot(rows, sweep_dir / "summary.png")
+    write_curves_plot(rows, sweep_dir / CURVES_PNG)
     by_status: dict[str, int] = {}
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
@@ -203,7 +281,8 @@ def write_summary(sweep_dir: Path) -> SweepResult:
 def report(result: SweepResult, sweep_dir: Path) -> str:
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(result.by_status.items()))
     lines = [f"sweep: {result.jobs} jobs, {result.failed} failed ({statuses})"]
-    lines.append(f"summary: {sweep_dir / 'summary.md'} (also summary.csv, summary.png)")
+    pictures = "summary.png, " + CURVES_PNG if (sweep_dir / CURVES_PNG).exists() else "summary.png"
+    lines.append(f"summary: {sweep_dir / 'summary.md'} (also summary.csv, {pictures})")
     lines.append(f"look at it: tensorboard --logdir {sweep_dir}")
     return "\n".join(lines)
 
