@@ -99,6 +99,7 @@ def test_callback_options(name: str, tmp_path: Path) -> None:
     if name == "default":
         assert names == {
             "ModelCheckpoint",
+            "LastCheckpoint",
             "LearningRateMonitor",
             "ModelSummary",
             "EpochProgressBar",

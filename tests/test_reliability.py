@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 # Long enough epochs (batch 1 on digits: about 1258 optimizer steps each) to be killed mid-run.
 SLOW_RUN = ["data=digits", "data.batch_size=1", "model.hidden_sizes=[16]", "model.dropout=0.1",
             "trainer.max_epochs=5", "trainer.deterministic=true", "scheduler=step", "scheduler.step_size=1",
-            "callbacks.progress_bar=null", "threads=1"]  # fmt: skip
+            "callbacks.progress_bar=null", "threads=1",
+            "callbacks.last_checkpoint.every_seconds=0"]  # fmt: skip
 
 
 def metrics_of(run_dir: Path) -> dict:

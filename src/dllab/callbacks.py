@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,39 @@ class GracefulInterrupt(L.Callback):
             run_dir=str(run_dir),
         )
         print(f"\ninterrupted at epoch {trainer.current_epoch}; continue with:\n  {command}", file=sys.stderr)
+
+
+class LastCheckpoint(L.Callback):
+    """``checkpoints/last.ckpt``: the latest state, saved at the end of an epoch when
+    ``every_seconds`` have passed since the last save, and always when training ends.
+
+    A save costs about 1.4 ms on 2 CPU cores while a whole small epoch takes 3 to 10 ms, so
+    saving every epoch would be the largest cost of a short run. With a time interval a
+    crash loses at most that much training (``resume=`` continues from here); Ctrl-C or
+    SIGTERM saves ``interrupted.ckpt`` anyway. ``every_seconds: 0`` saves every epoch.
+    (Lightning's ``ModelCheckpoint(save_last=True)`` rewrites last.ckpt only together with a
+    new best, and ignores ``train_time_interval`` under manual optimization.)
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last", every_seconds: float = 30.0) -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.every_seconds = every_seconds
+        self._last_save = 0.0
+        self._saved_step = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_save = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        due = time.monotonic() - self._last_save >= self.every_seconds
+        if trainer.strategy.broadcast(due):  # rank 0 decides, so every rank joins the save
+            self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._saved_step != trainer.global_step and not getattr(trainer, "fast_dev_run", False):
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+        self._last_save = time.monotonic()

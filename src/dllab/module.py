@@ -26,6 +26,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from dllab.catalog import CLASSIFICATION, REGRESSION
@@ -74,7 +76,6 @@ class MLPModule(L.LightningModule):
         loss_options = dict(loss or {})
         self.loss_name = resolved_loss_name(self.task, loss_options.pop("name", "auto"))
         self.criterion = build_loss(self.task, self.loss_name, **loss_options)
-        self.train_metrics = self.make_metrics()
         self.val_metrics = self.make_metrics()
         self.test_metrics = self.make_metrics()
         self.val_loss = MeanMetric()
@@ -87,6 +88,10 @@ class MLPModule(L.LightningModule):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def make_best_tracker(self) -> MaxMetric | MinMetric:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def epoch_metrics(self, predictions: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """The training epoch's metrics from all its predictions at once."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def prediction(self, output: Tensor) -> Tensor:
@@ -153,10 +158,8 @@ class MLPModule(L.LightningModule):
         if not torch.isfinite(epoch_loss):
             bad = int(torch.nonzero(~torch.isfinite(micro_losses[:micro]))[0])
             self._diverged(micro_losses[bad].item(), first_step + bad // accumulate + 1)
-        metrics = self.train_metrics
-        metrics.update(torch.cat(predictions), y[order[:done]])
-        values = {f"train/{k}": v for k, v in metrics.compute().items()}
-        metrics.reset()
+        # one functional torchmetrics call per metric over the whole epoch (no per-step updates)
+        values = {f"train/{k}": v for k, v in self.epoch_metrics(torch.cat(predictions), y[order[:done]]).items()}
         values["train/loss"] = epoch_loss
         self.log_dict(values, on_step=False, on_epoch=True, batch_size=1, sync_dist=world > 1)
         self._step_scheduler(after_validation=False)
@@ -282,6 +285,13 @@ class ClassificationModule(MLPModule):
     def make_best_tracker(self) -> MaxMetric:
         return MaxMetric()
 
+    def epoch_metrics(self, predictions: Tensor, target: Tensor) -> dict[str, Tensor]:
+        k = int(self.hparams["output_size"])
+        return {
+            "acc": multiclass_accuracy(predictions, target, k, average="micro", validate_args=False),
+            "f1": multiclass_f1_score(predictions, target, k, average="macro", validate_args=False),
+        }
+
     def prediction(self, output: Tensor) -> Tensor:
         return output.argmax(dim=-1)
 
@@ -300,6 +310,13 @@ class RegressionModule(MLPModule):
 
     def make_best_tracker(self) -> MinMetric:
         return MinMetric()
+
+    def epoch_metrics(self, predictions: Tensor, target: Tensor) -> dict[str, Tensor]:
+        return {
+            "mse": mean_squared_error(predictions, target),
+            "mae": mean_absolute_error(predictions, target),
+            "r2": r2_score(predictions, target),
+        }
 
 
 MODULES: dict[str, type[MLPModule]] = {CLASSIFICATION: ClassificationModule, REGRESSION: RegressionModule}

@@ -168,7 +168,7 @@ def find_and_use_batch_size(cfg: Any, trainer: Any, module: Any, datamodule: Any
     n_train = len(datamodule.arrays["train"][0])
     doublings = math.floor(math.log2(n_train / configured)) if n_train >= configured else 0
     max_trials = min(doublings, int(cfg.tuner.batch_size_max_trials))
-    found = configured
+    found: int | None = configured
     if max_trials > 0:
         found = Tuner(trainer).scale_batch_size(
             module,
