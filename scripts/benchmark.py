@@ -51,6 +51,7 @@ import argparse
 import contextlib
 import cProfile
 import io
+import itertools
 import json
 import logging
 import os
@@ -94,6 +95,7 @@ METHODS = ("hand", "hand_default_optim", "dllab", "template")
 TARGET_VS_HAND = {"digits_b32": 0.85, "circle_b10": 0.75, "digits_b256": 0.70}
 TARGET_VS_HAND_DEFAULT_OPTIM = 1.0  # strictly greater
 TARGET_VS_TEMPLATE = 2.5
+TARGET_SWEEP_OVERHEAD_SECONDS = 0.5
 TARGET_STARTUP_SECONDS = 1.5
 
 # Set by --profile: records the timed epochs (all but the first) of the runs.
@@ -478,6 +480,41 @@ def benchmark_startup(args) -> dict:
     return results
 
 
+def benchmark_sweep(args, jobs: int = 16) -> dict:
+    """A 16-job grid of short digits runs with Hydra's basic launcher. A job's overhead is the
+    time from the previous job's metrics.json to its own (the whole job: Hydra's compose and
+    job set-up, data, model, trainer, test, records; the one-time imports fall before the
+    first job) minus its training loop (fit_seconds)."""
+    accelerator = "gpu" if args.device == "cuda" else "cpu"
+    with tempfile.TemporaryDirectory(prefix="dllab-bench-sweep-") as tmp:
+        env = {**os.environ, "DLLAB_LOG_DIR": tmp}
+        seeds = ",".join(str(i) for i in range(jobs))
+        command = [DLLAB_TRAIN, "-m", f"seed={seeds}", "trainer.max_epochs=3", "plots=none",
+                   f"trainer.accelerator={accelerator}", f"threads={args.threads}"]  # fmt: skip
+        child = run_child(command, env)
+        if child["code"] != 0:
+            raise RuntimeError(f"sweep failed:\n{child['output'][-3000:]}")
+        finished = sorted(
+            (f.stat().st_mtime, json.loads(f.read_text())["fit_seconds"])
+            for f in Path(tmp).glob("*/multiruns/*/*/metrics.json")
+        )
+        # job i+1 runs from job i's metrics.json to its own: all of it but the one-time imports
+        overheads = [(end - previous_end) - fit for (previous_end, _), (end, fit) in itertools.pairwise(finished)]
+        fits = [fit for _, fit in finished]
+    result = {
+        "jobs": len(fits),
+        "sweep_seconds": child["seconds"],
+        "median_job_overhead_seconds": statistics.median(overheads),
+        "median_fit_seconds": statistics.median(fits),
+    }
+    print(
+        f"  sweep of {len(fits)} jobs: {child['seconds']:.1f} s; per job: overhead "
+        f"{result['median_job_overhead_seconds']:.2f} s (median), training loop {result['median_fit_seconds']:.2f} s",
+        flush=True,
+    )
+    return result
+
+
 # --- report -----------------------------------------------------------------------------------------
 def check(value: float, target: float, strict: bool = False) -> str:
     ok = value > target if strict else value >= target
@@ -540,9 +577,9 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        choices=[*CASES, "startup"],
-        default=[*CASES, "startup"],
-        help="throughput cases and/or startup (start-up times and peak memory)",
+        choices=[*CASES, "startup", "sweep"],
+        default=[*CASES, "startup", "sweep"],
+        help="throughput cases, startup (start-up times and peak memory), sweep (per-job overhead)",
     )
     parser.add_argument("--profile", choices=list(CASES), help="only profile a hand and a dllab run")
     parser.add_argument("--json", type=Path, help="write all results here")
@@ -578,6 +615,7 @@ def main() -> None:
     cases = [c for c in args.cases if c in CASES]
     throughput = benchmark_throughput(cases, args) if cases else {}
     startup = benchmark_startup(args) if "startup" in args.cases else {}
+    sweep = benchmark_sweep(args) if "sweep" in args.cases else {}
 
     print(f"\n## dllab benchmark ({args.device}, {args.precision}, {args.threads} torch thread(s))\n")
     if throughput:
@@ -586,10 +624,17 @@ def main() -> None:
     if startup:
         print("\nStart-up and memory\n")
         print(startup_table(startup))
+    if sweep:
+        ok = "ok" if sweep["median_job_overhead_seconds"] <= TARGET_SWEEP_OVERHEAD_SECONDS else "MISS"
+        print(
+            f"\nSweep of {sweep['jobs']} short digits jobs (basic launcher): {sweep['sweep_seconds']:.1f} s; "
+            f"median per-job overhead {sweep['median_job_overhead_seconds']:.2f} s "
+            f"(<= {TARGET_SWEEP_OVERHEAD_SECONDS:g} s: {ok}), median training loop {sweep['median_fit_seconds']:.2f} s"
+        )
     load = f"load average {machine['load_average_at_start']} at start, {os.getloadavg()[0]:.2f} at end"
     print(f"\n(benchmark took {time.perf_counter() - started:.0f} s; {load})")
     if args.json:
-        results = {"machine": machine, "throughput": throughput, "startup": startup}
+        results = {"machine": machine, "throughput": throughput, "startup": startup, "sweep": sweep}
         args.json.write_text(json.dumps(results, indent=1))
         print(f"results: {args.json}")
 
