@@ -107,12 +107,7 @@ def check_data(data: DictConfig) -> None:
     if not isinstance(data.get("standardize"), bool):
         raise _fail("data.standardize", data.get("standardize"), "must be true or false")
     if DATASETS[name].kind == "playground":
-        n = data.get("n_samples")
-        if not _is_int(n) or n < 10:
-            raise _fail("data.n_samples", n, "must be an integer >= 10")
-        noise = data.get("noise")
-        if not _is_number(noise) or not 0 <= noise <= 0.5:
-            raise _fail("data.noise", noise, "must be a number in [0, 0.5]")
+        _check_generated(data, "")
         features = data.get("features")
         if not isinstance(features, (list, ListConfig)) or not features:
             raise _fail("data.features", features, f"must be a non-empty list of {', '.join(FEATURES)}")
@@ -125,12 +120,17 @@ def check_data(data: DictConfig) -> None:
     if DATASETS[name].kind == "function":
         if data.get("fn") not in FUNCTIONS:
             raise _fail("data.fn", data.get("fn"), f"unknown function; choose one of {', '.join(FUNCTIONS)}")
-        n = data.get("n_samples")
-        if not _is_int(n) or n < 10:
-            raise _fail("data.n_samples", n, "must be an integer >= 10")
-        noise = data.get("noise")
-        if not _is_number(noise) or not 0 <= noise <= 0.5:
-            raise _fail("data.noise", noise, "must be a number in [0, 0.5] (times the targets' std)")
+        _check_generated(data, " (times the targets' std)")
+
+
+def _check_generated(data: DictConfig, noise_unit: str) -> None:
+    """n_samples and noise of a generated set (the 2-D playground sets, the 1-D functions)."""
+    n = data.get("n_samples")
+    if not _is_int(n) or n < 10:
+        raise _fail("data.n_samples", n, "must be an integer >= 10")
+    noise = data.get("noise")
+    if not _is_number(noise) or not 0 <= noise <= 0.5:
+        raise _fail("data.noise", noise, f"must be a number in [0, 0.5]{noise_unit}")
 
 
 def check_plots_and_tuner(cfg: DictConfig) -> None:
