@@ -150,3 +150,33 @@ def test_resume_of_a_corrupt_last_checkpoint_names_the_file(tmp_path: Path) -> N
     result = run_cli("dllab-train", f"resume={run_dir}", cwd=tmp_path)
     assert result.returncode == 2
     assert f"resume={last}: cannot read the checkpoint" in result.stderr
+
+
+def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lightning as L
+    from fsspec.implementations.local import LocalFileOpener
+
+    from dllab.datamodule import InMemoryDataModule
+    from dllab.module import ClassificationModule
+
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
+    )
+    trainer.fit(ClassificationModule(4, 3, hidden_sizes=[8]), InMemoryDataModule("iris"))
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    before = path.read_bytes()
+
+    def dies_midway(self: LocalFileOpener, data: bytes) -> int:
+        self.f.write(data[: len(data) // 2])  # half the bytes reach the disk, then the process "dies"
+        raise OSError("killed while saving")
+
+    monkeypatch.setattr(LocalFileOpener, "write", dies_midway)
+    with pytest.raises(OSError, match="killed while saving"):
+        trainer.save_checkpoint(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before  # the old checkpoint is untouched, not half-overwritten
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt"] == ["last.ckpt"]

@@ -40,11 +40,15 @@ def write_metrics(directory: Path, status: str, **fields: Any) -> Path:
     return path
 
 
-def save_config(cfg: DictConfig, run_dir: Path) -> Path:
-    """The fully resolved config of the run (Hydra's .hydra/config.yaml keeps interpolations)."""
+def save_config(cfg: DictConfig, run_dir: Path, show: bool = True) -> Path:
+    """Write the fully resolved config of the run (Hydra's .hydra/config.yaml keeps
+    interpolations) to the run dir and print it as a tree, one block per config group."""
     path = run_dir / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    path.write_text(text)
+    if show:
+        print(f"config ({path}):\n" + "\n".join(f"  {line}" for line in text.splitlines()), flush=True)
     return path
 
 
