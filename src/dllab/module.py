@@ -17,6 +17,7 @@ logged once per epoch under ``train/``, ``val/`` and ``test/``.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -41,7 +42,7 @@ from dllab.optim import build_optimizer, build_scheduler
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 
 
-class MLPModule(L.LightningModule):
+class MLPModule(L.LightningModule, ABC):
     """Shared base: backbone, loss, optimizer and the in-memory epoch step loop.
 
     Every argument is a primitive (numbers, strings, lists, dicts), so checkpoints
@@ -84,15 +85,17 @@ class MLPModule(L.LightningModule):
         self.best.persistent(True)  # val/<metric>_best survives a resume
 
     # --- task-specific pieces ---------------------------------------------------------
+    @abstractmethod
     def make_metrics(self) -> MetricCollection:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The validation/test metric set of the task."""
 
+    @abstractmethod
     def make_best_tracker(self) -> MaxMetric | MinMetric:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Tracks val/<main_metric>_best."""
 
+    @abstractmethod
     def epoch_metrics(self, predictions: Tensor, target: Tensor) -> dict[str, Tensor]:
         """The training epoch's metrics from all its predictions at once."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def prediction(self, output: Tensor) -> Tensor:
         """What the metrics compare with the target: class index or regression output."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,7 +124,7 @@ def log_figure(loggers: Iterable[Any], tag: str, figure: Figure, step: int) -> b
     return png
 
 
-class PlotCallback(L.Callback):
+class PlotCallback(L.Callback, ABC):
     """Base: decides where a picture applies, when to draw it, and where it goes."""
 
     name: ClassVar[str]
@@ -140,17 +141,18 @@ class PlotCallback(L.Callback):
         self.written: list[Path] = []
         self.surface = False
 
-    # to implement
+    @abstractmethod
     def applies(self, datamodule: Any) -> bool:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Whether this picture fits the run's data."""
 
+    @abstractmethod
     def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
         """The full picture (a matplotlib figure), saved at the end."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def raster(self, module: L.LightningModule, datamodule: Any) -> np.ndarray:
-        """The cheap (H, W, 3) picture logged every ``every_n_epochs`` epochs during fit."""
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The cheap (H, W, 3) picture logged every ``every_n_epochs`` epochs during fit
+        (only pictures with ``during_fit`` draw one)."""
+        raise TypeError(f"{type(self).__name__} draws no picture during fit")
 
     # plumbing
     @contextmanager
