@@ -164,8 +164,30 @@ class MLPModule(L.LightningModule, ABC):
         # one functional torchmetrics call per metric over the whole epoch (no per-step updates)
         values = {f"train/{k}": v for k, v in self.epoch_metrics(torch.cat(predictions), y[order[:done]]).items()}
         values["train/loss"] = epoch_loss
-        self.log_dict(values, on_step=False, on_epoch=True, batch_size=1, sync_dist=world > 1)
+        self.log_epoch(values)
         self._step_scheduler(after_validation=False)
+
+    def log_epoch(self, values: dict[str, Tensor]) -> None:
+        """Log an epoch's train or val values: into ``trainer.callback_metrics`` (what the
+        checkpoint, early stopping, the progress bar, the plateau scheduler and the pruner
+        read) and to every logger at step = epoch.
+
+        Lightning's ``self.log`` costs about 0.26 ms a call on 2 CPU cores (it walks its
+        stored results with ``apply_to_collection``), and every read of
+        ``trainer.callback_metrics`` walks them again: with epochs of 3 to 10 ms that
+        bookkeeping was the largest overhead of a run. The values are already epoch means
+        (train) or synced torchmetrics results (val); under DDP the train values are
+        averaged over processes here. Test metrics still go through ``self.log``, since
+        ``trainer.test`` returns them.
+        """
+        if self.trainer.world_size > 1:
+            values = {k: self.trainer.strategy.reduce(v, reduce_op="mean") for k, v in values.items()}
+        values = {k: v.detach() for k, v in values.items()}
+        self.trainer.callback_metrics.update(values)
+        if self.trainer.loggers:
+            scalars = {k: float(v) for k, v in values.items()}
+            for logger in self.trainer.loggers:
+                logger.log_metrics(scalars, step=self.current_epoch)
 
     def _diverged(self, loss: float, step: int) -> None:
         raise DivergedError(
@@ -242,8 +264,8 @@ class MLPModule(L.LightningModule, ABC):
         if not self.trainer.sanity_checking:
             self.best.update(values[f"val/{self.main_metric}"])
             values[f"val/{self.main_metric}_best"] = self.best.compute()
-        self.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
         if not self.trainer.sanity_checking:
+            self.log_epoch(values)
             self._step_scheduler(after_validation=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
