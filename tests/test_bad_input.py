@@ -35,7 +35,7 @@ BAD_INPUTS = [
     (["trainer=mps"], "trainer.accelerator=mps: Apple MPS needs a Mac with Apple silicon"),
     (
         ["optimized_metric=val/auc"],
-        "optimized_metric=val/auc: not logged for this task; choose one of val/acc",
+        "optimized_metric=val/auc: not logged; choose one of val/acc",
     ),
     (["model.dropout=1.5"], "model.dropout=1.5: must be a number in [0, 1)"),
     (["data.batch_size=abc"], "data.batch_size='abc': must be a positive integer"),

@@ -110,14 +110,24 @@ def test_scheduler_steps_per_epoch() -> None:
     assert module.optimizers().param_groups[0]["lr"] == pytest.approx(0.5 * 0.5**3)
 
 
-def test_metrics_logged_per_stage(tmp_path: Path) -> None:
+class ValHistory(L.Callback):
+    def __init__(self) -> None:
+        self.acc: list[float] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.acc.append(float(trainer.callback_metrics["val/acc"]))
+
+
+def test_metrics_logged_per_stage() -> None:
     dm = InMemoryDataModule("iris", seed=0)
     module = ClassificationModule(4, 3, hidden_sizes=[16], optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
-    t = trainer(max_epochs=30, limit_val_batches=1.0)
+    history = ValHistory()
+    t = trainer(max_epochs=30, limit_val_batches=1.0, callbacks=[history])
     t.fit(module, dm)
     logged = set(t.callback_metrics)
     assert {"train/loss", "train/acc", "train/f1", "val/loss", "val/acc", "val/f1", "val/acc_best"} <= logged
-    assert t.callback_metrics["val/acc_best"] >= t.callback_metrics["val/acc"]
+    assert len(history.acc) == 30 and float(t.callback_metrics["val/acc_best"]) == pytest.approx(max(history.acc))
     results = t.test(module, dm, verbose=False)[0]
     assert set(results) == {"test/loss", "test/acc", "test/f1"} and results["test/acc"] > 0.8
 

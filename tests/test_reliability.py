@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -180,3 +181,31 @@ def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_whole(
     assert path.read_bytes() == before  # the old checkpoint is untouched, not half-overwritten
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt"] == ["last.ckpt"]
+
+
+def test_resume_refuses_other_overrides_and_follows_a_moved_dir(tmp_path: Path) -> None:
+    assert run_cli("dllab-train", "data=iris", "trainer.max_epochs=2", "plots=none", cwd=tmp_path).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    refused = run_cli("dllab-train", f"resume={run_dir}", "trainer.max_epochs=4", cwd=tmp_path)
+    assert refused.returncode == 2 and "trainer.max_epochs=4 cannot apply" in refused.stderr
+    assert metrics_of(run_dir)["status"] == "completed"  # untouched
+
+    moved = tmp_path / "moved_run"
+    shutil.copytree(run_dir, moved)
+    before = sorted(str(p) for p in run_dir.rglob("*"))
+    resumed = run_cli("dllab-train", f"resume={moved}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(str(p) for p in run_dir.rglob("*")) == before  # nothing written into the original
+    metrics = metrics_of(moved)
+    assert metrics["run_dir"] == str(moved.resolve()) and metrics["best_checkpoint"].startswith(str(moved.resolve()))
+
+
+def test_without_validation_the_run_optimizes_the_training_loss(tmp_path: Path) -> None:
+    result = run_cli("dllab-train", "data=iris", "trainer.max_epochs=3", "trainer.limit_val_batches=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = metrics_of(run_dirs(tmp_path)[0])
+    assert metrics["optimized_metric"] == "train/loss" and metrics["best_checkpoint"]
+    explicit = run_cli(
+        "dllab-train", "data=iris", "trainer.limit_val_batches=0", "optimized_metric=val/acc", cwd=tmp_path
+    )
+    assert explicit.returncode == 2 and "not logged (validation is off: trainer.limit_val_batches=0)" in explicit.stderr

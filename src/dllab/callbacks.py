@@ -116,7 +116,10 @@ class GracefulInterrupt(L.Callback):
         from dllab.results import INTERRUPTED, write_metrics
 
         run_dir = Path(trainer.default_root_dir)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "interrupted.ckpt", weights_only=False)
+        # not trainer.save_checkpoint: it ends with a barrier that other DDP ranks, already
+        # stopping, never reach
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, run_dir / "checkpoints" / "interrupted.ckpt")
         command = f"dllab-train resume={run_dir}"
         write_metrics(
             run_dir,
@@ -160,6 +163,6 @@ class LastCheckpoint(L.Callback):
             self._save(trainer)
 
     def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
         self._last_save = time.monotonic()

@@ -219,6 +219,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.standardize:
             self._standardize(data.task)
         self._tensors = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in self.arrays.items()}
+        for split in SPLITS:  # bad limits are config errors before anything is built, not inside fit
+            _limit(self.limits[split], len(self.arrays[split][0]), self.batch_size, f"limit_{split}_batches")
         self.dataset = data
 
     def train_dataloader(self) -> TrainEpochs:

@@ -9,10 +9,11 @@ from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardL
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
-    """Lightning asks the logger to ``save()`` (flush the event file to disk) after every
-    ``log_metrics``, twice an epoch; with epochs of a few milliseconds that flushing is a
-    measurable share of a run. This logger flushes at most every ``flush_seconds``;
-    ``finalize`` (end of fit/test, also after an exception) always flushes and closes."""
+    """``save()`` (flush the event file to disk) is asked for after every epoch's values
+    (``MLPModule.log_epoch``, and Lightning after its own logging); with epochs of a few
+    milliseconds flushing each time is a measurable share of a run. This logger flushes at
+    most every ``flush_seconds``, so TensorBoard still sees a run live; ``finalize`` (end of
+    fit/test, also after an exception) always flushes and closes."""
 
     def __init__(self, *args: Any, flush_seconds: float = 2.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -27,6 +27,7 @@ from dllab.checks import check_accelerator_present, check_config, check_loss_fit
 from dllab.errors import ConfigError, DivergedError
 from dllab.results import (
     COMPLETED,
+    CONFIG_ERROR,
     DIVERGED,
     FAILED,
     finite_or_none,
@@ -120,7 +121,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
     with open_dict(cfg):
         if cfg.optimized_metric == AUTO:
-            cfg.optimized_metric = DEFAULT_METRIC[task]
+            cfg.optimized_metric = DEFAULT_METRIC[task] if validates(cfg) else "train/loss"
     module = MODULES[task](
         input_size=datamodule.input_size,
         output_size=datamodule.output_size,
@@ -131,7 +132,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         class_names=datamodule.class_names,
         **loop_kwargs,
     )
-    check_metric_logged(cfg.optimized_metric, module)
+    check_metric_logged(cfg.optimized_metric, module, validates(cfg))
     module.augment = build_augmenter(
         plain(cfg.augmentation) if cfg.get("augmentation") else {},
         cfg.data.name,
@@ -169,6 +170,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     logged = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
 
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best_path and run_dir.resolve() not in Path(best_path).resolve().parents:
+        # a resumed run dir that was moved: its checkpoint remembers the old location
+        moved = run_dir / "checkpoints" / Path(best_path).name
+        best_path = str(moved) if moved.is_file() else best_path
     test_results = trainer.test(
         module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
     )
@@ -224,11 +229,19 @@ def quiet_library_logs() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def check_metric_logged(metric: str, module: Any) -> None:
-    names = [f"{stage}/{m}" for stage in ("val", "train") for m in (*module.val_metrics.keys(), "loss")]
-    names.append(f"val/{module.main_metric}_best")
+def validates(cfg: DictConfig) -> bool:
+    """Whether the run has a validation pass (trainer.limit_val_batches is not 0)."""
+    return cfg.trainer.get("limit_val_batches", 1.0) != 0
+
+
+def check_metric_logged(metric: str, module: Any, validation: bool = True) -> None:
+    stages = ("val", "train") if validation else ("train",)
+    names = [f"{stage}/{m}" for stage in stages for m in (*module.val_metrics.keys(), "loss")]
+    if validation:
+        names.append(f"val/{module.main_metric}_best")
     if metric not in names:
-        raise ConfigError(f"optimized_metric={metric}: not logged for this task; choose one of {', '.join(names)}")
+        off = "" if validation else " (validation is off: trainer.limit_val_batches=0)"
+        raise ConfigError(f"optimized_metric={metric}: not logged{off}; choose one of {', '.join(names)}")
 
 
 def instantiate_enabled(group: DictConfig | None) -> list[Any]:
@@ -277,7 +290,7 @@ def run(cfg: DictConfig) -> float | None:
         with sweep_jobs.fresh_distributed_state():
             result = train(cfg)
     except ConfigError as err:
-        return _fail(cfg, run_dir, "config_error", err, exit_code=2)
+        return _fail(cfg, run_dir, CONFIG_ERROR, err, exit_code=2)
     except DivergedError as err:
         return _fail(cfg, run_dir, DIVERGED, err, exit_code=1, wall=time.perf_counter() - started)
     except Exception as err:
@@ -303,10 +316,10 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
         traceback.print_exception(err)
     if sweep_jobs.global_rank() != 0:
         pass  # a DDP worker: rank 0 records the run
-    elif status == "config_error" and cfg.get("resume"):
+    elif status == CONFIG_ERROR and cfg.get("resume"):
         remove_if_made_by_hydra(run_dir, cfg)  # a resumed run's own metrics.json stays as it was
-    elif status == "config_error" and not is_multirun():
-        remove_if_made_by_hydra(run_dir, cfg)  # no half-made run dir left behind
+    elif status == CONFIG_ERROR and not is_multirun() and remove_if_made_by_hydra(run_dir, cfg):
+        pass  # nothing was made but Hydra's files: no half-made run dir left behind
     else:
         write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
         print(f"run dir: {run_dir}", file=sys.stderr)
@@ -317,44 +330,74 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
     sys.exit(exit_code)
 
 
-def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> None:
+def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
     """Remove a run dir that holds nothing but what Hydra wrote for this invocation (its
     .hydra/ and log file), and the then-empty folders above it; anything else stays."""
     if not run_dir.is_dir():
-        return
+        return True
     hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"} if HydraConfig.initialized() else set()
     if cfg.get("resume") and str(Path(cfg.resume)) in _PREEXISTING:
-        return  # the user's dir: never removed
+        return False  # the user's dir: never removed
     if not {p.name for p in run_dir.iterdir()} <= hydra_files:
-        return
+        return False
     shutil.rmtree(run_dir, ignore_errors=True)
     for parent in () if cfg.get("resume") else (run_dir.parent, run_dir.parent.parent):
         try:
             parent.rmdir()  # only if empty
         except OSError:
             break
+    return True
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
-    """The saved config of the run dir ``resume`` names, set to continue from its last.ckpt."""
+    """The saved config of the run dir ``resume`` names, set to continue from its last.ckpt.
+
+    A resumed run is the same run: other overrides are refused (a changed run is a new run,
+    ``ckpt_path=<dir>/checkpoints/last.ckpt``), and a run dir that was moved or copied has
+    its saved absolute paths pointed at where it is now."""
     run_dir = Path(cfg.resume)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise ConfigError(f"resume={cfg.resume}: not a dllab run dir (no config.yaml); give a dir under logs/*/runs/")
+    others = (
+        [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+        if HydraConfig.initialized()
+        else []
+    )
+    if others:
+        raise ConfigError(
+            f"resume={cfg.resume}: continues the run with its own config, so {' '.join(others)} cannot apply; "
+            f"to change it, start a new run with ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"
+        )
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise ConfigError(
-            f"resume={cfg.resume}: no checkpoints/last.ckpt (the run stopped before its first epoch ended); "
-            "start it again instead"
+            f"resume={cfg.resume}: no checkpoints/last.ckpt yet (it is written every "
+            "callbacks.last_checkpoint.every_seconds and when training ends); start the run again instead"
         )
     loaded = OmegaConf.load(saved)
     assert isinstance(loaded, DictConfig)
+    old_dir, new_dir = str(loaded.paths.output_dir), str(run_dir.resolve())
+    if old_dir != new_dir:
+        container = OmegaConf.to_container(loaded)
+        loaded = OmegaConf.create(_repoint(container, old_dir, new_dir))
     with open_dict(loaded):
         loaded.resume = str(run_dir)
         loaded.ckpt_path = str(last)
-        loaded.paths.output_dir = str(run_dir.resolve())
+        loaded.paths.output_dir = new_dir
     log.info("resuming %s from %s", run_dir, last)
     return loaded
+
+
+def _repoint(node: Any, old: str, new: str) -> Any:
+    """Every string under ``node`` that starts with the path ``old`` now starts with ``new``."""
+    if isinstance(node, dict):
+        return {k: _repoint(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_repoint(v, old, new) for v in node]
+    if isinstance(node, str) and (node == old or node.startswith(old + "/")):
+        return new + node[len(old) :]
+    return node
 
 
 def is_multirun() -> bool:
