@@ -164,3 +164,26 @@ def test_end_to_end_digits_light_logs_the_grid(tmp_path: Path) -> None:
     assert "augmentation/original_vs_augmented" in events.Tags()["images"]
     image = events.Images("augmentation/original_vs_augmented")[0]
     assert (image.height, image.width) == (2 * 34, 16 * 34)
+
+
+def test_augmentation_draws_continue_after_a_checkpoint() -> None:
+    """The augmenter's generator state travels in the module's checkpoint, so a resumed run
+    draws the augmentations the uninterrupted run would have drawn."""
+    from dllab.module import ClassificationModule
+
+    dm = InMemoryDataModule("digits", seed=0)
+    dm.setup()
+    x = torch.from_numpy(dm.arrays["train"][0][:16])
+    running = ClassificationModule(64, 10)
+    running.augment = build_augmenter(LIGHT, "digits", dm.image_shape, dm.scaling, seed=3)
+    running.augment(x)  # some epochs of draws
+    checkpoint: dict = {}
+    running.on_save_checkpoint(checkpoint)
+    expected = running.augment(x)
+
+    resumed = ClassificationModule(64, 10)
+    resumed.augment = build_augmenter(LIGHT, "digits", dm.image_shape, dm.scaling, seed=3)
+    resumed.on_load_checkpoint(checkpoint)
+    assert torch.equal(resumed.augment(x), expected)
+    fresh = build_augmenter(LIGHT, "digits", dm.image_shape, dm.scaling, seed=3)
+    assert not torch.equal(fresh(x), expected)  # without the saved state the draws differ

@@ -71,7 +71,8 @@ class MLPModule(L.LightningModule, ABC):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.automatic_optimization = False
-        # Training-only batch augmentation (dllab.augmentation), set by dllab-train; not saved.
+        # Training-only batch augmentation (dllab.augmentation), set by dllab-train; only its
+        # random-number state goes into checkpoints.
         self.augment: Callable[[Tensor], Tensor] | None = None
         self.net = MLP(input_size, output_size, hidden_sizes, activation, dropout, batch_norm)
         loss_options = dict(loss or {})
@@ -286,12 +287,18 @@ class MLPModule(L.LightningModule, ABC):
         checkpoint["torch_rng_state"] = torch.get_rng_state()  # dropout draws continue after a resume
         if torch.cuda.is_available():
             checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
+        states = getattr(self.augment, "rng_states", None)  # the augmenter draws from its own generators
+        if states:
+            checkpoint["augment_rng_states"] = {k: v for k, v in states.items() if v is not None}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
         if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng_states"])
+        states = getattr(self.augment, "rng_states", None)
+        if states is not None and "augment_rng_states" in checkpoint:
+            states.update(checkpoint["augment_rng_states"])
 
     # --- optimizers -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
