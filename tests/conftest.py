@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -19,6 +20,19 @@ BIN = Path(sys.executable).parent
 
 # One torch thread per test process: the suite may run beside other jobs on 2 cores.
 torch.set_num_threads(1)
+
+
+def bare_trainer(**kwargs: object) -> L.Trainer:
+    """A Lightning Trainer for unit tests: CPU, one epoch, no logger, checkpoints, bar or summary."""
+    options: dict[str, object] = dict(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**(options | kwargs))  # type: ignore[arg-type]
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from torch import Tensor, nn
@@ -18,7 +17,7 @@ from dllab.datamodule import InMemoryDataModule
 from dllab.errors import ConfigError
 from dllab.module import ClassificationModule
 from dllab.train import plain
-from tests.conftest import run_cli, run_dirs
+from tests.conftest import bare_trainer, run_cli, run_dirs
 
 LIGHT = {
     "name": "light",
@@ -81,15 +80,7 @@ def test_only_training_batches_are_augmented(dm: InMemoryDataModule) -> None:
     module.augment = spy
     seen: list[tuple[bool, Tensor]] = []
     module.net.register_forward_pre_hook(lambda net, args: seen.append((net.training, args[0].clone())))
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = bare_trainer(num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
     trainer.test(module, datamodule=dm, verbose=False)
     train_inputs = [x for training, x in seen if training]

@@ -116,3 +116,15 @@ def test_batch_size_finder_picks_a_larger_batch_that_fits(tmp_path: Path) -> Non
     found = read_metrics(run_dir)["batch_size_find"]
     assert found["configured"] == 4 and 4 < found["used"] <= 105  # never above the training split
     assert f"batch_size: {found['used']}" in (run_dir / "config.yaml").read_text()
+
+
+def test_eval_uses_the_runs_own_test_slice(tmp_path: Path) -> None:
+    """dllab-eval rebuilds the data with the run's limits: a run tested on half the test split
+    is re-evaluated on that same half."""
+    args = ("data=iris", "trainer.max_epochs=3", "trainer.limit_test_batches=0.5", "plots=none")
+    assert run_cli("dllab-train", *args, cwd=tmp_path).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    evaluated = run_cli("dllab-eval", f"ckpt_path={run_dir}/checkpoints/best.ckpt", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    again = json.loads((run_dir / "eval_metrics.json").read_text())["test"]
+    assert again == pytest.approx(read_metrics(run_dir)["test"], abs=1e-6)

@@ -59,7 +59,10 @@ def test_train_loader_yields_one_epoch_in_a_seeded_order() -> None:
     (batch,) = list(loader)
     assert batch.batch_size == 10 and batch.x.shape == (140, 2)
     assert sorted(batch.order.tolist()) == list(range(140))
-    assert batch.x.data_ptr() == dm.train_dataloader().x.data_ptr()  # one copy, no per-epoch copies
+    (again,) = list(loader)  # the next epoch
+    stored = dm._tensors["train"][0]
+    assert batch.x.data_ptr() == again.x.data_ptr() == stored.data_ptr()  # one copy, not one per epoch
+    assert batch.x.untyped_storage().nbytes() == stored.numel() * stored.element_size()  # not a slice of a copy
     assert torch.equal(loader.order(3), loader.order(3))
     assert not torch.equal(loader.order(3), loader.order(4))
 

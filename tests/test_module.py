@@ -11,21 +11,13 @@ import torch
 
 from dllab.datamodule import InMemoryDataModule
 from dllab.module import ClassificationModule, RegressionModule, load_module
+from tests.conftest import bare_trainer
 
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.5}
 
 
 def trainer(**kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    return L.Trainer(**(options | kwargs))
+    return bare_trainer(**({"limit_val_batches": 0} | kwargs))
 
 
 def fit(batch_size: int, accumulate: int = 1, epochs: int = 1, **module_kwargs) -> ClassificationModule:

@@ -51,6 +51,9 @@ def _grid() -> plots.Grid:
     return plots.grid_over(RNG.uniform(-5, 5, (300, 2)), resolution=40)
 
 
+_AXIS = np.linspace(-1, 1, 11)
+BOWL = (_AXIS, _AXIS, 1 + np.add.outer(_AXIS**2, _AXIS**2))  # a loss landscape on an 11 x 11 grid
+
 FIGURES: dict[str, tuple[Callable[[], Figure], float, float]] = {
     "decision_boundary": (
         lambda: plots.decision_boundary_figure(
@@ -135,20 +138,12 @@ FIGURES: dict[str, tuple[Callable[[], Figure], float, float]] = {
     "lr_find": (lambda: plots.lr_find_figure(np.geomspace(1e-5, 1, 50), np.linspace(1, 0.2, 50), 1e-2), 5.0, 3.4),
     "two_param": (lambda: landscape.two_param_figure(landscape.two_param_cases(resolution=31, steps=10)), 10.0, 4.6),
     "landscape_contour": (
-        lambda: plots.landscape_contour_figure(
-            np.linspace(-1, 1, 11),
-            np.linspace(-1, 1, 11),
-            1 + np.add.outer(np.linspace(-1, 1, 11) ** 2, np.linspace(-1, 1, 11) ** 2),
-        ),
+        lambda: plots.landscape_contour_figure(*BOWL),
         5.0,
         4.4,
     ),
     "landscape_surface": (
-        lambda: plots.landscape_surface_figure(
-            np.linspace(-1, 1, 11),
-            np.linspace(-1, 1, 11),
-            1 + np.add.outer(np.linspace(-1, 1, 11) ** 2, np.linspace(-1, 1, 11) ** 2),
-        ),
+        lambda: plots.landscape_surface_figure(*BOWL),
         5.0,
         4.4,
     ),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import BIN, run_cli, run_dirs
+from tests.conftest import BIN, bare_trainer, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -156,15 +156,12 @@ def test_resume_of_a_corrupt_last_checkpoint_names_the_file(tmp_path: Path) -> N
 def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lightning as L
     from fsspec.implementations.local import LocalFileOpener
 
     from dllab.datamodule import InMemoryDataModule
     from dllab.module import ClassificationModule
 
-    trainer = L.Trainer(
-        max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
-    )
+    trainer = bare_trainer(enable_checkpointing=True, default_root_dir=tmp_path)
     trainer.fit(ClassificationModule(4, 3, hidden_sizes=[8]), InMemoryDataModule("iris"))
     path = tmp_path / "last.ckpt"
     trainer.save_checkpoint(path)

@@ -35,23 +35,32 @@ def run_dir_of(ckpt_path: Path) -> Path:
     return run_dir
 
 
-def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
-    """Test metrics of the checkpoint on its run's test split; also written to eval_metrics.json."""
-    path = Path(ckpt_path)
-    read_checkpoint(path)  # a clear error for a missing or corrupt file, before anything else
-    run_dir = run_dir_of(path)
-    check_accelerator_present(accelerator, torch_checked=True)
-    quiet_library_logs()
-
-    import lightning as L
+def load_run(ckpt_path: str | Path) -> tuple[Any, Any, Path]:
+    """The module of a checkpoint and the data of its run, as the run had them: the module
+    from the checkpoint's primitive hyperparameters (read once, ``weights_only=True``), the
+    DataModule from the run's resolved config.yaml with its trainer limits (same splits, same
+    scaling, same test slice). Returns (module, datamodule, run dir)."""
     from hydra.utils import instantiate
 
-    from dllab.module import load_module
+    from dllab.module import module_from_checkpoint
+    from dllab.train import split_trainer_config
 
-    module = load_module(str(path))
+    path = Path(ckpt_path)
+    checkpoint = read_checkpoint(path)  # a clear error for a missing or corrupt file, first
+    run_dir = run_dir_of(path)
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
     assert isinstance(run_cfg, DictConfig)
-    datamodule = instantiate(run_cfg.data)
+    _, _, data_kwargs = split_trainer_config(run_cfg.trainer)
+    return module_from_checkpoint(checkpoint), instantiate(run_cfg.data, **data_kwargs), run_dir
+
+
+def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
+    """Test metrics of the checkpoint on its run's test split; also written to eval_metrics.json."""
+    check_accelerator_present(accelerator, torch_checked=True)
+    quiet_library_logs()
+    import lightning as L
+
+    module, datamodule, run_dir = load_run(ckpt_path)
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -62,7 +71,7 @@ def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
     )
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = {k: to_float(v) for k, v in results[0].items()}
-    payload = {"checkpoint": str(path.resolve()), "run_dir": str(run_dir), "test": metrics}
+    payload = {"checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(run_dir), "test": metrics}
     write_json(run_dir / "eval_metrics.json", payload)
     return payload
 

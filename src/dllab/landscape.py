@@ -207,18 +207,10 @@ def checkpoint_slice(
     """The slice for a finished run: its module from the checkpoint, its data (same split,
     same scaling) from the run's config.yaml."""
     import torch
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from dllab.evaluate import run_dir_of
-    from dllab.module import load_module
+    from dllab.evaluate import load_run
 
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ValueError(f"ckpt_path={ckpt_path}: no such file")
-    run_dir = run_dir_of(path)
-    module = load_module(str(path))
-    datamodule = instantiate(OmegaConf.load(run_dir / "config.yaml").data)
+    module, datamodule, run_dir = load_run(ckpt_path)
     datamodule.setup()
     if split not in datamodule.arrays:
         raise ValueError(f"split={split}: choose one of {', '.join(datamodule.arrays)}")

@@ -363,7 +363,11 @@ MODULES: dict[str, type[MLPModule]] = {CLASSIFICATION: ClassificationModule, REG
 
 def load_module(ckpt_path: str, map_location: str | torch.device = "cpu") -> MLPModule:
     """Rebuild the right module from a checkpoint alone (``weights_only=True``)."""
-    checkpoint = read_checkpoint(ckpt_path, map_location=map_location)
+    return module_from_checkpoint(read_checkpoint(ckpt_path, map_location=map_location))
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any]) -> MLPModule:
+    """The module of a checkpoint already read (see :func:`dllab.checkpoints.read_checkpoint`)."""
     module = MODULES[checkpoint["dllab_task"]](**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     return module
