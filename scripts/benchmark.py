@@ -27,10 +27,10 @@ Throughput. Each case (a dataset and a batch size; the model is an MLP with hidd
   TensorBoard logger, and validation every epoch.
 
 Timing. The training loop's time is the wall time from the start of the first timed epoch
-to the end of training, minus validation (``on_validation_start`` to ``on_validation_end``,
-outside the sanity check). Everything else Lightning does per epoch (epoch hooks, metric
-logging, the checkpoint save, the progress bar, and the validation loop's bookkeeping
-outside those two hooks) counts as training. The first epoch is a
+to the end of training, minus validation: the whole of Lightning's validation loop (its
+``run``: the model's eval/train switches, hooks, batches and metric computation; the sanity
+check comes before the timed epochs). Everything else Lightning does per epoch (epoch
+hooks, metric logging, checkpoints, the progress bar) counts as training. The first epoch is a
 warm-up and is not timed, for all methods. Throughput = training samples / training
 seconds. Validation and checkpoint-save time per epoch are reported separately. Repeats
 are interleaved (the order of the methods rotates per repeat) and the table shows medians.
@@ -69,11 +69,13 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, open_dict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from dllab.callbacks import LastCheckpoint
 from dllab.datamodule import EpochBatch, InMemoryDataModule
 from dllab.mlp import MLP
 from dllab.optim import build_optimizer
@@ -116,7 +118,12 @@ class Clock:
 
 
 class LoopTimer(L.Callback):
-    """Records, per epoch: its start, the samples trained, validation and checkpoint-save time.
+    """Records, per epoch: its start, the samples trained, validation time and checkpoint time.
+
+    Validation is the whole of Lightning's validation loop (its ``run``) less the checkpoint
+    callbacks' work inside it: the best-checkpoint check runs at the end of validation, and
+    checkpoints count as training. Checkpoint time is all the time spent in the hooks of
+    checkpoint callbacks (snapshots, writes, bookkeeping) and in ``trainer.save_checkpoint``.
 
     dllab builds its callbacks from the config, so the benchmark adds this one as
     ``callbacks.loop_timer``; the instance Hydra makes is kept in ``LoopTimer.last``.
@@ -133,18 +140,31 @@ class LoopTimer(L.Callback):
         self.ckpt: list[float] = []
         self.end = 0.0
         self.final_loss = float("nan")
-        self._val_start = 0.0
+        self._in_checkpoint = False
+
+    def _timed(self, method, in_val: bool = False):
+        def timed(*args, **kwargs):
+            if self._in_checkpoint or not self.ckpt:  # nested (a hook that saves) or before epoch 1
+                return method(*args, **kwargs)
+            self._in_checkpoint = True
+            t0 = self.now()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._in_checkpoint = False
+                elapsed = self.now() - t0
+                self.ckpt[-1] += elapsed
+                if in_val:
+                    self.val[-1] -= elapsed
+
+        return timed
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        save = trainer.save_checkpoint  # ModelCheckpoint saves through it; time each call
-
-        def timed_save(*args, **kwargs):
-            t0 = self.now()
-            save(*args, **kwargs)
-            if self.ckpt:
-                self.ckpt[-1] += self.now() - t0
-
-        trainer.save_checkpoint = timed_save  # type: ignore[method-assign]
+        trainer.save_checkpoint = self._timed(trainer.save_checkpoint)  # type: ignore[method-assign]
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, (Checkpoint, LastCheckpoint)):
+                callback.on_validation_end = self._timed(callback.on_validation_end, in_val=True)
+                callback.on_train_epoch_end = self._timed(callback.on_train_epoch_end)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if PROFILE is not None and len(self.starts) == 1:
@@ -157,13 +177,19 @@ class LoopTimer(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.samples[-1] += batch.order.numel() if isinstance(batch, EpochBatch) else len(batch[0])
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._val_start = self.now()
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        val_loop = trainer.fit_loop.epoch_loop.val_loop  # time all of it: hooks, mode switches, batches
+        run = val_loop.run
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking and self.val:
-            self.val[-1] += self.now() - self._val_start
+        def timed_run(*args, **kwargs):
+            t0 = self.now()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                if self.val:
+                    self.val[-1] += self.now() - t0
+
+        val_loop.run = timed_run  # type: ignore[method-assign]
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.end = self.now()
@@ -538,7 +564,7 @@ def throughput_tables(results: dict) -> str:
         )
     lines += [
         "",
-        "Per epoch (ms, medians): training loop (incl. checkpoint), validation, checkpoint save; "
+        "Per epoch (ms, medians): training loop (incl. checkpoint), validation, checkpoint callbacks (checks, snapshots, writes; part of training); "
         "final epoch-mean training loss",
         "",
         "| case | method | train ms | val ms | ckpt ms | final train loss |",

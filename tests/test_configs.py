@@ -98,7 +98,7 @@ def test_callback_options(name: str, tmp_path: Path) -> None:
     names = {type(c).__name__ for c in callbacks}
     if name == "default":
         assert names == {
-            "ModelCheckpoint",
+            "BestCheckpoint",
             "LastCheckpoint",
             "LearningRateMonitor",
             "ModelSummary",

@@ -169,3 +169,54 @@ def test_divergence_stops_at_the_step_it_happens() -> None:
     with pytest.raises(DivergedError, match=r"loss is nan at optimizer step 2 \(epoch 0\); try a smaller"):
         t.fit(module, dm)
     assert t.global_step == 1  # stopped right there, not at the end of the epoch
+
+
+def test_epoch_metrics_equal_torchmetrics_with_absent_classes() -> None:
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+    module = ClassificationModule(2, 5, hidden_sizes=[4])
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(100):
+        n = int(torch.randint(1, 60, (1,), generator=generator))
+        used = 1 + trial % 5  # some classes never appear in the target or the predictions
+        predictions = torch.randint(0, used, (n,), generator=generator)
+        target = torch.randint(0, min(5, used + trial % 2), (n,), generator=generator)
+        got = module.epoch_metrics(predictions, target)
+        assert got["acc"] == pytest.approx(float(multiclass_accuracy(predictions, target, 5, average="micro")))
+        assert got["f1"] == pytest.approx(float(multiclass_f1_score(predictions, target, 5, average="macro")))
+
+
+class ModeProbe(L.Callback):
+    """Records whether the network is in train mode in each stage's batches."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[bool]] = {"train": set(), "val": set(), "test": set()}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen["train"].add(pl_module.net.training)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.seen["val"].add(pl_module.net.training)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.seen["test"].add(pl_module.net.training)
+
+
+def test_network_is_in_eval_mode_only_for_evaluation() -> None:
+    dm = InMemoryDataModule("iris", seed=0)
+    module = ClassificationModule(4, 3, hidden_sizes=[16], dropout=0.5)
+    probe = ModeProbe()
+    t = trainer(max_epochs=3, limit_val_batches=1.0, num_sanity_val_steps=1, callbacks=[probe])
+    t.fit(module, dm)
+    t.test(module, dm, verbose=False)
+    assert probe.seen == {"train": {True}, "val": {False}, "test": {False}}
+
+
+def test_batches_on_the_device_pass_through_and_others_move() -> None:
+    dm = InMemoryDataModule("iris", seed=0)
+    dm.setup()
+    epoch = next(iter(dm.train_dataloader()))
+    assert dm.transfer_batch_to_device(epoch, torch.device("cpu"), 0) is epoch
+    x, y = next(iter(dm.val_dataloader()))
+    on_meta = dm.transfer_batch_to_device((x, y), torch.device("meta"), 0)
+    assert [t.device.type for t in on_meta] == ["meta", "meta"]

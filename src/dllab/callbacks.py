@@ -1,5 +1,5 @@
-"""Lightning callbacks for cross-cutting work: the epoch progress bar, the data summary and
-graceful interrupts."""
+"""Lightning callbacks for cross-cutting work: the epoch progress bar, the data summary,
+graceful interrupts, and checkpoints written on a time budget."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import Tensor
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -166,3 +169,112 @@ class LastCheckpoint(L.Callback):
         trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
         self._last_save = time.monotonic()
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (monitor, mode, top-k, file names: all its options),
+    with the files written on a time budget.
+
+    A new best is snapshotted in memory (a copy of the checkpoint's tensors, on their
+    device: tens of microseconds for dllab's MLPs) and written to disk when
+    ``write_every_seconds`` have passed since the last write, when training ends or stops
+    on an exception, and before any other checkpoint is taken (``last.ckpt``,
+    ``interrupted.ckpt``), so a checkpoint that names a best file always finds it on disk.
+    Writing a checkpoint costs 1 to 3 ms on 2 CPU cores, as much as a whole epoch of a small
+    MLP, and early in a run nearly every epoch is a new best. ``write_every_seconds: 0``
+    writes at once, as ModelCheckpoint does.
+
+    It also reads the monitored values without deep-copying ``trainer.callback_metrics``
+    (dllab's modules store fresh tensors there, never changed in place).
+    """
+
+    def __init__(self, *args: Any, write_every_seconds: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_every_seconds = write_every_seconds
+        self._pending: dict[str, dict[str, Any]] = {}  # file path -> checkpoint not yet written
+        self._last_write = time.monotonic()
+        self._snapshotting = False
+        self._trainer: L.Trainer | None = None  # set in setup: state_dict() writes through it
+
+    def _should_save_on_train_epoch_end(self, trainer: L.Trainer) -> bool:
+        """Check for a new best right after validation when there is one (ModelCheckpoint waits
+        for the epoch's end): then ``last.ckpt``, taken at the epoch's end, already knows it."""
+        if self._save_on_train_epoch_end is not None:
+            return self._save_on_train_epoch_end
+        return sum(trainer.num_val_batches) == 0
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, Tensor]:
+        candidates = dict(trainer.callback_metrics)
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        candidates["epoch"] = epoch.int() if isinstance(epoch, Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, Tensor) else torch.tensor(trainer.global_step)
+        return candidates
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self.write_every_seconds <= 0:
+            super()._save_checkpoint(trainer, filepath)
+            return
+        self._snapshotting = True  # our own state_dict() must not write the previous snapshot
+        try:
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        finally:
+            self._snapshotting = False
+        self._pending[filepath] = _copy_tensors(checkpoint)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self._pending.pop(filepath, None) is None:  # a snapshot never written needs no removal
+            super()._remove_checkpoint(trainer, filepath)
+
+    def write_pending(self, trainer: L.Trainer) -> None:
+        """Write the snapshots not yet on disk (rank 0 writes; every rank may call)."""
+        for filepath, checkpoint in self._pending.items():
+            trainer.strategy.save_checkpoint(checkpoint, filepath)
+        self._pending.clear()
+        self._last_write = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._pending and time.monotonic() - self._last_write >= self.write_every_seconds:
+            self.write_pending(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self._pending and time.monotonic() - self._last_write >= self.write_every_seconds:
+            self.write_pending(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.write_pending(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        self.write_pending(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._pending and not self._snapshotting and self._trainer is not None:
+            self.write_pending(self._trainer)  # another checkpoint is being taken: ours first
+        return super().state_dict()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._trainer = trainer
+
+
+def _copy_tensors(value: Any) -> Any:
+    """A copy of a checkpoint: tensors cloned, dicts, lists and tuples rebuilt, the rest (numbers,
+    strings, enums) shared. Lightning's ``apply_to_collection`` does the same at 3 times the cost."""
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        copied = {k: _copy_tensors(v) for k, v in value.items()}
+        return copied if type(value) is dict else type(value)(copied)
+    if isinstance(value, list):
+        return [_copy_tensors(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_copy_tensors(v) for v in value)
+    return value

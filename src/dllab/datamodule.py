@@ -248,6 +248,14 @@ class InMemoryDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> EvalBatches:
         return self._eval_loader("test")
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """The splits already live on the device (see ``_on_device``): batches pass through.
+        Lightning's default walks each batch and calls ``.to`` on every tensor, every epoch."""
+        tensors = batch[:-1] if isinstance(batch, EpochBatch) else batch
+        if isinstance(batch, tuple) and all(isinstance(t, Tensor) and t.device == device for t in tensors):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     # --- helpers ----------------------------------------------------------------------
     def _on_device(self, split: str) -> tuple[Tensor, Tensor]:
         """The split's tensors on the training device, moved there once."""

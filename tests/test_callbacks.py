@@ -1,0 +1,107 @@
+"""Checkpoints written on a time budget (BestCheckpoint, LastCheckpoint) and the TensorBoard
+logger's one event per call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from dllab.callbacks import BestCheckpoint, LastCheckpoint
+from dllab.datamodule import InMemoryDataModule
+from dllab.loggers import TensorBoardLogger
+from dllab.module import ClassificationModule
+from tests.conftest import bare_trainer
+
+ADAM = {"_target_": "torch.optim.Adam", "lr": 0.05}
+
+
+class History(L.Callback):
+    """After the checkpoint callbacks of each epoch: val/acc, the weights, and which files exist."""
+
+    def __init__(self, checkpoints: Path) -> None:
+        self.checkpoints = checkpoints
+        self.acc: list[float] = []
+        self.weights: list[dict[str, torch.Tensor]] = []
+        self.files: list[set[str]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.acc.append(float(trainer.callback_metrics["val/acc"]))
+        self.weights.append({k: v.clone() for k, v in pl_module.net.state_dict().items()})
+        self.files.append({p.name for p in self.checkpoints.glob("*.ckpt")})
+
+
+def fit(tmp_path: Path, *callbacks: L.Callback, epochs: int = 8) -> tuple[L.Trainer, History]:
+    torch.manual_seed(0)
+    history = History(tmp_path)
+    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    t = bare_trainer(max_epochs=epochs, enable_checkpointing=True, callbacks=[*callbacks, history])
+    t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+    return t, history
+
+
+def best(tmp_path: Path, **kwargs) -> BestCheckpoint:
+    options = {"dirpath": tmp_path, "filename": "best", "monitor": "val/acc", "mode": "max"} | kwargs
+    return BestCheckpoint(**options)
+
+
+def test_best_is_kept_in_memory_and_written_at_the_end_with_the_best_epochs_weights(tmp_path: Path) -> None:
+    t, history = fit(tmp_path, best(tmp_path, write_every_seconds=60))
+    assert history.files == [set()] * 8  # nothing written during training
+    saved = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    best_epoch = history.acc.index(max(history.acc))  # the first epoch with the best value
+    assert saved["epoch"] == best_epoch and best_epoch < 7  # not simply the last state
+    for name, value in history.weights[best_epoch].items():
+        assert torch.equal(saved["state_dict"][f"net.{name}"], value)
+    assert t.checkpoint_callback is not None and t.checkpoint_callback.best_model_score == max(history.acc)
+
+
+def test_write_every_seconds_zero_writes_each_new_best_at_once(tmp_path: Path) -> None:
+    _, history = fit(tmp_path, best(tmp_path, write_every_seconds=0), epochs=2)
+    assert history.files[0] == {"best.ckpt"}
+
+
+def test_the_best_file_is_written_before_a_last_checkpoint_names_it(tmp_path: Path) -> None:
+    _, history = fit(tmp_path, best(tmp_path, write_every_seconds=60), LastCheckpoint(str(tmp_path), every_seconds=0))
+    assert all(files == {"best.ckpt", "last.ckpt"} for files in history.files)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    state = next(v for k, v in last["callbacks"].items() if k.startswith("BestCheckpoint"))
+    assert Path(state["best_model_path"]).is_file()
+
+
+def test_top_k_snapshots_never_written_are_dropped(tmp_path: Path) -> None:
+    t, _ = fit(tmp_path, best(tmp_path, filename="{epoch}", save_top_k=2, write_every_seconds=60), epochs=10)
+    callback = t.checkpoint_callback
+    assert isinstance(callback, BestCheckpoint)
+    assert {p.name for p in tmp_path.glob("*.ckpt")} == {Path(p).name for p in callback.best_k_models}
+    assert len(callback.best_k_models) == 2
+
+
+def test_tensorboard_logger_writes_one_event_per_call(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(str(tmp_path), name="", version="")
+    logger.log_metrics({"train/loss": torch.tensor(0.5), "train/acc": 0.75, "epoch": 3}, step=3)
+    logger.log_metrics({"train/loss": 0.25}, step=4)
+    logger.finalize("success")
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"train/loss", "train/acc", "epoch"}
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(3, 0.5), (4, 0.25)]
+    assert [(e.step, e.value) for e in events.Scalars("train/acc")] == [(3, 0.75)]
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    (event_file,) = tmp_path.glob("events.out.tfevents.*")
+    summaries = [e for e in EventFileLoader(str(event_file)).Load() if e.HasField("summary")]
+    assert [len(e.summary.value) for e in summaries] == [3, 1]
+
+
+def test_tensorboard_logger_keeps_lightnings_handling_of_dicts(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(str(tmp_path), name="", version="")
+    logger.log_metrics({"pair": {"a": 1.0, "b": 2.0}}, step=0)  # add_scalars: a run per key
+    logger.finalize("success")
+    assert len(list(tmp_path.rglob("events.out.tfevents.*"))) == 3
+    with pytest.raises(ValueError, match="not supported"):
+        TensorBoardLogger(str(tmp_path / "x"), name="", version="").log_metrics({"bad": "text"}, step=0)
