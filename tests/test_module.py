@@ -160,7 +160,7 @@ def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
     assert torch.equal(module(x), reloaded(x))
 
 
-def test_divergence_stops_at_the_step_it_happens() -> None:
+def test_divergence_stops_the_epoch_it_happens_and_names_the_step() -> None:
     from dllab.errors import DivergedError
 
     dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
@@ -168,7 +168,7 @@ def test_divergence_stops_at_the_step_it_happens() -> None:
     t = trainer(max_epochs=3)
     with pytest.raises(DivergedError, match=r"loss is nan at optimizer step 2 \(epoch 0\); try a smaller"):
         t.fit(module, dm)
-    assert t.global_step == 1  # stopped right there, not at the end of the epoch
+    assert t.current_epoch == 0 and t.global_step == 15  # checked once, at the end of that epoch (142 samples)
 
 
 def test_epoch_metrics_equal_torchmetrics_with_absent_classes() -> None:

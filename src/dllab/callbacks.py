@@ -36,6 +36,7 @@ class EpochProgressBar(ProgressBar):
         self.refresh_seconds = refresh_seconds
         self._enabled = True
         self._bar: tqdm | None = None
+        self._drawn = float("-inf")
 
     def disable(self) -> None:
         self._enabled = False
@@ -65,9 +66,12 @@ class EpochProgressBar(ProgressBar):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._bar is None:
             return
-        metrics = trainer.callback_metrics
-        shown = {k.replace("/", "_"): f"{float(metrics[k]):.4g}" for k in self.SHOWN if k in metrics}
-        self._bar.set_postfix(shown, refresh=False)
+        now = time.monotonic()
+        if now - self._drawn >= self.refresh_seconds:  # format the values only for a redraw
+            metrics = trainer.callback_metrics
+            shown = {k.replace("/", "_"): f"{float(metrics[k]):.4g}" for k in self.SHOWN if k in metrics}
+            self._bar.set_postfix(shown, refresh=False)
+            self._drawn = now
         self._bar.update(1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -219,7 +223,8 @@ class BestCheckpoint(ModelCheckpoint):
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
         finally:
             self._snapshotting = False
-        self._pending[filepath] = _copy_tensors(checkpoint)
+        # Lightning builds the loops' state afresh for each dump (plain numbers): only the rest is copied
+        self._pending[filepath] = {k: v if k == "loops" else _copy_tensors(v) for k, v in checkpoint.items()}
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:

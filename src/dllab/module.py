@@ -124,43 +124,47 @@ class MLPModule(L.LightningModule, ABC):
             return
         net, criterion, augment = self.net, self.criterion, self.augment
         scaler = getattr(trainer.precision_plugin, "scaler", None)
-        progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         world = trainer.world_size
+        plain_step = scaler is None and world == 1 and not self.hparams["gradient_clip_val"]
         first_step = trainer.global_step
-        # On the CPU a NaN check per micro-batch is free; on accelerators it would force a host
-        # sync per step, so there the epoch's losses are checked once at its end.
-        check_each_step = x.device.type == "cpu" and world == 1  # under DDP all ranks decide together
 
-        losses: list[Tensor] = []  # per micro-batch, detached: no host sync inside the loop
+        # Nothing in the loop waits for the device: losses and outputs stay tensors until the
+        # epoch's end, where one check finds a non-finite loss and names its step.
+        losses: list[Tensor] = []
         sizes: list[int] = []
         outputs: list[Tensor] = []
-        for start in groups:
-            stop = min(start + group, n)
-            for first in range(start, stop, batch_size):
-                last = min(first + batch_size, stop)
-                index = order[first:last]
-                features = x[index]
-                output = net(features if augment is None else augment(features))
-                loss = criterion(output, y[index])
-                if check_each_step and not math.isfinite(loss.item()):
-                    self._diverged(loss.item(), first_step + len(losses) // accumulate + 1)
-                # each micro-batch weighs its share of the group: exact accumulation, last group too
-                scaled = loss if last - first == stop - start else loss * ((last - first) / (stop - start))
-                (scaled if scaler is None else scaler.scale(scaled)).backward()
-                losses.append(loss.detach())
-                sizes.append(last - first)
-                outputs.append(output.detach())
-            if world > 1:
-                self._average_gradients(world)
-            self._clip_and_step(optimizer, scaler)
-            progress.increment_ready()
-            progress.increment_completed()
+        steps = 0
+        try:
+            for start in groups:
+                stop = min(start + group, n)
+                for first in range(start, stop, batch_size):
+                    last = min(first + batch_size, stop)
+                    index = order[first:last]
+                    features = x[index]
+                    output = net(features if augment is None else augment(features))
+                    loss = criterion(output, y[index])
+                    # each micro-batch weighs its share of the group: exact accumulation, last group too
+                    scaled = loss if last - first == stop - start else loss * ((last - first) / (stop - start))
+                    (scaled if scaler is None else scaler.scale(scaled)).backward()
+                    losses.append(loss.detach())
+                    sizes.append(last - first)
+                    outputs.append(output.detach())
+                if plain_step:
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    if world > 1:
+                        self._average_gradients(world)
+                    self._clip_and_step(optimizer, scaler)
+                steps += 1
+        finally:  # the global step counts the optimizer steps taken, also when interrupted
+            trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
 
         done = min(groups[-1] + group, n)
         micro_losses = torch.stack(losses)
         weights = torch.tensor(sizes, dtype=micro_losses.dtype, device=micro_losses.device)
         epoch_loss = (micro_losses * weights).sum() / done
-        # one functional torchmetrics call per metric over the whole epoch (no per-step updates)
+        # the epoch's metrics from all its predictions at once (no per-step metric updates)
         predictions = self.prediction(torch.cat(outputs))
         values = {f"train/{k}": v for k, v in self.epoch_metrics(predictions, y[order[:done]]).items()}
         values["train/loss"] = epoch_loss
