@@ -564,8 +564,8 @@ def throughput_tables(results: dict) -> str:
         )
     lines += [
         "",
-        "Per epoch (ms, medians): training loop (incl. checkpoint), validation, checkpoint callbacks (checks, snapshots, writes; part of training); "
-        "final epoch-mean training loss",
+        "Per epoch (ms, medians): training loop, validation, checkpoint callbacks (checks, snapshots, "
+        "writes; part of the training loop); final epoch-mean training loss",
         "",
         "| case | method | train ms | val ms | ckpt ms | final train loss |",
         "|---|---|---:|---:|---:|---:|",

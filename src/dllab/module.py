@@ -5,7 +5,7 @@ The training step runs a whole epoch. The Trainer hands ``training_step`` one
 shuffled order); the module slices micro-batches from it and steps the optimizer
 itself (manual optimization). Lightning's per-step bookkeeping (hooks, logging,
 progress, checkpoint checks) is then paid once per epoch, not once per batch: on small
-MLPs that is 3 to 4.4 times the usual Trainer + DataLoader set-up (scripts/benchmark.py).
+MLPs that is 3.8 to 5 times the usual Trainer + DataLoader set-up (scripts/benchmark.py).
 
 The loop does what the Trainer would otherwise do per step, and does it exactly:
 gradient accumulation weights each micro-batch by its share of the group (so the
@@ -16,7 +16,6 @@ epoch and logged under ``train/``, ``val/`` and ``test/`` (see :meth:`MLPModule.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
