@@ -105,3 +105,32 @@ def test_tensorboard_logger_keeps_lightnings_handling_of_dicts(tmp_path: Path) -
     assert len(list(tmp_path.rglob("events.out.tfevents.*"))) == 3
     with pytest.raises(ValueError, match="not supported"):
         TensorBoardLogger(str(tmp_path / "x"), name="", version="").log_metrics({"bad": "text"}, step=0)
+
+
+def test_progress_bar_shows_the_values_of_the_epoch_it_draws(tmp_path: Path, capsys) -> None:
+    import re
+    import time
+
+    from dllab.callbacks import EpochProgressBar
+
+    class SlowLosses(L.Callback):
+        """Epochs of about 20 ms, so a 50 ms refresh draws some epochs and skips others."""
+
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            self.values.append(float(trainer.callback_metrics["train/loss"]))
+            time.sleep(0.02)
+
+    losses = SlowLosses()
+    torch.manual_seed(0)
+    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    bar = EpochProgressBar(refresh_seconds=0.05)
+    t = bare_trainer(max_epochs=12, enable_progress_bar=True, callbacks=[losses, bar])
+    t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+    lines = capsys.readouterr().out.replace("\r", "\n").splitlines()
+    drawn = {int(m[1]): m[2] for line in lines if (m := re.search(r" (\d+)/12 .*train_loss=([-\d.e]+)", line))}
+    assert 12 in drawn and 2 <= len(drawn) < 12, drawn  # the last epoch, and not every epoch
+    for epoch, shown in drawn.items():
+        assert shown == f"{losses.values[epoch - 1]:.4g}", (epoch, drawn)

@@ -35,7 +35,6 @@ class EpochProgressBar(ProgressBar):
         self.refresh_seconds = refresh_seconds
         self._enabled = True
         self._bar: tqdm | None = None
-        self._drawn = float("-inf")
 
     def disable(self) -> None:
         self._enabled = False
@@ -65,18 +64,21 @@ class EpochProgressBar(ProgressBar):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._bar is None:
             return
-        now = time.monotonic()
-        if now - self._drawn >= self.refresh_seconds:  # format the values only for a redraw
-            metrics = trainer.callback_metrics
-            shown = {k.replace("/", "_"): f"{float(metrics[k]):.4g}" for k in self.SHOWN if k in metrics}
-            self._bar.set_postfix(shown, refresh=False)
-            self._drawn = now
+        if time.time() - self._bar.last_print_t >= self.refresh_seconds:  # tqdm redraws on this update
+            self._show(trainer)  # so format this epoch's values, and only then
         self._bar.update(1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._bar is not None:
+            self._show(trainer)  # the last line shows the last epoch
             self._bar.close()
             self._bar = None
+
+    def _show(self, trainer: L.Trainer) -> None:
+        assert self._bar is not None
+        metrics = trainer.callback_metrics
+        shown = {k.replace("/", "_"): f"{float(metrics[k]):.4g}" for k in self.SHOWN if k in metrics}
+        self._bar.set_postfix(shown, refresh=False)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.on_train_end(trainer, pl_module)
