@@ -20,6 +20,10 @@ BAD_INPUTS = [
     (["model.hidden_sizes=[64,0]"], "model.hidden_sizes=[64, 0]: must be a list of positive integers"),
     (["data=circle", "data.n_samples=-5"], "data.n_samples=-5: must be an integer >= 10"),
     (["data.batch_size=0"], "data.batch_size=0: must be a positive integer"),
+    (
+        ["callbacks.model_checkpoint.save_last=true"],
+        "callbacks.model_checkpoint.save_last=True: not with write_every_seconds > 0",
+    ),
     (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be a positive number"),
     (["optimizer.lr=0"], "optimizer.lr=0: must be a positive number"),
     (["data.val_fraction=1.5"], "data.val_fraction=1.5: must be a fraction in (0, 1)"),

@@ -65,7 +65,8 @@ def test_write_every_seconds_zero_writes_each_new_best_at_once(tmp_path: Path) -
 
 def test_the_best_file_is_written_before_a_last_checkpoint_names_it(tmp_path: Path) -> None:
     _, history = fit(tmp_path, best(tmp_path, write_every_seconds=60), LastCheckpoint(str(tmp_path), every_seconds=0))
-    assert all(files == {"best.ckpt", "last.ckpt"} for files in history.files)
+    # (History sees each epoch before the checkpoint callbacks do: files of the epoch before)
+    assert history.files[0] == set() and all(files == {"best.ckpt", "last.ckpt"} for files in history.files[1:])
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     state = next(v for k, v in last["callbacks"].items() if k.startswith("BestCheckpoint"))
     assert Path(state["best_model_path"]).is_file()
@@ -134,3 +135,51 @@ def test_progress_bar_shows_the_values_of_the_epoch_it_draws(tmp_path: Path, cap
     assert 12 in drawn and 2 <= len(drawn) < 12, drawn  # the last epoch, and not every epoch
     for epoch, shown in drawn.items():
         assert shown == f"{losses.values[epoch - 1]:.4g}", (epoch, drawn)
+
+
+def test_top_k_with_the_version_counter_names_pending_snapshots_apart(tmp_path: Path) -> None:
+    def run(callback: L.Callback, where: Path) -> dict[str, float]:
+        fit(where, callback, epochs=8)
+        return {Path(k).name: float(v) for k, v in callback.best_k_models.items()}  # type: ignore[attr-defined]
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    options = {"filename": "best", "save_top_k": 2, "enable_version_counter": True}
+    lightning_k = run(ModelCheckpoint(dirpath=tmp_path / "a", monitor="val/acc", mode="max", **options), tmp_path / "a")
+    ours_k = run(best(tmp_path / "b", write_every_seconds=60, **options), tmp_path / "b")
+    assert ours_k == lightning_k and len(ours_k) == 2  # best.ckpt and best-v1.ckpt, the same scores
+    assert {p.name for p in (tmp_path / "b").glob("*.ckpt")} == set(ours_k)
+
+
+def test_last_checkpoint_runs_after_early_stopping_and_the_best_check(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    stopping = EarlyStopping(monitor="train/loss", mode="min", patience=50)
+    no_val = {"limit_val_batches": 0}
+    torch.manual_seed(0)
+    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    callbacks = [  # the order of conf/callbacks/default.yaml
+        best(tmp_path, monitor="train/loss", mode="min", write_every_seconds=60),
+        LastCheckpoint(str(tmp_path), every_seconds=0),
+        stopping,
+    ]
+    t = bare_trainer(max_epochs=4, enable_checkpointing=True, callbacks=callbacks, **no_val)
+    t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+    last = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    states = {k.split("{")[0]: v for k, v in last["callbacks"].items()}
+    # the state of the epoch last.ckpt ends, not of the one before
+    assert float(states["EarlyStopping"]["best_score"]) == pytest.approx(float(stopping.best_score))
+    assert float(states["BestCheckpoint"]["best_model_score"]) == pytest.approx(float(stopping.best_score))
+    assert Path(states["BestCheckpoint"]["best_model_path"]).is_file()
+
+
+def test_sixteen_bit_training_keeps_epoch_sums_in_float32() -> None:
+    dm = InMemoryDataModule("circle", n_samples=100_000, batch_size=20_000, seed=0)  # 70,000 > 65,504
+    torch.manual_seed(0)
+    module = ClassificationModule(2, 2, hidden_sizes=[4], optimizer=ADAM)
+    t = bare_trainer(max_epochs=1, precision="16-true", limit_val_batches=0)
+    t.fit(module, dm)
+    metrics = t.callback_metrics
+    for name in ("train/loss", "train/acc", "train/f1"):
+        assert metrics[name].dtype == torch.float32 and torch.isfinite(metrics[name]), name
+    assert 0.0 < float(metrics["train/loss"]) < 2.0 and 0.0 <= float(metrics["train/acc"]) <= 1.0

@@ -85,6 +85,18 @@ def check_config(cfg: DictConfig) -> None:
     check_optimizer(cfg)
     check_trainer(cfg)
     check_plots_and_tuner(cfg)
+    check_checkpoints(cfg)
+
+
+def check_checkpoints(cfg: DictConfig) -> None:
+    """dllab.callbacks.BestCheckpoint writes on a time budget; last.ckpt is LastCheckpoint's."""
+    best = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
+    if best.get("save_last") and best.get("write_every_seconds", 0) > 0:
+        raise _fail(
+            "callbacks.model_checkpoint.save_last",
+            best.get("save_last"),
+            "not with write_every_seconds > 0 (last.ckpt is callbacks.last_checkpoint's); use false",
+        )
 
 
 def check_data(data: DictConfig) -> None:

@@ -160,8 +160,9 @@ class MLPModule(L.LightningModule, ABC):
             trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
 
         done = min(groups[-1] + group, n)
-        micro_losses = torch.stack(losses)
-        weights = torch.tensor(sizes, dtype=micro_losses.dtype, device=micro_losses.device)
+        # in float32: under 16-true the default dtype is float16, whose sums overflow at 65504
+        micro_losses = torch.stack(losses).float()
+        weights = torch.tensor(sizes, dtype=torch.float32, device=micro_losses.device)
         epoch_loss = (micro_losses * weights).sum() / done
         # the epoch's metrics from all its predictions at once (no per-step metric updates)
         predictions = self.prediction(torch.cat(outputs))
@@ -173,7 +174,7 @@ class MLPModule(L.LightningModule, ABC):
         if not torch.isfinite(values["train/loss"]):
             finite = torch.isfinite(micro_losses)
             bad = int(torch.nonzero(~finite)[0]) if not finite.all() else len(losses) - 1
-            self._diverged(float(values["train/loss"]), first_step + bad // accumulate + 1)
+            self._diverged(float(micro_losses[bad]), first_step + bad // accumulate + 1)
         self.log_epoch(values)
         self._step_scheduler(after_validation=False)
 
@@ -351,7 +352,8 @@ class ClassificationModule(MLPModule):
         tests compare with ``multiclass_accuracy``/``multiclass_f1_score``). Two torchmetrics
         calls cost 0.3 ms an epoch here, a tenth of a small epoch; this costs a few ops."""
         k = int(self.hparams["output_size"])
-        confusion = torch.bincount(target * k + predictions, minlength=k * k).view(k, k)  # true x predicted
+        # counts as float32 (exact to 16.7M samples), whatever the default dtype (16-true: float16)
+        confusion = torch.bincount(target * k + predictions, minlength=k * k).view(k, k).float()  # true x predicted
         tp = confusion.diagonal()
         errors = confusion.sum(0) + confusion.sum(1) - 2 * tp  # fp + fn per class
         scored = (2 * tp + errors) > 0
@@ -381,6 +383,7 @@ class RegressionModule(MLPModule):
         return MinMetric()
 
     def epoch_metrics(self, predictions: Tensor, target: Tensor) -> dict[str, Tensor]:
+        predictions, target = predictions.float(), target.float()  # 16-true: no float16 sums
         return {
             "mse": mean_squared_error(predictions, target),
             "mae": mean_absolute_error(predictions, target),

@@ -142,9 +142,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         mirror=cfg.data.get("mirror"),
     )
 
-    from dllab.callbacks import GracefulInterrupt
+    from dllab.callbacks import GracefulInterrupt, LastCheckpoint
 
     callbacks = [*instantiate_enabled(cfg.get("callbacks")), GracefulInterrupt()]
+    # last.ckpt is taken after every other checkpoint callback has seen the epoch (stable sort)
+    callbacks.sort(key=lambda c: isinstance(c, LastCheckpoint))
     plotters = build_plot_callbacks(**plain(cfg.plots)) if cfg.get("plots") else []
     callbacks += plotters
     loggers = instantiate_enabled(cfg.get("logger"))
@@ -169,7 +171,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_seconds = time.perf_counter() - fit_started
     logged = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
 
-    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    best_checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = best_checkpoint.best_model_path if best_checkpoint else ""
     if best_path and run_dir.resolve() not in Path(best_path).resolve().parents:
         # a resumed run dir that was moved: its checkpoint remembers the old location
         moved = run_dir / "checkpoints" / Path(best_path).name
@@ -182,7 +187,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     objective = logged.get(cfg.optimized_metric, float("nan"))
     if cfg.optimized_metric.startswith("val/") and not cfg.optimized_metric.endswith("_best"):
         # the value at the best checkpoint, not at the last epoch
-        score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+        score = best_checkpoint.best_model_score if best_checkpoint else None
         objective = to_float(score) if score is not None else objective
 
     result = {
@@ -260,11 +265,11 @@ def instantiate_enabled(group: DictConfig | None) -> list[Any]:
 
 def trainer_flags_for(callbacks: list[Any]) -> dict[str, bool]:
     """Lightning adds its own bar, checkpoint and summary unless told not to."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, ModelSummary, ProgressBar
 
     return {
         "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
-        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        "enable_checkpointing": any(isinstance(c, Checkpoint) for c in callbacks),
         "enable_model_summary": any(isinstance(c, ModelSummary) for c in callbacks),
     }
 

@@ -179,6 +179,7 @@ def find_and_use_batch_size(cfg: Any, trainer: Any, module: Any, datamodule: Any
             steps_per_trial=int(cfg.tuner.batch_size_steps_per_trial),
         )
     found = int(found or configured)
+    module.zero_grad(set_to_none=True)  # a trial that ran out of memory mid-backward leaves gradients
     datamodule.batch_size = found
     with open_dict(cfg):
         cfg.data.batch_size = found
