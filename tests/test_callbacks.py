@@ -183,3 +183,21 @@ def test_sixteen_bit_training_keeps_epoch_sums_in_float32() -> None:
     for name in ("train/loss", "train/acc", "train/f1"):
         assert metrics[name].dtype == torch.float32 and torch.isfinite(metrics[name]), name
     assert 0.0 < float(metrics["train/loss"]) < 2.0 and 0.0 <= float(metrics["train/acc"]) <= 1.0
+
+
+def test_a_signal_whose_exception_was_lost_stops_training_at_the_next_hook(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    from dllab.callbacks import GracefulInterrupt
+
+    interrupt = GracefulInterrupt()
+    interrupt._signal = signal.SIGINT  # as if its KeyboardInterrupt had been dropped in a finalizer
+    torch.manual_seed(0)
+    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    t = bare_trainer(max_epochs=5, default_root_dir=str(tmp_path), callbacks=[interrupt], num_sanity_val_steps=0)
+    with pytest.raises(SystemExit):  # Lightning ends the process on KeyboardInterrupt
+        t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+    assert t.current_epoch == 0 and t.global_step == 7  # stopped after the first epoch's step
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
+    assert (tmp_path / "checkpoints" / "interrupted.ckpt").is_file()

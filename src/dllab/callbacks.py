@@ -106,10 +106,6 @@ class DataSummary(L.Callback):
             (log.warning if line.startswith("warning") else log.info)(line)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 class GracefulInterrupt(L.Callback):
     """Ctrl-C or SIGTERM: save ``checkpoints/interrupted.ckpt``, mark metrics.json
     ``interrupted`` and print the exact resume command.
@@ -117,14 +113,44 @@ class GracefulInterrupt(L.Callback):
     ``dllab-train resume=<run dir>`` continues from ``last.ckpt`` (the end of the last
     full epoch), so a resumed run ends with the same metrics as one never stopped;
     ``interrupted.ckpt`` keeps the weights of the moment for inspection.
+
+    The signal raises ``KeyboardInterrupt`` at once, as Python does for Ctrl-C. Python drops
+    an exception raised inside a finalizer (``__del__``) that happens to be running, so the
+    signal is also remembered, and the next batch or epoch hook raises it again: a signal is
+    never lost.
     """
+
+    def __init__(self) -> None:
+        self._signal: int | None = None
+        self._handled = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit" and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # Lightning chains its own handler
+            signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGTERM, self._on_signal)  # Lightning chains its own handler
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signum
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def _raise_if_lost(self) -> None:
+        if self._signal is not None and not self._handled:
+            raise KeyboardInterrupt(f"signal {self._signal}")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._raise_if_lost()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._raise_if_lost()
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._raise_if_lost()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        self._handled = True
+        if not trainer.is_global_zero:
             return
         from dllab.results import INTERRUPTED, write_metrics
 
