@@ -35,6 +35,20 @@ def bare_trainer(**kwargs: object) -> L.Trainer:
     return L.Trainer(**(options | kwargs))  # type: ignore[arg-type]
 
 
+def plain_training_loop(
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, orders: list[torch.Tensor], batch_size: int, opt
+) -> None:
+    """The textbook PyTorch loop that dllab's epoch step must match: cross-entropy, one
+    optimizer step per batch, batches taken in ``orders`` (one index tensor per epoch)."""
+    for order in orders:
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            loss = torch.nn.functional.cross_entropy(net(x[index]), y[index])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     """The training config as dllab-train would compose it, writing into output_dir."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

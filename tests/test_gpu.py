@@ -12,7 +12,7 @@ import torch
 
 from dllab.datamodule import InMemoryDataModule
 from dllab.module import ClassificationModule
-from tests.conftest import bare_trainer, run_cli, run_dirs
+from tests.conftest import bare_trainer, plain_training_loop, run_cli, run_dirs
 
 pytestmark = [
     pytest.mark.gpu,
@@ -48,13 +48,7 @@ def test_fast_path_equals_a_plain_loop_on_the_gpu() -> None:
     gpu_trainer(max_epochs=1, limit_val_batches=0).fit(module, dm)
     x, y = (t.cuda() for t in dm._tensors["train"])
     opt = torch.optim.SGD(reference.parameters(), lr=0.05)
-    order = dm.train_dataloader().order(0).cuda()
-    for start in range(0, len(order), 10):
-        index = order[start : start + 10]
-        loss = torch.nn.functional.cross_entropy(reference.net(x[index]), y[index])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    plain_training_loop(reference.net, x, y, [dm.train_dataloader().order(0).cuda()], 10, opt)
     got = torch.cat([p.detach().flatten().cpu() for p in module.parameters()])
     want = torch.cat([p.detach().flatten().cpu() for p in reference.parameters()])
     assert torch.allclose(got, want, atol=1e-5)

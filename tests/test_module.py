@@ -11,7 +11,7 @@ import torch
 
 from dllab.datamodule import InMemoryDataModule
 from dllab.module import ClassificationModule, RegressionModule, load_module
-from tests.conftest import bare_trainer
+from tests.conftest import bare_trainer, plain_training_loop
 
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.5}
 
@@ -63,14 +63,7 @@ def test_fast_path_equals_a_plain_training_loop(optimizer: str) -> None:
     opt = getattr(torch.optim, optimizer.rsplit(".", 1)[1])(reference.parameters(), lr=0.05)
     x, y = dm._tensors["train"]
     loader = dm.train_dataloader()
-    for epoch in range(2):
-        order = loader.order(epoch)
-        for start in range(0, len(order), 10):
-            index = order[start : start + 10]
-            loss = torch.nn.functional.cross_entropy(reference.net(x[index]), y[index])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    plain_training_loop(reference.net, x, y, [loader.order(epoch) for epoch in range(2)], 10, opt)
     assert torch.allclose(params(module), params(reference), atol=1e-6)
 
 

@@ -290,15 +290,17 @@ class BestCheckpoint(ModelCheckpoint):
         self._pending.clear()
         self._last_write = time.monotonic()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
+    def _write_if_due(self, trainer: L.Trainer) -> None:
         if self._pending and time.monotonic() - self._last_write >= self.write_every_seconds:
             self.write_pending(trainer)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # the check when there is no validation
+        self._write_if_due(trainer)
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if self._pending and time.monotonic() - self._last_write >= self.write_every_seconds:
-            self.write_pending(trainer)
+        super().on_validation_end(trainer, pl_module)  # the check after validation
+        self._write_if_due(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
