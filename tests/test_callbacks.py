@@ -1,5 +1,5 @@
 """Checkpoints written on a time budget (BestCheckpoint, LastCheckpoint) and the TensorBoard
-logger's one event per call."""
+logger (values written in batches, one event per step)."""
 
 from __future__ import annotations
 
@@ -80,23 +80,69 @@ def test_top_k_snapshots_never_written_are_dropped(tmp_path: Path) -> None:
     assert len(callback.best_k_models) == 2
 
 
-def test_tensorboard_logger_writes_one_event_per_call(tmp_path: Path) -> None:
+def summaries(directory: Path) -> list[tuple[int, dict[str, float]]]:
+    """(step, {tag: value}) of each scalar event in the event file, in file order."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util.tensor_util import make_ndarray
+
+    (event_file,) = directory.glob("events.out.tfevents.*")
+    events = [e for e in EventFileLoader(str(event_file)).Load() if e.HasField("summary")]
+    return [(e.step, {v.tag: make_ndarray(v.tensor).item() for v in e.summary.value}) for e in events]
+
+
+def test_tensorboard_logger_writes_one_event_per_step_when_it_saves(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logger = TensorBoardLogger(str(tmp_path), name="", version="")
-    logger.log_metrics({"train/loss": torch.tensor(0.5), "train/acc": 0.75, "epoch": 3}, step=3)
+    logger = TensorBoardLogger(str(tmp_path), name="", version="", flush_seconds=3600)
+    logger.save()  # the first save is due at once: nothing pending yet
+    logger.log_metrics({"train/loss": torch.tensor(0.5), "train/acc": 0.75}, step=3)
+    logger.log_metrics({"val/loss": 0.625, "epoch": 3}, step=3)  # same step, new tags: same event
     logger.log_metrics({"train/loss": 0.25}, step=4)
+    logger.log_metrics({"train/loss": 0.125}, step=4)  # a tag again: a new event
+    logger.save()  # not due for an hour: still nothing on disk
+    logger.experiment.flush()
+    assert summaries(tmp_path) == []
     logger.finalize("success")
-    events = EventAccumulator(str(tmp_path))
+    assert summaries(tmp_path) == [
+        (3, {"train/loss": 0.5, "train/acc": 0.75, "val/loss": 0.625, "epoch": 3.0}),
+        (4, {"train/loss": 0.25}),
+        (4, {"train/loss": 0.125}),
+    ]
+    events = EventAccumulator(str(tmp_path))  # what TensorBoard shows
     events.Reload()
-    assert set(events.Tags()["scalars"]) == {"train/loss", "train/acc", "epoch"}
-    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(3, 0.5), (4, 0.25)]
-    assert [(e.step, e.value) for e in events.Scalars("train/acc")] == [(3, 0.75)]
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(3, 0.5), (4, 0.25), (4, 0.125)]
 
-    (event_file,) = tmp_path.glob("events.out.tfevents.*")
-    summaries = [e for e in EventFileLoader(str(event_file)).Load() if e.HasField("summary")]
-    assert [len(e.summary.value) for e in summaries] == [3, 1]
+
+def test_tensorboard_logger_writes_when_due_or_when_many_values_wait(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(str(tmp_path), name="", version="", flush_seconds=0)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.save()  # due: written and flushed, the run is visible live
+    assert summaries(tmp_path) == [(0, {"a": 1.0})]
+    logger.log_metrics({"a": 2.0}, step=1)
+    logger.log_metrics({"b": 3.0, "c": 4.0}, step=1)
+    logger.experiment.add_scalar("direct", 5.0, 2)  # another writer of the same file
+    logger.log_metrics({"a": 6.0}, step=3)
+    logger._prefix = "p"  # a prefixed name takes Lightning's path: the pending values go first
+    logger.log_metrics({"d": 7.0}, step=4)
+    logger._prefix = ""
+    steps = range(5, 5 + TensorBoardLogger.MAX_PENDING + 1)
+    for step in steps[:-1]:
+        logger.log_metrics({"e": float(step)}, step=step)
+    logger.experiment.flush()
+    assert len(summaries(tmp_path)) == 5  # 0, direct, 1, 3 and the prefixed 4; 1000 values pending
+    logger.log_metrics({"e": float(steps[-1])}, step=steps[-1])  # one too many: all written
+    logger.experiment.flush()
+    assert len(summaries(tmp_path)) == 5 + len(steps)
+    logger.finalize("success")
+    written = summaries(tmp_path)
+    assert written[:5] == [
+        (0, {"a": 1.0}),
+        (2, {"direct": 5.0}),
+        (1, {"a": 2.0, "b": 3.0, "c": 4.0}),
+        (3, {"a": 6.0}),
+        (4, {"p-d": 7.0}),
+    ]
+    assert [step for step, _ in written[5:]] == list(steps)
 
 
 def test_tensorboard_logger_keeps_lightnings_handling_of_dicts(tmp_path: Path) -> None:

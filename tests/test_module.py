@@ -41,7 +41,15 @@ def params(module: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in module.parameters()])
 
 
-def test_accumulation_matches_the_large_batch_exactly() -> None:
+@pytest.fixture(params=[4096, 40], ids=["one-gather", "gather-per-40-samples"])
+def gather_span(request, monkeypatch) -> int:
+    """The loop gathers samples a span at a time: one span for the whole epoch (the default
+    at these sizes) and several, the last one short (142 training samples)."""
+    monkeypatch.setattr(ClassificationModule, "GATHER_SAMPLES", request.param)
+    return request.param
+
+
+def test_accumulation_matches_the_large_batch_exactly(gather_span: int) -> None:
     large = fit(batch_size=32, accumulate=1)
     accumulated = fit(batch_size=8, accumulate=4)
     untrained = fit(batch_size=8, accumulate=4, epochs=0)
@@ -52,7 +60,7 @@ def test_accumulation_matches_the_large_batch_exactly() -> None:
 
 
 @pytest.mark.parametrize("optimizer", ["torch.optim.SGD", "torch.optim.Adam"])
-def test_fast_path_equals_a_plain_training_loop(optimizer: str) -> None:
+def test_fast_path_equals_a_plain_training_loop(optimizer: str, gather_span: int) -> None:
     """Same seed, same batch order: the in-memory loop gives the plain loop's parameters."""
     config = {"_target_": optimizer, "lr": 0.05, "fused": False}
     module = fit(batch_size=10, epochs=2, optimizer=config)
@@ -65,6 +73,25 @@ def test_fast_path_equals_a_plain_training_loop(optimizer: str) -> None:
     loader = dm.train_dataloader()
     plain_training_loop(reference.net, x, y, [loader.order(epoch) for epoch in range(2)], 10, opt)
     assert torch.allclose(params(module), params(reference), atol=1e-6)
+
+
+def test_gather_span_changes_no_result(monkeypatch) -> None:
+    """Several gathers an epoch (targets joined for the metrics) or one: same weights, same
+    logged training values, also where max_steps ends an epoch inside a span."""
+    results = []
+    for span in (4096, 30):
+        monkeypatch.setattr(ClassificationModule, "GATHER_SAMPLES", span)
+        dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+        torch.manual_seed(0)
+        module = ClassificationModule(2, 2, hidden_sizes=[8], accumulate_grad_batches=2)
+        t = trainer(max_epochs=3, max_steps=21)  # 8 groups an epoch: the third epoch stops after 5
+        t.fit(module, dm)
+        values = {k: float(v) for k, v in t.callback_metrics.items() if k.startswith("train/")}
+        results.append((params(module), values, t.global_step))
+    (p1, v1, s1), (p2, v2, s2) = results
+    assert s1 == s2 == 21
+    assert torch.equal(p1, p2)
+    assert set(v1) == {"train/loss", "train/acc", "train/f1"} and v1 == v2
 
 
 def test_global_step_counts_optimizer_steps_and_max_steps_stops_mid_epoch() -> None:
