@@ -2,16 +2,19 @@
 
 The training step runs a whole epoch. The Trainer hands ``training_step`` one
 :class:`~dllab.datamodule.EpochBatch` (all training samples on the device and a
-shuffled order); the module slices micro-batches from it and steps the optimizer
-itself (manual optimization). Lightning's per-step bookkeeping (hooks, logging,
-progress, checkpoint checks) is then paid once per epoch, not once per batch: on small
-MLPs that is 3.8 to 5 times the usual Trainer + DataLoader set-up (scripts/benchmark.py).
+shuffled order); the module gathers the samples in that order a span at a time, takes
+micro-batches from it as views and steps the optimizer itself (manual optimization).
+Lightning's per-step bookkeeping (hooks, logging, progress, checkpoint checks) is then
+paid once per epoch, not once per batch: on small MLPs that is 4 to 6 times the usual
+Trainer + DataLoader set-up (scripts/benchmark.py).
 
 The loop does what the Trainer would otherwise do per step, and does it exactly:
 gradient accumulation weights each micro-batch by its share of the group (so the
 last, smaller group of an epoch is right too), gradient clipping, AMP scaling,
-``max_steps`` and the global step counter. Metrics are computed on the device once per
-epoch and logged under ``train/``, ``val/`` and ``test/`` (see :meth:`MLPModule.log_epoch`).
+``max_steps`` and the global step counter. The training metrics' statistics (a confusion
+matrix, say) are computed on the device once per epoch and reach the host with the epoch's
+losses in one transfer; values are logged under ``train/``, ``val/`` and ``test/`` (see
+:meth:`MLPModule.log_epoch`).
 """
 
 from __future__ import annotations
