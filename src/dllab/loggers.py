@@ -42,7 +42,6 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._prefix or not all(isinstance(v, (numbers.Number, Tensor)) for v in metrics.values()):
-            self._write_pending()  # keep the order of events
             super().log_metrics(metrics, step)  # prefixes and dicts of scalars: Lightning's way
             return
         values = {k: float(v) for k, v in metrics.items()}
