@@ -145,9 +145,11 @@ def test_tensorboard_logger_writes_when_due_or_when_many_values_wait(tmp_path: P
 
 def test_tensorboard_logger_keeps_lightnings_handling_of_dicts(tmp_path: Path) -> None:
     logger = TensorBoardLogger(str(tmp_path), name="", version="")
-    logger.log_metrics({"pair": {"a": 1.0, "b": 2.0}}, step=0)  # add_scalars: a run per key
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.log_metrics({"a": 2.0, "pair": {"x": 1.0, "y": 2.0}}, step=1)  # add_scalars: a run per key
     logger.finalize("success")
     assert len(list(tmp_path.rglob("events.out.tfevents.*"))) == 3
+    assert summaries(tmp_path) == [(0, {"a": 1.0}), (1, {"a": 2.0})]  # the older value first
     with pytest.raises(ValueError, match="not supported"):
         TensorBoardLogger(str(tmp_path / "x"), name="", version="").log_metrics({"bad": "text"}, step=0)
 

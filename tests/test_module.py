@@ -4,12 +4,14 @@ equivalence), checkpoints hold primitives only, and the Trainer's limits hold.""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 
 from dllab.datamodule import InMemoryDataModule
+from dllab.errors import DivergedError
 from dllab.module import ClassificationModule, RegressionModule, load_module
 from tests.conftest import bare_trainer, plain_training_loop
 
@@ -77,9 +79,9 @@ def test_fast_path_equals_a_plain_training_loop(optimizer: str, gather_span: int
 
 def test_gather_span_changes_no_result(monkeypatch) -> None:
     """Several gathers an epoch (targets joined for the metrics) or one: same weights, same
-    logged training values, also where max_steps ends an epoch inside a span."""
+    logged training values, also when max_steps cuts an epoch short inside a span."""
     results = []
-    for span in (4096, 30):
+    for span in (4096, 50):  # 50: spans of 2 groups of 20, the third epoch's last one cut at 100 samples
         monkeypatch.setattr(ClassificationModule, "GATHER_SAMPLES", span)
         dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
         torch.manual_seed(0)
@@ -181,14 +183,49 @@ def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
 
 
 def test_divergence_stops_the_epoch_it_happens_and_names_the_step() -> None:
-    from dllab.errors import DivergedError
-
     dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
     module = ClassificationModule(2, 2, hidden_sizes=[4], optimizer={"_target_": "torch.optim.SGD", "lr": 1e30})
     t = trainer(max_epochs=3)
     with pytest.raises(DivergedError, match=r"loss is nan at optimizer step 2 \(epoch 0\); try a smaller"):
         t.fit(module, dm)
     assert t.current_epoch == 0 and t.global_step == 15  # checked once, at the end of that epoch (142 samples)
+
+
+class StubStrategy:
+    """What ``_mean_over_processes`` needs of a DDP strategy: here every process has the same values."""
+
+    def __init__(self) -> None:
+        self.reduced: list[torch.Tensor] = []
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:
+        assert reduce_op == "mean"
+        self.reduced.append(tensor)
+        return tensor
+
+
+def test_ddp_mean_of_epoch_values_is_float32_under_half_precision() -> None:
+    module = ClassificationModule(2, 2, hidden_sizes=[4])
+    strategy = StubStrategy()
+    module._trainer = SimpleNamespace(strategy=strategy)  # type: ignore[assignment]
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)  # what 16-true sets inside training_step
+    try:
+        mean = module._mean_over_processes({"train/loss": 70000.0, "train/acc": 0.987654})
+    finally:
+        torch.set_default_dtype(default)
+    assert strategy.reduced[0].dtype == torch.float32
+    assert mean == {"train/loss": 70000.0, "train/acc": pytest.approx(0.987654, rel=1e-6)}
+
+
+def test_divergence_on_another_process_is_named_so() -> None:
+    module = ClassificationModule(2, 2, hidden_sizes=[4], accumulate_grad_batches=2)
+    module._trainer = SimpleNamespace(current_epoch=3)  # type: ignore[assignment]
+    module._lr = lambda: 0.1  # type: ignore[method-assign]
+    with pytest.raises(DivergedError, match=r"loss is inf at optimizer step 12 \(epoch 3\)"):
+        module._diverged(float("nan"), [0.5, 0.4, float("inf"), float("nan"), 0.3], first_step=10, accumulate=2)
+    # every loss here was finite: the mean over processes went NaN elsewhere, by this epoch's last step
+    with pytest.raises(DivergedError, match=r"loss is nan on another process by optimizer step 13 \(epoch 3\)"):
+        module._diverged(float("nan"), [0.5, 0.4, 0.3, 0.2, 0.1], first_step=10, accumulate=2)
 
 
 def test_epoch_metrics_equal_torchmetrics_with_absent_classes() -> None:

@@ -27,7 +27,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     They become events when the logger saves: Lightning and ``MLPModule.log_epoch`` ask for
     that after every epoch, and this logger does it at most every ``flush_seconds`` and
     always in ``finalize`` (end of fit or test, also after an exception), then flushes the
-    file, so TensorBoard sees a run live, ``flush_seconds`` behind. Values of one step logged
+    file, so TensorBoard sees a run live, ``flush_seconds`` or one epoch behind. Values of one step logged
     one after another (an epoch's train and val values) share one event, as TensorBoard's
     merged summaries do. Prefixed names and dicts of scalars take Lightning's own path."""
 
@@ -42,6 +42,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._prefix or not all(isinstance(v, (numbers.Number, Tensor)) for v in metrics.values()):
+            self._write_pending()  # the plain scalars of a call with dicts must not pass older values
             super().log_metrics(metrics, step)  # prefixes and dicts of scalars: Lightning's way
             return
         values = {k: float(v) for k, v in metrics.items()}

@@ -188,12 +188,10 @@ class MLPModule(L.LightningModule, ABC):
         micro_losses = host[: len(losses)]
         values = {f"train/{k}": v for k, v in self.epoch_metrics(host[len(losses) :]).items()}
         values["train/loss"] = sum(loss * size for loss, size in zip(micro_losses, sizes, strict=True)) / done
-        if world > 1:  # one all-reduce for all values; a NaN on any rank makes the mean NaN everywhere
-            mean = trainer.strategy.reduce(torch.tensor(list(values.values()), device=self.device), reduce_op="mean")
-            values = dict(zip(values, mean.tolist(), strict=True))
+        if world > 1:
+            values = self._mean_over_processes(values)
         if not math.isfinite(values["train/loss"]):
-            bad = next((i for i, loss in enumerate(micro_losses) if not math.isfinite(loss)), len(losses) - 1)
-            self._diverged(micro_losses[bad], first_step + bad // accumulate + 1)
+            self._diverged(values["train/loss"], micro_losses, first_step, accumulate)
         self.log_epoch(values)
         self._step_scheduler(after_validation=False)
 
@@ -217,10 +215,25 @@ class MLPModule(L.LightningModule, ABC):
             logger.log_metrics(dict(values), step=self.current_epoch)
             logger.save()
 
-    def _diverged(self, loss: float, step: int) -> None:
+    def _mean_over_processes(self, values: dict[str, float]) -> dict[str, float]:
+        """DDP: the epoch's values averaged over processes in one all-reduce, in float32 (under
+        16-true the default dtype is float16: 3 digits, inf above 65504). A NaN on any process
+        makes the mean NaN everywhere, so every process stops."""
+        stacked = torch.tensor(list(values.values()), dtype=torch.float32, device=self.device)
+        mean = self.trainer.strategy.reduce(stacked, reduce_op="mean")
+        return dict(zip(values, mean.tolist(), strict=True))
+
+    def _diverged(self, epoch_loss: float, micro_losses: Sequence[float], first_step: int, accumulate: int) -> None:
+        """Raise for a non-finite epoch loss, naming the first optimizer step whose loss was not
+        finite here, or, under DDP, that it happened on another process."""
+        bad = next((i for i, loss in enumerate(micro_losses) if not math.isfinite(loss)), None)
+        if bad is None:
+            last_step = first_step - (-len(micro_losses) // accumulate)
+            where = f"loss is {epoch_loss} on another process by optimizer step {last_step}"
+        else:
+            where = f"loss is {micro_losses[bad]} at optimizer step {first_step + bad // accumulate + 1}"
         raise DivergedError(
-            f"training diverged: loss is {loss} at optimizer step {step} (epoch {self.current_epoch}); "
-            f"try a smaller optimizer.lr than {self._lr():g}"
+            f"training diverged: {where} (epoch {self.current_epoch}); try a smaller optimizer.lr than {self._lr():g}"
         )
 
     def _clip_and_step(self, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
