@@ -11,6 +11,7 @@ import torch
 
 from dllab.callbacks import BestCheckpoint, LastCheckpoint
 from dllab.datamodule import InMemoryDataModule
+from dllab.errors import DivergedError
 from dllab.loggers import TensorBoardLogger
 from dllab.module import ClassificationModule
 from tests.conftest import bare_trainer
@@ -78,6 +79,25 @@ def test_top_k_snapshots_never_written_are_dropped(tmp_path: Path) -> None:
     assert isinstance(callback, BestCheckpoint)
     assert {p.name for p in tmp_path.glob("*.ckpt")} == {Path(p).name for p in callback.best_k_models}
     assert len(callback.best_k_models) == 2
+
+
+class Explode(L.Callback):
+    """A weight turns to inf at the start of epoch 3: the run diverges."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 3:
+            with torch.no_grad():
+                next(pl_module.parameters())[0, 0] = float("inf")
+
+
+def test_save_on_exception_keeps_the_best_and_saves_the_diverged_state_beside_it(tmp_path: Path) -> None:
+    # ModelCheckpoint's own on_exception would save the diverged (NaN) weights as best.ckpt
+    with pytest.raises(DivergedError, match="epoch 3"):
+        fit(tmp_path, best(tmp_path, write_every_seconds=60, save_on_exception=True), Explode())
+    saved = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    assert saved["epoch"] < 3 and all(v.isfinite().all() for v in saved["state_dict"].values())
+    moment = torch.load(tmp_path / "exception.ckpt", weights_only=True)
+    assert moment["epoch"] == 3 and not all(v.isfinite().all() for v in moment["state_dict"].values())
 
 
 def summaries(directory: Path) -> list[tuple[int, dict[str, float]]]:

@@ -308,8 +308,18 @@ class BestCheckpoint(ModelCheckpoint):
         self.write_pending(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        super().on_exception(trainer, pl_module, exception)
+        """Write the bests found so far; with ``save_on_exception``, the state of the moment goes to
+        ``exception.ckpt`` beside them. (ModelCheckpoint would save it under the monitored
+        file name, here ``best.ckpt``: the best would be lost, and after a divergence replaced
+        by NaN weights.)"""
         self.write_pending(trainer)
+        if self._should_save_on_exception(trainer) and self.dirpath is not None:
+            path = Path(self.dirpath) / f"exception{self.FILE_EXTENSION}"
+            # not trainer.save_checkpoint: it ends with a barrier that other DDP ranks may never reach
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            if trainer.is_global_zero:
+                trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path)
+                log.info(f"{type(exception).__name__} raised: the state of that moment is in {path}")
 
     def state_dict(self) -> dict[str, Any]:
         if self._pending and not self._snapshotting and self._trainer is not None:
