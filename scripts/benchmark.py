@@ -5,6 +5,7 @@ template, start-up time of ``dllab-train``, and peak memory of a default run.
     .venv/bin/python scripts/benchmark.py --quick    # about 1 minute
     .venv/bin/python scripts/benchmark.py --cases digits_b32 startup --json bench.json
     .venv/bin/python scripts/benchmark.py --profile digits_b256   # where dllab's time goes
+    .venv/bin/python scripts/benchmark.py --breakdown digits_b256 # in and around the epoch step
 
 Method
 ------
@@ -36,6 +37,12 @@ seconds. Validation and checkpoint-save time per epoch are reported separately. 
 are interleaved (the order of the methods rotates per repeat) and the table shows medians.
 Progress bars write to /dev/null during the fits (they are still drawn). Torch uses
 ``--threads`` threads (1 by default, so that numbers are stable on a shared machine).
+
+Breakdown. ``--breakdown CASE`` splits dllab's training time per epoch into the time inside
+``training_step`` (the whole epoch's step loop and its epoch end) and Lightning's work around it
+(epoch hooks, callbacks, logging, the progress bar), for the default run and for a bare one
+(no validation, callbacks, logger or progress bar), next to both hand loops and to the
+default-optimizer hand loop with a validation pass after each epoch, timed apart as dllab's is.
 
 Start-up and memory. ``dllab-train`` runs as a subprocess: ``--help``, ``--cfg job`` and a
 bad config (median of 3 each, including interpreter start); the time from launching a
@@ -74,6 +81,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, open_dict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from dllab.callbacks import LastCheckpoint
 from dllab.datamodule import EpochBatch, InMemoryDataModule
@@ -92,6 +101,15 @@ CASES = {
 }
 MODEL = ["model.hidden_sizes=[128,128]", "model.activation=relu", "optimizer=adam", "optimizer.lr=0.001"]
 METHODS = ("hand", "hand_default_optim", "dllab", "template")
+# dllab with nothing around the epoch step but Lightning's fit loop (--breakdown)
+BARE = [
+    "trainer.limit_val_batches=0",
+    "trainer.num_sanity_val_steps=0",
+    "callbacks=none",
+    "~logger",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
 
 # Targets of the performance issue.
 TARGET_VS_HAND = {"digits_b32": 0.85, "circle_b10": 0.75, "digits_b256": 0.70}
@@ -118,7 +136,8 @@ class Clock:
 
 
 class LoopTimer(L.Callback):
-    """Records, per epoch: its start, the samples trained, validation time and checkpoint time.
+    """Records, per epoch: its start, the samples trained, validation time, checkpoint time and
+    the time from the start to the end of the training batch (dllab's batch is the whole epoch).
 
     Validation is the whole of Lightning's validation loop (its ``run``) less the checkpoint
     callbacks' work inside it: the best-checkpoint check runs at the end of validation, and
@@ -138,6 +157,8 @@ class LoopTimer(L.Callback):
         self.samples: list[int] = []
         self.val: list[float] = []
         self.ckpt: list[float] = []
+        self.step: list[float] = []
+        self._step_start = 0.0
         self.end = 0.0
         self.final_loss = float("nan")
         self._in_checkpoint = False
@@ -173,9 +194,14 @@ class LoopTimer(L.Callback):
         self.samples.append(0)
         self.val.append(0.0)
         self.ckpt.append(0.0)
+        self.step.append(0.0)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.samples[-1] += batch.order.numel() if isinstance(batch, EpochBatch) else len(batch[0])
+        self._step_start = self.now()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.step[-1] += self.now() - self._step_start
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         val_loop = trainer.fit_loop.epoch_loop.val_loop  # time all of it: hooks, mode switches, batches
@@ -200,11 +226,12 @@ class LoopTimer(L.Callback):
         self.final_loss = float(loss) if loss is not None else float("nan")
 
     def result(self) -> dict[str, float]:
-        return summarize(self.starts, self.end, self.samples, self.val, self.ckpt, self.final_loss)
+        return summarize(self.starts, self.end, self.samples, self.val, self.ckpt, self.final_loss, self.step)
 
 
-def summarize(starts, end, samples, val, ckpt, final_loss) -> dict[str, float]:
-    """Throughput and per-epoch costs over the timed epochs (all but the first)."""
+def summarize(starts, end, samples, val, ckpt, final_loss, step=None) -> dict[str, float]:
+    """Throughput and per-epoch costs over the timed epochs (all but the first); a hand loop's
+    whole epoch is its step."""
     ends = [*starts[1:], end]
     timed = range(1, len(starts))
     wall = sum(ends[i] - starts[i] for i in timed)
@@ -216,6 +243,7 @@ def summarize(starts, end, samples, val, ckpt, final_loss) -> dict[str, float]:
         "train_ms_per_epoch": 1000 * train_s / n,
         "val_ms_per_epoch": 1000 * val_s / n,
         "ckpt_ms_per_epoch": 1000 * sum(ckpt[i] for i in timed) / n,
+        "step_ms_per_epoch": 1000 * (sum(step[i] for i in timed) if step else train_s) / n,
         "final_train_loss": final_loss,
     }
 
@@ -234,7 +262,9 @@ def quiet():
 
 
 # --- the config and data all methods share ----------------------------------------------------------
-def compose_config(case: str, epochs: int, args: argparse.Namespace, output_dir: str) -> DictConfig:
+def compose_config(
+    case: str, epochs: int, args: argparse.Namespace, output_dir: str, extra: list[str] | None = None
+) -> DictConfig:
     """The training config exactly as ``dllab-train <overrides>`` composes it."""
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     overrides = [
@@ -246,6 +276,7 @@ def compose_config(case: str, epochs: int, args: argparse.Namespace, output_dir:
         f"trainer.precision={args.precision}",
         f"threads={args.threads}",
         *([] if args.plots else ["plots=none"]),
+        *(extra or []),
     ]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -268,7 +299,12 @@ def autocast(device: torch.device, precision: str):
 
 
 # --- the four methods -------------------------------------------------------------------------------
-def run_hand(cfg: DictConfig, datamodule: InMemoryDataModule, args, default_optim: bool) -> dict:
+def run_hand(
+    cfg: DictConfig, datamodule: InMemoryDataModule, args, default_optim: bool, validate: bool = False
+) -> dict:
+    """The hand-written loop; ``validate`` adds a full-batch validation pass after each epoch
+    (eval mode, inference mode, torchmetrics accuracy, macro F1 and mean loss, as dllab's),
+    timed apart like dllab's: what validation costs the next epoch's training shows."""
     device = torch.device(args.device)
     now = Clock(device)
     epochs_loader = datamodule.train_dataloader()  # not attached to a Trainer: CPU tensors, epoch 0
@@ -282,8 +318,14 @@ def run_hand(cfg: DictConfig, datamodule: InMemoryDataModule, args, default_opti
     else:
         optimizer = build_optimizer(plain(cfg.optimizer), model.parameters())
     criterion = nn.CrossEntropyLoss()
+    val_x, val_y = datamodule.val_dataloader().x.to(device), datamodule.val_dataloader().y.to(device)
+    classes = datamodule.output_size
+    metrics = MetricCollection(
+        {"acc": MulticlassAccuracy(classes, average="micro"), "f1": MulticlassF1Score(classes, average="macro")}
+    ).to(device)
+    val_loss = MeanMetric().to(device)
 
-    starts, samples = [], []
+    starts, samples, val = [], [], []
     for epoch in range(cfg.trainer.max_epochs):
         if PROFILE is not None and epoch == 1:
             PROFILE.enable()
@@ -299,11 +341,23 @@ def run_hand(cfg: DictConfig, datamodule: InMemoryDataModule, args, default_opti
                 optimizer.zero_grad(set_to_none=True)
                 total += loss.detach() * index.numel()
         samples.append(order.numel())
+        val.append(0.0)
+        if validate:
+            t0 = now()
+            model.eval()
+            with torch.inference_mode(), autocast(device, args.precision):
+                output = model(val_x)
+                val_loss.update(criterion(output, val_y), weight=len(val_y))
+                metrics.update(output.argmax(-1), val_y)
+            [v.item() for v in (*metrics.compute().values(), val_loss.compute())]
+            metrics.reset()
+            val_loss.reset()
+            model.train()
+            val[-1] = now() - t0
     end = now()
     if PROFILE is not None:
         PROFILE.disable()
-    zeros = [0.0] * len(starts)
-    return summarize(starts, end, samples, zeros, zeros, float(total) / order.numel())
+    return summarize(starts, end, samples, val, [0.0] * len(starts), float(total) / order.numel())
 
 
 def run_dllab(cfg: DictConfig, args) -> dict:
@@ -371,13 +425,15 @@ def run_template(cfg: DictConfig, datamodule: InMemoryDataModule, args, output_d
 def run_method(method: str, case: str, args) -> dict:
     """One training run; checkpoints and logs go to a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="dllab-bench-") as output_dir:
-        cfg = compose_config(case, epochs_of(case, args), args, output_dir)
-        if method == "dllab":
+        bare = method == "dllab_bare"
+        cfg = compose_config(case, epochs_of(case, args), args, output_dir, BARE if bare else None)
+        if method in ("dllab", "dllab_bare"):
             return run_dllab(cfg, args)
         datamodule = load_data(cfg)  # the splits and scaling dllab uses
         if method == "template":
             return run_template(cfg, datamodule, args, output_dir)
-        return run_hand(cfg, datamodule, args, default_optim=method == "hand_default_optim")
+        default_optim = method.startswith("hand_default_optim")
+        return run_hand(cfg, datamodule, args, default_optim, validate=method.endswith("_validating"))
 
 
 def epochs_of(case: str, args) -> int:
@@ -413,6 +469,31 @@ def profile(case: str, args, top: int = 25) -> str:
             pstats.Stats(PROFILE, stream=out).sort_stats(order).print_stats(top)
     PROFILE = None
     return out.getvalue()
+
+
+def breakdown(case: str, args) -> str:
+    """Where dllab's training time per epoch goes, default and bare, next to the hand loops."""
+    methods = ("hand", "hand_default_optim", "hand_default_optim_validating", "dllab", "dllab_bare")
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    for repeat in range(args.repeats):
+        shift = repeat % len(methods)
+        for method in methods[shift:] + methods[:shift]:
+            runs[method].append(run_method(method, case, args))
+    median = {m: {k: statistics.median(r[k] for r in runs[m]) for k in runs[m][0]} for m in methods}
+    reference = median["hand_default_optim"]["train_ms_per_epoch"]
+    lines = [
+        f"\n### {case}: ms per epoch (medians of {args.repeats} interleaved repeats)\n",
+        "| method | training | in training_step | around it | validation (apart) | hand_default_optim / method |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in methods:
+        r = median[m]
+        train, step = r["train_ms_per_epoch"], r["step_ms_per_epoch"]
+        lines.append(
+            f"| {m} | {train:.2f} | {step:.2f} | {train - step:.2f} | {r['val_ms_per_epoch']:.2f} "
+            f"| {reference / train:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 # --- start-up and memory (subprocesses) -------------------------------------------------------------
@@ -608,6 +689,7 @@ def main() -> None:
         help="throughput cases, startup (start-up times and peak memory), sweep (per-job overhead)",
     )
     parser.add_argument("--profile", choices=list(CASES), help="only profile a hand and a dllab run")
+    parser.add_argument("--breakdown", choices=list(CASES), help="only split dllab's epoch time (see above)")
     parser.add_argument("--json", type=Path, help="write all results here")
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -635,6 +717,9 @@ def main() -> None:
 
     if args.profile:
         print(profile(args.profile, args))
+        return
+    if args.breakdown:
+        print(breakdown(args.breakdown, args))
         return
 
     started = time.perf_counter()
