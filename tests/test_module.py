@@ -3,6 +3,8 @@ equivalence), checkpoints hold primitives only, and the Trainer's limits hold.""
 
 from __future__ import annotations
 
+import copy
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -239,9 +241,61 @@ def test_epoch_metrics_equal_torchmetrics_with_absent_classes() -> None:
         predictions = torch.randint(0, used, (n,), generator=generator)
         target = torch.randint(0, min(5, used + trial % 2), (n,), generator=generator)
         outputs = torch.nn.functional.one_hot(predictions, 5).float()  # logits whose argmax is the prediction
-        got = module.epoch_metrics(module.epoch_statistics(outputs, target).tolist())
+        got = module.epoch_metrics(module.epoch_statistics(outputs, target).tolist(), n)
         assert got["acc"] == pytest.approx(float(multiclass_accuracy(predictions, target, 5, average="micro")))
         assert got["f1"] == pytest.approx(float(multiclass_f1_score(predictions, target, 5, average="macro")))
+
+
+def test_regression_epoch_metrics_equal_torchmetrics_and_add_up_over_parts() -> None:
+    from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
+
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        d = 1 + trial % 3
+        module = RegressionModule(2, d, hidden_sizes=[4])
+        n = int(torch.randint(2, 50, (1,), generator=generator))
+        target = 3 + 2 * torch.randn(n, d, generator=generator)
+        outputs = target + torch.randn(n, d, generator=generator) * (trial % 4) / 2  # trial % 4 == 0: exact
+        if trial % 5 == 0:
+            target[:, 0] = 1.5  # a constant target: torchmetrics' special case
+        got = module.epoch_metrics(module.epoch_statistics(outputs, target).tolist(), n)
+        assert got["mse"] == pytest.approx(float(mean_squared_error(outputs, target)), rel=1e-5, abs=1e-6)
+        assert got["mae"] == pytest.approx(float(mean_absolute_error(outputs, target)), rel=1e-5, abs=1e-6)
+        assert got["r2"] == pytest.approx(float(r2_score(outputs, target)), rel=1e-4, abs=1e-4)
+        # the statistics of two parts add up to the whole's (validation batches, DDP processes)
+        k = n // 2
+        parts = module.epoch_statistics(outputs[:k], target[:k]) + module.epoch_statistics(outputs[k:], target[k:])
+        assert module.epoch_metrics(parts.tolist(), n) == pytest.approx(got, rel=1e-4, abs=1e-5)
+    assert math.isnan(module.epoch_metrics(module.epoch_statistics(outputs[:1], target[:1]).tolist(), 1)["r2"])
+
+
+class FinalNet(L.Callback):
+    """Keeps a copy of the network as it was validated in the last epoch."""
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.net = copy.deepcopy(pl_module.net).eval()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_validation_values_equal_torchmetrics_over_several_batches(task: str) -> None:
+    """Validation adds up its statistics over batches (here 4, the last one short)."""
+    name, eval_batch_size = ("iris", 4) if task == "classification" else ("diabetes", 12)
+    dm = InMemoryDataModule(name, seed=0, batch_size=16, eval_batch_size=eval_batch_size, standardize=True)
+    dm.setup()
+    module_class = ClassificationModule if task == "classification" else RegressionModule
+    module = module_class(dm.input_size, dm.output_size, hidden_sizes=[8], optimizer=SGD | {"lr": 0.05})
+    final = FinalNet()
+    t = trainer(max_epochs=3, limit_val_batches=1.0, callbacks=[final])
+    t.fit(module, dm)
+    x, y = dm.val_dataloader().x, dm.val_dataloader().y
+    assert 3 * eval_batch_size < len(y) < 4 * eval_batch_size
+    with torch.no_grad():
+        output = final.net(x)
+    expected = {"val/loss": float(module.criterion(output, y))}
+    metrics = module.make_metrics()  # torchmetrics, as the test stage uses
+    expected |= {f"val/{k}": float(v) for k, v in metrics(module.prediction(output), y).items()}
+    got = {k: float(t.callback_metrics[k]) for k in expected}
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
 class ModeProbe(L.Callback):

@@ -291,6 +291,8 @@ def test_ddp_inside_a_multirun(tmp_path: Path) -> None:
     one_state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for name, value in one_state.items():
         assert torch.allclose(ddp_state[name], value, atol=1e-5), name
+    # validation: each rank scores its half of the split; the sums over ranks give the whole's value
+    assert metrics(sweep / "0")["best_val"] == pytest.approx(metrics(run_dir)["best_val"], abs=1e-6)
 
 
 def test_optuna_search_resumes_and_prunes(tmp_path: Path) -> None:

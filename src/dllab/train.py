@@ -241,7 +241,7 @@ def validates(cfg: DictConfig) -> bool:
 
 def check_metric_logged(metric: str, module: Any, validation: bool = True) -> None:
     stages = ("val", "train") if validation else ("train",)
-    names = [f"{stage}/{m}" for stage in stages for m in (*module.val_metrics.keys(), "loss")]
+    names = [f"{stage}/{m}" for stage in stages for m in (*module.metrics, "loss")]
     if validation:
         names.append(f"val/{module.main_metric}_best")
     if metric not in names:
