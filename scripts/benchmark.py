@@ -302,8 +302,8 @@ def autocast(device: torch.device, precision: str):
 def run_hand(
     cfg: DictConfig, datamodule: InMemoryDataModule, args, default_optim: bool, validate: bool = False
 ) -> dict:
-    """The hand-written loop; ``validate`` adds a full-batch validation pass after each epoch
-    (eval mode, inference mode, torchmetrics accuracy, macro F1 and mean loss, as dllab's),
+    """The hand-written loop; ``validate`` adds the usual full-batch validation pass after each
+    epoch (eval mode, inference mode, torchmetrics' accuracy, macro F1 and mean-loss objects),
     timed apart like dllab's: what validation costs the next epoch's training shows."""
     device = torch.device(args.device)
     now = Clock(device)

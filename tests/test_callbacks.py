@@ -100,6 +100,21 @@ def test_save_on_exception_keeps_the_best_and_saves_the_diverged_state_beside_it
     assert moment["epoch"] == 3 and not all(v.isfinite().all() for v in moment["state_dict"].values())
 
 
+class FailOnTest(L.Callback):
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise RuntimeError("the test stage fails")
+
+
+def test_save_on_exception_saves_nothing_outside_fit(tmp_path: Path) -> None:
+    callback = best(tmp_path, write_every_seconds=60, save_on_exception=True)
+    t, _ = fit(tmp_path, callback, epochs=2)
+    callback._last_global_step_saved = -1  # steps since the last best: only the stage keeps it from saving
+    t.callbacks.append(FailOnTest())
+    with pytest.raises(RuntimeError, match="the test stage fails"):
+        t.test(t.lightning_module, InMemoryDataModule("iris", seed=0, batch_size=16), verbose=False)
+    assert {p.name for p in tmp_path.glob("*.ckpt")} == {"best.ckpt"}
+
+
 def summaries(directory: Path) -> list[tuple[int, dict[str, float]]]:
     """(step, {tag: value}) of each scalar event in the event file, in file order."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader

@@ -194,29 +194,29 @@ def test_divergence_stops_the_epoch_it_happens_and_names_the_step() -> None:
 
 
 class StubStrategy:
-    """What ``_mean_over_processes`` needs of a DDP strategy: here every process has the same values."""
+    """What ``_sum_over_processes`` needs of a DDP strategy: two processes with the same sums."""
 
     def __init__(self) -> None:
         self.reduced: list[torch.Tensor] = []
 
     def reduce(self, tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:
-        assert reduce_op == "mean"
+        assert reduce_op == "sum"
         self.reduced.append(tensor)
-        return tensor
+        return tensor * 2
 
 
-def test_ddp_mean_of_epoch_values_is_float32_under_half_precision() -> None:
+def test_ddp_sum_of_epoch_sums_is_float32_under_half_precision() -> None:
     module = ClassificationModule(2, 2, hidden_sizes=[4])
     strategy = StubStrategy()
     module._trainer = SimpleNamespace(strategy=strategy)  # type: ignore[assignment]
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float16)  # what 16-true sets inside training_step
     try:
-        mean = module._mean_over_processes({"train/loss": 70000.0, "train/acc": 0.987654})
+        sums = module._sum_over_processes([70000.0, 0.987654, 1.0])
     finally:
         torch.set_default_dtype(default)
     assert strategy.reduced[0].dtype == torch.float32
-    assert mean == {"train/loss": 70000.0, "train/acc": pytest.approx(0.987654, rel=1e-6)}
+    assert sums == [140000.0, pytest.approx(1.975308, rel=1e-6), 2.0]
 
 
 def test_divergence_on_another_process_is_named_so() -> None:

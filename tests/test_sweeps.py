@@ -291,8 +291,12 @@ def test_ddp_inside_a_multirun(tmp_path: Path) -> None:
     one_state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for name, value in one_state.items():
         assert torch.allclose(ddp_state[name], value, atol=1e-5), name
-    # validation: each rank scores its half of the split; the sums over ranks give the whole's value
+    # each rank trains on and scores its half of each split; the sums over ranks give the whole's values
     assert metrics(sweep / "0")["best_val"] == pytest.approx(metrics(run_dir)["best_val"], abs=1e-6)
+    tags = ["train/loss", "train/acc", "train/f1", "val/loss", "val/f1"]
+    ddp_curves, one_curves = summary.read_curves(sweep / "0", tags), summary.read_curves(run_dir, tags)
+    for tag in tags:
+        assert ddp_curves[tag][1] == pytest.approx(one_curves[tag][1], rel=1e-5), tag
 
 
 def test_optuna_search_resumes_and_prunes(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ graceful interrupts, and checkpoints written on a time budget."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 from tqdm import tqdm
 
@@ -308,18 +310,22 @@ class BestCheckpoint(ModelCheckpoint):
         self.write_pending(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        """Write the bests found so far; with ``save_on_exception``, the state of the moment goes to
-        ``exception.ckpt`` beside them. (ModelCheckpoint would save it under the monitored
-        file name, here ``best.ckpt``: the best would be lost, and after a divergence replaced
-        by NaN weights.)"""
+        """Write the bests found so far; with ``save_on_exception``, the training state of the
+        moment goes to ``exception.ckpt`` beside them. (ModelCheckpoint would save it under the
+        monitored file name, here ``best.ckpt``: the best would be lost, and after a divergence
+        replaced by NaN weights.) As in ModelCheckpoint, nothing is saved when no optimizer step
+        was taken since the last checkpoint (that state is already on disk), nor outside fit."""
         self.write_pending(trainer)
-        if self._should_save_on_exception(trainer) and self.dirpath is not None:
-            path = Path(self.dirpath) / f"exception{self.FILE_EXTENSION}"
-            # not trainer.save_checkpoint: it ends with a barrier that other DDP ranks may never reach
+        if (
+            self._should_save_on_exception(trainer)
+            and trainer.state.fn == TrainerFn.FITTING
+            and trainer.is_global_zero  # no barrier: other DDP ranks may be stopping already
+            and self.dirpath is not None
+        ):
+            path = os.path.join(self.dirpath, f"exception{self.FILE_EXTENSION}")
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
-            if trainer.is_global_zero:
-                trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path)
-                log.info(f"{type(exception).__name__} raised: the state of that moment is in {path}")
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path)
+            log.info(f"{type(exception).__name__} raised: the state of that moment is in {path}")
 
     def state_dict(self) -> dict[str, Any]:
         if self._pending and not self._snapshotting and self._trainer is not None:

@@ -188,11 +188,12 @@ class MLPModule(L.LightningModule, ABC):
         statistics = self.epoch_statistics(torch.cat(outputs), target)
         # in float32: under 16-true the default dtype is float16 (counts exact to 16.7M samples)
         host = torch.cat([torch.stack(losses).float(), statistics.float()]).tolist()
-        micro_losses = host[: len(losses)]
-        values = {f"train/{k}": v for k, v in self.epoch_metrics(host[len(losses) :], done).items()}
-        values["train/loss"] = sum(loss * size for loss, size in zip(micro_losses, sizes, strict=True)) / done
-        if world > 1:
-            values = self._mean_over_processes(values)
+        micro_losses, local = host[: len(losses)], host[len(losses) :]
+        loss_sum, samples = sum(loss * size for loss, size in zip(micro_losses, sizes, strict=True)), float(done)
+        if world > 1:  # the whole epoch's sums, as validation adds them up
+            loss_sum, samples, *local = self._sum_over_processes([loss_sum, samples, *local])
+        values = {f"train/{k}": v for k, v in self.epoch_metrics(local, samples).items()}
+        values["train/loss"] = loss_sum / samples
         if not math.isfinite(values["train/loss"]):
             self._diverged(values["train/loss"], micro_losses, first_step, accumulate)
         self.log_epoch(values)
@@ -207,10 +208,9 @@ class MLPModule(L.LightningModule, ABC):
         Lightning's ``self.log`` costs about 0.26 ms a call on 2 CPU cores (it walks its
         stored results with ``apply_to_collection``), and every read of
         ``trainer.callback_metrics`` walks them again: with epochs of 3 to 10 ms that
-        bookkeeping was the largest overhead of a run. The values are already epoch means
-        over all processes (train, see ``training_step``) or computed from sums over all
-        processes (val). Test metrics still go through ``self.log``, since ``trainer.test``
-        returns them.
+        bookkeeping was the largest overhead of a run. The values are already the epoch's,
+        computed from sums over all processes. Test metrics still go through ``self.log``,
+        since ``trainer.test`` returns them.
         """
         tensors = torch.tensor(list(values.values()), dtype=torch.float32).unbind()
         self.trainer.callback_metrics.update(zip(values, tensors, strict=True))
@@ -218,13 +218,12 @@ class MLPModule(L.LightningModule, ABC):
             logger.log_metrics(dict(values), step=self.current_epoch)
             logger.save()
 
-    def _mean_over_processes(self, values: dict[str, float]) -> dict[str, float]:
-        """DDP: the epoch's values averaged over processes in one all-reduce, in float32 (under
-        16-true the default dtype is float16: 3 digits, inf above 65504). A NaN on any process
-        makes the mean NaN everywhere, so every process stops."""
-        stacked = torch.tensor(list(values.values()), dtype=torch.float32, device=self.device)
-        mean = self.trainer.strategy.reduce(stacked, reduce_op="mean")
-        return dict(zip(values, mean.tolist(), strict=True))
+    def _sum_over_processes(self, numbers: list[float]) -> list[float]:
+        """DDP: the epoch's sums added up over processes in one reduce, in float32 (under 16-true
+        the default dtype is float16: 3 digits, inf above 65504). A NaN on any process makes the
+        sum NaN everywhere, so every process stops."""
+        tensor = torch.tensor(numbers, dtype=torch.float32, device=self.device)
+        return self.trainer.strategy.reduce(tensor, reduce_op="sum").tolist()
 
     def _diverged(self, epoch_loss: float, micro_losses: Sequence[float], first_step: int, accumulate: int) -> None:
         """Raise for a non-finite epoch loss, naming the first optimizer step whose loss was not
@@ -304,9 +303,10 @@ class MLPModule(L.LightningModule, ABC):
     # --- evaluation: large batches from memory ----------------------------------------
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """Adds the batch's loss sum, sample count and :meth:`epoch_statistics` to the epoch's
-        sums, on the device. Validation runs every epoch: with torchmetrics' metric objects
-        (update, compute and reset of three) a digits pass took 1.8 to 1.9 ms on 2 CPU cores,
-        with these sums 1.1 to 1.3 ms (``scripts/benchmark.py --breakdown``)."""
+        sums, on the device, in float32 (counts exact to 16.7M samples). Validation runs every
+        epoch: with torchmetrics' metric objects (update, compute and reset of three) a digits
+        pass took 1.8 to 1.9 ms on 2 CPU cores, with these sums 1.1 to 1.3 ms
+        (``scripts/benchmark.py --breakdown``)."""
         x, y = batch
         output = self.net(x)
         head = torch.stack(
@@ -314,6 +314,9 @@ class MLPModule(L.LightningModule, ABC):
         )
         sums = torch.cat([head, self.epoch_statistics(output, y).float()])
         self._val_sums = sums if self._val_sums is None else self._val_sums + sums
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = None  # nothing left from a pass that stopped early (the batch-size finder's)
 
     def on_validation_epoch_end(self) -> None:
         sums, self._val_sums = self._val_sums, None
@@ -433,8 +436,10 @@ class RegressionModule(MLPModule):
 
     def epoch_statistics(self, outputs: Tensor, target: Tensor) -> Tensor:
         """Per output: the squared residuals' sum, the target's sum and its squares' sum; then the
-        absolute residuals' sum (torchmetrics' R2Score and MeanAbsoluteError keep the same)."""
-        outputs, target = outputs.float(), target.float()  # 16-true: no float16 sums
+        absolute residuals' sum (torchmetrics' R2Score and MeanAbsoluteError keep the same, in
+        float32 too: R² from raw sums loses digits when the targets' mean is far larger than
+        their spread, which data.standardize, on by default, rules out)."""
+        outputs, target = outputs.float(), target.float().reshape(outputs.shape)  # 16-true: no float16 sums
         residual = target - outputs
         return torch.cat(
             [
