@@ -318,12 +318,13 @@ def run_hand(
     else:
         optimizer = build_optimizer(plain(cfg.optimizer), model.parameters())
     criterion = nn.CrossEntropyLoss()
-    val_x, val_y = datamodule.val_dataloader().x.to(device), datamodule.val_dataloader().y.to(device)
-    classes = datamodule.output_size
-    metrics = MetricCollection(
-        {"acc": MulticlassAccuracy(classes, average="micro"), "f1": MulticlassF1Score(classes, average="macro")}
-    ).to(device)
-    val_loss = MeanMetric().to(device)
+    if validate:
+        val_x, val_y = datamodule.val_dataloader().x.to(device), datamodule.val_dataloader().y.to(device)
+        classes = datamodule.output_size
+        metrics = MetricCollection(
+            {"acc": MulticlassAccuracy(classes, average="micro"), "f1": MulticlassF1Score(classes, average="macro")}
+        ).to(device)
+        val_loss = MeanMetric().to(device)
 
     starts, samples, val = [], [], []
     for epoch in range(cfg.trainer.max_epochs):
@@ -349,7 +350,7 @@ def run_hand(
                 output = model(val_x)
                 val_loss.update(criterion(output, val_y), weight=len(val_y))
                 metrics.update(output.argmax(-1), val_y)
-            [v.item() for v in (*metrics.compute().values(), val_loss.compute())]
+            _ = [v.item() for v in (*metrics.compute().values(), val_loss.compute())]  # to the host, as logged
             metrics.reset()
             val_loss.reset()
             model.train()

@@ -256,8 +256,10 @@ def test_regression_epoch_metrics_equal_torchmetrics_and_add_up_over_parts() -> 
         n = int(torch.randint(2, 50, (1,), generator=generator))
         target = 3 + 2 * torch.randn(n, d, generator=generator)
         outputs = target + torch.randn(n, d, generator=generator) * (trial % 4) / 2  # trial % 4 == 0: exact
-        if trial % 5 == 0:
-            target[:, 0] = 1.5  # a constant target: torchmetrics' special case
+        if trial % 5 == 0:  # a constant target: torchmetrics' special cases, missed (0) and met (1)
+            target[:, 0] = 1.5
+            if trial % 10 == 0:
+                outputs[:, 0] = 1.5
         got = module.epoch_metrics(module.epoch_statistics(outputs, target).tolist(), n)
         assert got["mse"] == pytest.approx(float(mean_squared_error(outputs, target)), rel=1e-5, abs=1e-6)
         assert got["mae"] == pytest.approx(float(mean_absolute_error(outputs, target)), rel=1e-5, abs=1e-6)
