@@ -14,7 +14,7 @@ Throughput. Each case (a dataset and a batch size; the model is an MLP with hidd
 
 - ``hand``: a plain loop over in-memory tensors, micro-batches taken by a shuffled index in
   the same order dllab uses (``TrainEpochs.order(epoch)``), the same initial weights (same
-  seed) and the same optimizer implementation (``dllab.optim.build_optimizer``: fused Adam
+  seed) and the same optimizer implementation (``dllab.training.optim.build_optimizer``: fused Adam
   where torch has it); it keeps an epoch-mean loss on the device, as dllab does.
 - ``hand_default_optim``: the same loop with torch's default Adam (no ``fused`` flag).
 - ``dllab``: the real thing. The config is composed as ``dllab-train`` composes it (default
@@ -84,11 +84,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from dllab.callbacks import LastCheckpoint
-from dllab.datamodule import EpochBatch, InMemoryDataModule
-from dllab.mlp import MLP
-from dllab.optim import build_optimizer
+from dllab.data.datamodule import EpochBatch, InMemoryDataModule
+from dllab.models.mlp import MLP
 from dllab.train import config_dir, plain, train
+from dllab.training.callbacks import LastCheckpoint
+from dllab.training.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DLLAB_TRAIN = str(Path(sys.executable).parent / "dllab-train")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllab import image_data
-from dllab.downloads import Remote
+from dllab.data import images as image_data
+from dllab.data.downloads import Remote
 
 IDX_NAMES = (
     "train-images-idx3-ubyte.gz",

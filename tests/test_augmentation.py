@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from dllab.augmentation import AugmentationPreview, Augmenter, build_augmenter, image_grid
 from dllab.checks import check_config
-from dllab.datamodule import InMemoryDataModule
+from dllab.data.augmentation import AugmentationPreview, Augmenter, build_augmenter, image_grid
+from dllab.data.datamodule import InMemoryDataModule
 from dllab.errors import ConfigError
-from dllab.module import ClassificationModule
 from dllab.train import plain
+from dllab.training.module import ClassificationModule
 from tests.conftest import bare_trainer, run_cli, run_dirs
 
 LIGHT = {
@@ -160,7 +160,7 @@ def test_end_to_end_digits_light_logs_the_grid(tmp_path: Path) -> None:
 def test_augmentation_draws_continue_after_a_checkpoint() -> None:
     """The augmenter's generator state travels in the module's checkpoint, so a resumed run
     draws the augmentations the uninterrupted run would have drawn."""
-    from dllab.module import ClassificationModule
+    from dllab.training.module import ClassificationModule
 
     dm = InMemoryDataModule("digits", seed=0)
     dm.setup()

@@ -9,11 +9,11 @@ import lightning as L
 import pytest
 import torch
 
-from dllab.callbacks import BestCheckpoint, LastCheckpoint
-from dllab.datamodule import InMemoryDataModule
+from dllab.data.datamodule import InMemoryDataModule
 from dllab.errors import DivergedError
-from dllab.loggers import TensorBoardLogger
-from dllab.module import ClassificationModule
+from dllab.training.callbacks import BestCheckpoint, LastCheckpoint
+from dllab.training.loggers import TensorBoardLogger
+from dllab.training.module import ClassificationModule
 from tests.conftest import bare_trainer
 
 ADAM = {"_target_": "torch.optim.Adam", "lr": 0.05}
@@ -193,7 +193,7 @@ def test_progress_bar_shows_the_values_of_the_epoch_it_draws(tmp_path: Path, cap
     import re
     import time
 
-    from dllab.callbacks import EpochProgressBar
+    from dllab.training.callbacks import EpochProgressBar
 
     class SlowLosses(L.Callback):
         """Epochs of about 20 ms, so a 50 ms refresh draws some epochs and skips others."""
@@ -270,7 +270,7 @@ def test_a_signal_whose_exception_was_lost_stops_training_at_the_next_hook(tmp_p
     import json
     import signal
 
-    from dllab.callbacks import GracefulInterrupt
+    from dllab.training.callbacks import GracefulInterrupt
 
     interrupt = GracefulInterrupt()
     interrupt._signal = signal.SIGINT  # as if its KeyboardInterrupt had been dropped in a finalizer

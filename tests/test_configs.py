@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from dllab.catalog import DATASETS, LOSSES
 from dllab.checks import check_config
 from dllab.errors import ConfigError
-from dllab.losses import build_loss
-from dllab.optim import build_optimizer, build_scheduler
 from dllab.train import config_dir, instantiate_enabled, plain, split_trainer_config
+from dllab.training.losses import build_loss
+from dllab.training.optim import build_optimizer, build_scheduler
 from tests.conftest import compose_train
 from tests.makedata import local_data_overrides
 

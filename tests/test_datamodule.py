@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dllab.datamodule import InMemoryDataModule, TrainEpochs
+from dllab.data.datamodule import InMemoryDataModule, TrainEpochs
 from dllab.errors import ConfigError
 
 
@@ -117,8 +117,8 @@ def test_bad_data_settings_name_the_field(kwargs: dict, message: str) -> None:
 
 
 def test_nan_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dllab import datamodule as module
-    from dllab.datasets import load_sklearn
+    from dllab.data import datamodule as module
+    from dllab.data.datasets import load_sklearn
 
     def with_nan(name: str):
         data = load_sklearn(name)

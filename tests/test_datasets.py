@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dllab.catalog import DATASETS, FEATURES
-from dllab.datasets import (
+from dllab.data.datasets import (
     GENERATORS,
     expand_features,
     load_playground,

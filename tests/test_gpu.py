@@ -10,8 +10,8 @@ import lightning as L
 import pytest
 import torch
 
-from dllab.datamodule import InMemoryDataModule
-from dllab.module import ClassificationModule
+from dllab.data.datamodule import InMemoryDataModule
+from dllab.training.module import ClassificationModule
 from tests.conftest import bare_trainer, plain_training_loop, run_cli, run_dirs
 
 pytestmark = [

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllab import downloads, image_data
-from dllab.datamodule import InMemoryDataModule
-from dllab.downloads import Remote, fetch
+from dllab.data import downloads
+from dllab.data import images as image_data
+from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.downloads import Remote, fetch
 from dllab.errors import ConfigError
 from tests.makedata import (
     make_cifar_archive,

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from dllab.catalog import ACTIVATIONS, ALL_LOSSES, LOSSES
-from dllab.losses import SoftmaxMSELoss, build_loss
-from dllab.mlp import ACTIVATION_LAYERS, MLP
+from dllab.models.mlp import ACTIVATION_LAYERS, MLP
+from dllab.training.losses import SoftmaxMSELoss, build_loss
 
 
 def test_catalog_names_match_the_builders() -> None:

@@ -12,9 +12,9 @@ import lightning as L
 import pytest
 import torch
 
-from dllab.datamodule import InMemoryDataModule
+from dllab.data.datamodule import InMemoryDataModule
 from dllab.errors import DivergedError
-from dllab.module import ClassificationModule, RegressionModule, load_module
+from dllab.training.module import ClassificationModule, RegressionModule, load_module
 from tests.conftest import bare_trainer, plain_training_loop
 
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.5}

@@ -17,15 +17,16 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dllab import landscape, plots
+from dllab import landscape
 from dllab.checks import check_config
-from dllab.datamodule import InMemoryDataModule
-from dllab.datasets import expand_features
+from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.datasets import expand_features
+from dllab.data.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS, load_function
 from dllab.errors import ConfigError
-from dllab.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS, load_function
-from dllab.module import ClassificationModule, RegressionModule
-from dllab.plot_callbacks import DecisionBoundary, FunctionFit, LearningCurves, RegressionFit, model_inputs, predict
-from dllab.tuner import lr_range_test
+from dllab.pictures import plots
+from dllab.pictures.callbacks import DecisionBoundary, FunctionFit, LearningCurves, RegressionFit, model_inputs, predict
+from dllab.training.module import ClassificationModule, RegressionModule
+from dllab.training.tuner import lr_range_test
 from tests.conftest import run_cli, run_dirs
 
 RNG = np.random.default_rng(0)
@@ -446,7 +447,7 @@ def test_testing_the_best_checkpoint_keeps_the_whole_history() -> None:
 
 
 def test_plots_config_switches(make_cfg) -> None:
-    from dllab.plot_callbacks import build_plot_callbacks
+    from dllab.pictures.callbacks import build_plot_callbacks
     from dllab.train import plain
 
     assert build_plot_callbacks(**plain(make_cfg("plots=none").plots)) == []

@@ -158,8 +158,8 @@ def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_whole(
 ) -> None:
     from fsspec.implementations.local import LocalFileOpener
 
-    from dllab.datamodule import InMemoryDataModule
-    from dllab.module import ClassificationModule
+    from dllab.data.datamodule import InMemoryDataModule
+    from dllab.training.module import ClassificationModule
 
     trainer = bare_trainer(enable_checkpointing=True, default_root_dir=tmp_path)
     trainer.fit(ClassificationModule(4, 3, hidden_sizes=[8]), InMemoryDataModule("iris"))

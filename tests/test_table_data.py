@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from dllab.checks import check_config
-from dllab.datamodule import InMemoryDataModule
+from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.tables import load_table
 from dllab.errors import ConfigError
-from dllab.table_data import load_table
 from tests.makedata import make_table
 
 

@@ -52,7 +52,7 @@ IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder")
 # (not digits; image_folder says so in data.mirror).
 MIRRORED = ("fashion_mnist", "cifar10")
 
-# Target functions of the 1-D ``function`` set (data.fn), see dllab.functions.
+# Target functions of the 1-D ``function`` set (data.fn), see dllab.data.functions.
 FUNCTIONS = ("sin", "abs", "step", "square")
 
 # Input features of the 2-D playground sets, computed from the raw point (x1, x2).

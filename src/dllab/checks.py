@@ -3,7 +3,7 @@
 Each problem is one :class:`~dllab.errors.ConfigError` line that names the field, the
 value and what is allowed. Checks that need the data (a loss that does not fit a
 dataset's task, a batch larger than the training split) run as soon as the data is
-known, in :mod:`dllab.datamodule` and :mod:`dllab.train`.
+known, in :mod:`dllab.data.datamodule` and :mod:`dllab.train`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ PLOTS = ("decision_boundary", "regression_fit", "function_fit", "confusion_matri
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 CLIP_ALGORITHMS = ("norm", "value")
-MISSING = ("error", "drop", "mean")  # data.missing of tables (dllab.table_data, which imports pandas)
+MISSING = ("error", "drop", "mean")  # data.missing of tables (dllab.data.tables, which imports pandas)
 
 
 def _fail(field: str, value: Any, allowed: str) -> ConfigError:
@@ -89,7 +89,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_checkpoints(cfg: DictConfig) -> None:
-    """dllab.callbacks.BestCheckpoint writes on a time budget; last.ckpt is LastCheckpoint's."""
+    """dllab.training.callbacks.BestCheckpoint writes on a time budget; last.ckpt is LastCheckpoint's."""
     best = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
     if best.get("save_last") and best.get("write_every_seconds", 0) > 0:
         raise _fail(

@@ -42,8 +42,8 @@ def load_run(ckpt_path: str | Path) -> tuple[Any, Any, Path]:
     scaling, same test slice). Returns (module, datamodule, run dir)."""
     from hydra.utils import instantiate
 
-    from dllab.module import module_from_checkpoint
     from dllab.train import split_trainer_config
+    from dllab.training.module import module_from_checkpoint
 
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)  # a clear error for a missing or corrupt file, first

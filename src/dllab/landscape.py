@@ -133,7 +133,7 @@ def two_param_cases(resolution: int = 121, seed: int = 0, **path_options: Any) -
 
 
 def two_param_figure(cases: Sequence[TwoParamCase]) -> Any:
-    from dllab import plots
+    from dllab.pictures import plots
 
     return plots.two_param_figure(
         [
@@ -227,7 +227,7 @@ def activation_curves(x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]
     import torch
 
     from dllab.catalog import ACTIVATIONS
-    from dllab.mlp import ACTIVATION_LAYERS
+    from dllab.models.mlp import ACTIVATION_LAYERS
 
     curves = {}
     for name in ACTIVATIONS:
@@ -277,7 +277,7 @@ def default_out() -> Path:
 
 def run(argv: Sequence[str]) -> list[Path]:
     """Draw what ``argv`` asks for; return the written files."""
-    from dllab import plots
+    from dllab.pictures import plots
 
     command, options = parse(argv)
     if command == "help":

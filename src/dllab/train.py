@@ -64,8 +64,8 @@ def _run_dir(resume: str | None, new: str) -> str:
 OmegaConf.register_new_resolver("dllab.run_dir", _run_dir, replace=True)
 OmegaConf.register_new_resolver("dllab.hydra_subdir", lambda resume: None if resume else ".hydra", replace=True)
 
-# Trainer keys that the in-memory step loop honours itself (see dllab.module and
-# dllab.datamodule); the Lightning Trainer gets its neutral values for them.
+# Trainer keys that the in-memory step loop honours itself (see dllab.training.module and
+# dllab.data.datamodule); the Lightning Trainer gets its neutral values for them.
 MODULE_TRAINER_KEYS = ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
 DATA_TRAINER_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches")
 
@@ -99,9 +99,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import torch
     from hydra.utils import instantiate
 
-    from dllab.augmentation import build_augmenter
-    from dllab.module import MODULES
-    from dllab.plot_callbacks import build_plot_callbacks
+    from dllab.data.augmentation import build_augmenter
+    from dllab.pictures.callbacks import build_plot_callbacks
+    from dllab.training.module import MODULES
 
     quiet_library_logs()
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
@@ -142,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         mirror=cfg.data.get("mirror"),
     )
 
-    from dllab.callbacks import GracefulInterrupt, LastCheckpoint
+    from dllab.training.callbacks import GracefulInterrupt, LastCheckpoint
 
     callbacks = [*instantiate_enabled(cfg.get("callbacks")), GracefulInterrupt()]
     # last.ckpt is taken after every other checkpoint callback has seen the epoch (stable sort)
@@ -155,12 +155,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     lr_found = None
     if cfg.get("tuner") and cfg.tuner.get("lr_find") and not trainer.fast_dev_run:
-        from dllab.tuner import find_and_use_lr
+        from dllab.training.tuner import find_and_use_lr
 
         lr_found = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
     batch_found = None
     if cfg.get("tuner") and cfg.tuner.get("batch_size_find") and not trainer.fast_dev_run:
-        from dllab.tuner import find_and_use_batch_size
+        from dllab.training.tuner import find_and_use_batch_size
 
         batch_found = find_and_use_batch_size(cfg, trainer, module, datamodule)
     save_config(cfg, run_dir)

@@ -224,7 +224,7 @@ def write_curves_plot(rows: list[dict[str, Any]], path: Path) -> int:
     ``val/loss`` overlaid, coloured by the first swept parameter (line style by the second);
     jobs without curves (no TensorBoard events, or failed before validating) are left out.
     Returns the number of jobs drawn; with none, no file (and an old one is removed)."""
-    from dllab import plots
+    from dllab.pictures import plots
 
     metric = next((r["metric"] for r in rows if r.get("metric")), None)
     tags = [t for t in (metric if metric and metric.startswith("val/") else None, "val/loss") if t]

@@ -5,7 +5,7 @@ images (one sub-folder per class).
 The readers are small on purpose (no torchvision: it forces a multi-GB CUDA torch). The
 official train and test files are pooled and split by ``data.val_fraction`` and
 ``data.test_fraction`` like every dataset, so all data goes through the same split,
-scaling and tensor path in :mod:`dllab.datamodule`.
+scaling and tensor path in :mod:`dllab.data.datamodule`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from dllab.catalog import CLASSIFICATION
-from dllab.datasets import Dataset
-from dllab.downloads import Remote, fetch
+from dllab.data.datasets import Dataset
+from dllab.data.downloads import Remote, fetch
 from dllab.errors import ConfigError
 
 MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")

@@ -1,4 +1,4 @@
-"""Lightning callbacks that draw a run's pictures (see :mod:`dllab.plots`), log them to
+"""Lightning callbacks that draw a run's pictures (see :mod:`dllab.pictures.plots`), log them to
 TensorBoard's IMAGES tab and save them as PNG files in the run dir.
 
 - every ``plots.every_n_epochs`` epochs during fit, under ``plots/<name>`` (the image step is
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from dllab import plots
 from dllab.catalog import CLASSIFICATION, DATASETS, REGRESSION
+from dllab.pictures import plots
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def model_inputs(datamodule: Any, raw: np.ndarray) -> np.ndarray:
     """Raw points (n, 2) of a playground set or inputs (n, 1) of the function set, as the
     model sees them: feature expansion, then the training split's scaling."""
     if data_kind(datamodule) == "playground":
-        from dllab.datasets import expand_features
+        from dllab.data.datasets import expand_features
 
         x = expand_features(raw, datamodule.features)
     else:
@@ -255,7 +255,7 @@ class RegressionFit(PlotCallback):
         return self.surface
 
     def surface_parts(self, module: L.LightningModule, datamodule: Any) -> dict[str, Any]:
-        from dllab.functions import SURFACES
+        from dllab.data.functions import SURFACES
 
         points = np.concatenate([datamodule.points[s] for s in datamodule.points])
         grid = plots.grid_over(points, self.resolution, margin=0.0)
@@ -289,7 +289,7 @@ class FunctionFit(PlotCallback):
         return data_kind(datamodule) == "function"
 
     def curves(self, module: L.LightningModule, datamodule: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from dllab.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS
+        from dllab.data.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS
 
         x = np.linspace(*FUNCTION_DOMAIN, 400)
         predicted = unscale_targets(datamodule, predict(module, model_inputs(datamodule, x[:, None])))[:, 0]
@@ -301,7 +301,7 @@ class FunctionFit(PlotCallback):
         return plots.curve_raster(x, [(true, "#222222"), (predicted, plots.ORANGE)], [(train_x, train_y, plots.BLUE)])
 
     def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
-        from dllab.functions import FORMULAS
+        from dllab.data.functions import FORMULAS
 
         x, predicted, true = self.curves(module, datamodule)
         hidden = list(module.hparams.get("hidden_sizes", []))

@@ -2,7 +2,7 @@
 sets that ship inside scikit-learn (no network).
 
 Every loader returns a :class:`Dataset`; splitting, scaling and batching belong to
-:mod:`dllab.datamodule`.
+:mod:`dllab.data.datamodule`.
 """
 
 from __future__ import annotations

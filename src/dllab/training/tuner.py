@@ -3,8 +3,8 @@ Lightning's ``Tuner.lr_find``), whose suggestion the run then trains with.
 
 Why not Lightning's ``Tuner.lr_find`` itself: it measures one loss per *Trainer batch* and
 raises the learning rate with a per-step scheduler that the automatic-optimization loop
-steps. dllab's Trainer batch is a whole epoch (one :class:`~dllab.datamodule.EpochBatch`,
-see :mod:`dllab.module`) stepped by manual optimization: ``training_step`` returns no loss,
+steps. dllab's Trainer batch is a whole epoch (one :class:`~dllab.data.datamodule.EpochBatch`,
+see :mod:`dllab.training.module`) stepped by manual optimization: ``training_step`` returns no loss,
 so the finder records NaN, and its scheduler is never stepped inside the epoch, so all of
 the epoch's optimizer steps run at ``min_lr``. (Tried with Lightning 2.6: two points, both
 NaN, no suggestion.) So the same test is done the dllab way: a copy of the network and the
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dllab.optim import build_optimizer
+from dllab.training.optim import build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ def find_and_use_lr(cfg: Any, module: Any, datamodule: Any, run_dir: Path, logge
     TensorBoard ``tuner/lr_find_suggestion`` and ``tuner/lr_find`` image) and save lr_find.png."""
     from omegaconf import open_dict
 
-    from dllab import plots
-    from dllab.plot_callbacks import log_figure
+    from dllab.pictures import plots
+    from dllab.pictures.callbacks import log_figure
 
     accepted = inspect.signature(lr_range_test).parameters
     options = {k: v for k, v in cfg.tuner.items() if k in accepted}

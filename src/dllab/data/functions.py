@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dllab.catalog import REGRESSION
-from dllab.datasets import Dataset, multigauss_value
+from dllab.data.datasets import Dataset, multigauss_value
 
 # Inputs of the function set: an even grid over two periods of sin.
 FUNCTION_DOMAIN = (-2 * np.pi, 2 * np.pi)

@@ -1,7 +1,7 @@
 """LightningModules for classification and regression around the MLP backbone.
 
 The training step runs a whole epoch. The Trainer hands ``training_step`` one
-:class:`~dllab.datamodule.EpochBatch` (all training samples on the device and a
+:class:`~dllab.data.datamodule.EpochBatch` (all training samples on the device and a
 shuffled order); the module gathers the samples in that order a span at a time, takes
 micro-batches from it as views and steps the optimizer itself (manual optimization).
 Lightning's per-step bookkeeping (hooks, logging, progress, checkpoint checks) is then
@@ -36,11 +36,11 @@ from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from dllab.catalog import CLASSIFICATION, REGRESSION
 from dllab.checkpoints import read_checkpoint
-from dllab.datamodule import EpochBatch
+from dllab.data.datamodule import EpochBatch
 from dllab.errors import DivergedError
-from dllab.losses import build_loss, resolved_loss_name
-from dllab.mlp import MLP
-from dllab.optim import build_optimizer, build_scheduler
+from dllab.models.mlp import MLP
+from dllab.training.losses import build_loss, resolved_loss_name
+from dllab.training.optim import build_optimizer, build_scheduler
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 
@@ -76,7 +76,7 @@ class MLPModule(L.LightningModule, ABC):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.automatic_optimization = False
-        # Training-only batch augmentation (dllab.augmentation), set by dllab-train; only its
+        # Training-only batch augmentation (dllab.data.augmentation), set by dllab-train; only its
         # random-number state goes into checkpoints.
         self.augment: Callable[[Tensor], Tensor] | None = None
         self.net = MLP(input_size, output_size, hidden_sizes, activation, dropout, batch_norm)

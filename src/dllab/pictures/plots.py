@@ -7,7 +7,7 @@ freed with their last reference). :func:`to_rgb` renders a figure to an (H, W, 3
 array, :func:`to_png` to PNG bytes (what the run dir and TensorBoard both get).
 
 What is computed from a model (grids of predictions, test predictions) lives in
-:mod:`dllab.plot_callbacks`; loss landscapes in :mod:`dllab.landscape`.
+:mod:`dllab.pictures.callbacks`; loss landscapes in :mod:`dllab.landscape`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dllab.datasets import Dataset
+from dllab.data.datasets import Dataset
 
 # Keys of a data config that only steer augmentation, not loading.
 NOT_FOR_LOADING = ("mirror",)
@@ -19,17 +19,17 @@ NOT_FOR_LOADING = ("mirror",)
 def load_source(name: str, kind: str, source: Mapping[str, Any], n_samples: int | None, seed: int) -> Dataset:
     options = {k: v for k, v in source.items() if k not in NOT_FOR_LOADING}
     if kind == "download":
-        from dllab.image_data import load_cifar10, load_idx_dataset
+        from dllab.data.images import load_cifar10, load_idx_dataset
 
         if name == "cifar10":
             return load_cifar10(n_samples=n_samples, seed=seed, **options)
         return load_idx_dataset(name, n_samples=n_samples, seed=seed, **options)
     if kind == "image_folder":
-        from dllab.image_data import load_image_folder
+        from dllab.data.images import load_image_folder
 
         return load_image_folder(**options)
     if kind == "table":
-        from dllab.table_data import load_table
+        from dllab.data.tables import load_table
 
         return load_table(**options)
     raise ValueError(f"no loader for datasets of kind {kind!r} (data={name})")  # pragma: no cover - catalog bug

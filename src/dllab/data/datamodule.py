@@ -4,7 +4,7 @@ batches sliced from tensors that live on the training device.
 The train "loader" yields one :class:`EpochBatch` per epoch: the whole split plus a
 shuffled index order. The LightningModule slices micro-batches from it inside one
 ``training_step``, so the Trainer's per-step bookkeeping is paid once per epoch, not
-once per batch (see ``dllab.module``). There is no per-sample ``__getitem__`` and no
+once per batch (see ``dllab.training.module``). There is no per-sample ``__getitem__`` and no
 collate: this is the framework's only data path.
 """
 
@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from dllab.catalog import CLASSIFICATION, DATASETS
-from dllab.datasets import Dataset, load_playground, load_sklearn
+from dllab.data.datasets import Dataset, load_playground, load_sklearn
+from dllab.data.sources import load_source
 from dllab.errors import ConfigError
-from dllab.sources import load_source
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class InMemoryDataModule(L.LightningDataModule):
     ) -> None:
         """``source``: the keys of downloaded or one's own data (``data_dir``, ``download``,
         ``root``, ``image_size``, ``channels``, ``mirror``, ``path``, ``target``, ``task``,
-        ``missing``), handed to its loader (see :mod:`dllab.sources`)."""
+        ``missing``), handed to its loader (see :mod:`dllab.data.sources`)."""
         super().__init__()
         if name not in DATASETS:
             raise ConfigError(f"data.name={name}: unknown dataset; choose one of {', '.join(DATASETS)}")
@@ -200,7 +200,7 @@ class InMemoryDataModule(L.LightningDataModule):
                 self.data_name, int(self.n_samples or 500), float(self.noise), self.features, self.seed
             )
         elif info.kind == "function":
-            from dllab.functions import load_function
+            from dllab.data.functions import load_function
 
             data, points = load_function(self.fn, int(self.n_samples or 200), float(self.noise), self.seed)
         elif info.kind == "sklearn":

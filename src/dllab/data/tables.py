@@ -1,5 +1,5 @@
 """A table of one's own (CSV; Parquet when pandas has a reader for it) as a
-:class:`~dllab.datasets.Dataset`: target column, task, one-hot categoricals, missing values.
+:class:`~dllab.data.datasets.Dataset`: target column, task, one-hot categoricals, missing values.
 
 The task follows from the target column unless ``data.task`` says: integer, boolean or
 string labels mean classification, floats regression. Missing values are an error that
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dllab.catalog import AUTO, CLASSIFICATION, REGRESSION
-from dllab.datasets import Dataset
+from dllab.data.datasets import Dataset
 from dllab.errors import ConfigError
 
 log = logging.getLogger(__name__)
