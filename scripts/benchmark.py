@@ -86,8 +86,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from dllab.data.datamodule import EpochBatch, InMemoryDataModule
 from dllab.models.mlp import MLP
+from dllab.models.network import build_network
 from dllab.train import config_dir, plain, train
-from dllab.training.callbacks import LastCheckpoint
+from dllab.training.checkpointing import LastCheckpoint
 from dllab.training.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,7 +313,7 @@ def run_hand(
     batch_size = epochs_loader.batch_size
 
     torch.manual_seed(cfg.seed)  # what L.seed_everything does before dllab builds its module
-    model = MLP(datamodule.input_size, datamodule.output_size, **plain(cfg.model)).to(device)
+    model = build_network(plain(cfg.model), datamodule.input_size, datamodule.output_size).to(device)
     if default_optim:
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
     else:

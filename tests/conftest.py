@@ -35,18 +35,10 @@ def bare_trainer(**kwargs: object) -> L.Trainer:
     return L.Trainer(**(options | kwargs))  # type: ignore[arg-type]
 
 
-def plain_training_loop(
-    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, orders: list[torch.Tensor], batch_size: int, opt
-) -> None:
-    """The textbook PyTorch loop that dllab's epoch step must match: cross-entropy, one
-    optimizer step per batch, batches taken in ``orders`` (one index tensor per epoch)."""
-    for order in orders:
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            loss = torch.nn.functional.cross_entropy(net(x[index]), y[index])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+def mlp(hidden_sizes: list[int] | None = None, **options: object) -> dict[str, object]:
+    """The ``net`` config of dllab's MLP (a TaskModule's network), as conf/model/mlp.yaml writes it."""
+    sizes = [64, 64] if hidden_sizes is None else hidden_sizes
+    return {"_target_": "dllab.models.mlp.MLP", "hidden_sizes": sizes, **options}
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

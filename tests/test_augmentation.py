@@ -17,7 +17,7 @@ from dllab.data.datamodule import InMemoryDataModule
 from dllab.errors import ConfigError
 from dllab.train import plain
 from dllab.training.module import ClassificationModule
-from tests.conftest import bare_trainer, run_cli, run_dirs
+from tests.conftest import bare_trainer, mlp, run_cli, run_dirs
 
 LIGHT = {
     "name": "light",
@@ -67,7 +67,7 @@ def test_augmenter_is_seeded_and_leaves_the_global_rng_alone(dm: InMemoryDataMod
 
 def test_only_training_batches_are_augmented(dm: InMemoryDataModule) -> None:
     torch.manual_seed(0)
-    module = ClassificationModule(dm.input_size, dm.output_size, hidden_sizes=[16])
+    module = ClassificationModule(dm.input_size, dm.output_size, net=mlp([16]))
     augmenter = build_augmenter(LIGHT, "digits", dm.image_shape, dm.scaling, seed=0)
     assert augmenter is not None
     augmented: list[Tensor] = []

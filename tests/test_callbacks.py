@@ -11,10 +11,10 @@ import torch
 
 from dllab.data.datamodule import InMemoryDataModule
 from dllab.errors import DivergedError
-from dllab.training.callbacks import BestCheckpoint, LastCheckpoint
+from dllab.training.checkpointing import BestCheckpoint, LastCheckpoint
 from dllab.training.loggers import TensorBoardLogger
 from dllab.training.module import ClassificationModule
-from tests.conftest import bare_trainer
+from tests.conftest import bare_trainer, mlp
 
 ADAM = {"_target_": "torch.optim.Adam", "lr": 0.05}
 
@@ -37,7 +37,7 @@ class History(L.Callback):
 def fit(tmp_path: Path, *callbacks: L.Callback, epochs: int = 8) -> tuple[L.Trainer, History]:
     torch.manual_seed(0)
     history = History(tmp_path)
-    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    module = ClassificationModule(4, 3, net=mlp([8]), optimizer=ADAM)
     t = bare_trainer(max_epochs=epochs, enable_checkpointing=True, callbacks=[*callbacks, history])
     t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
     return t, history
@@ -207,7 +207,7 @@ def test_progress_bar_shows_the_values_of_the_epoch_it_draws(tmp_path: Path, cap
 
     losses = SlowLosses()
     torch.manual_seed(0)
-    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    module = ClassificationModule(4, 3, net=mlp([8]), optimizer=ADAM)
     bar = EpochProgressBar(refresh_seconds=0.05)
     t = bare_trainer(max_epochs=12, enable_progress_bar=True, callbacks=[losses, bar])
     t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
@@ -238,7 +238,7 @@ def test_last_checkpoint_runs_after_early_stopping_and_the_best_check(tmp_path: 
     stopping = EarlyStopping(monitor="train/loss", mode="min", patience=50)
     no_val = {"limit_val_batches": 0}
     torch.manual_seed(0)
-    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    module = ClassificationModule(4, 3, net=mlp([8]), optimizer=ADAM)
     callbacks = [  # the order of conf/callbacks/default.yaml
         best(tmp_path, monitor="train/loss", mode="min", write_every_seconds=60),
         LastCheckpoint(str(tmp_path), every_seconds=0),
@@ -257,7 +257,7 @@ def test_last_checkpoint_runs_after_early_stopping_and_the_best_check(tmp_path: 
 def test_sixteen_bit_training_keeps_epoch_sums_in_float32() -> None:
     dm = InMemoryDataModule("circle", n_samples=100_000, batch_size=20_000, seed=0)  # 70,000 > 65,504
     torch.manual_seed(0)
-    module = ClassificationModule(2, 2, hidden_sizes=[4], optimizer=ADAM)
+    module = ClassificationModule(2, 2, net=mlp([4]), optimizer=ADAM)
     t = bare_trainer(max_epochs=1, precision="16-true", limit_val_batches=0)
     t.fit(module, dm)
     metrics = t.callback_metrics
@@ -275,10 +275,10 @@ def test_a_signal_whose_exception_was_lost_stops_training_at_the_next_hook(tmp_p
     interrupt = GracefulInterrupt()
     interrupt._signal = signal.SIGINT  # as if its KeyboardInterrupt had been dropped in a finalizer
     torch.manual_seed(0)
-    module = ClassificationModule(4, 3, hidden_sizes=[8], optimizer=ADAM)
+    module = ClassificationModule(4, 3, net=mlp([8]), optimizer=ADAM)
     t = bare_trainer(max_epochs=5, default_root_dir=str(tmp_path), callbacks=[interrupt], num_sanity_val_steps=0)
     with pytest.raises(SystemExit):  # Lightning ends the process on KeyboardInterrupt
         t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
-    assert t.current_epoch == 0 and t.global_step == 7  # stopped after the first epoch's step
+    assert t.current_epoch == 0 and t.global_step == 1  # stopped at the first batch end, after its step
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
     assert (tmp_path / "checkpoints" / "interrupted.ckpt").is_file()

@@ -55,7 +55,7 @@ def test_short_real_run_then_eval(tmp_path: Path) -> None:
     assert "activation: tanh" in config and "seed: 42" in config and "${" not in config
     best = run_dir / "checkpoints" / "best.ckpt"
     assert best.is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert torch.load(best, weights_only=True)["hyper_parameters"]["hidden_sizes"] == [8]
+    assert torch.load(best, weights_only=True)["hyper_parameters"]["net"]["hidden_sizes"] == [8]
 
     # TensorBoard: per-epoch scalars, and an HParams session with the final metrics
     events = EventAccumulator(str(run_dir / "tensorboard"))
@@ -69,7 +69,7 @@ def test_short_real_run_then_eval(tmp_path: Path) -> None:
     ).session_start_info.hparams
     assert hparams["activation"].string_value == "tanh" and hparams["lr"].number_value == 0.03
     assert set(hparams) == {
-        "data", "activation", "hidden_sizes", "loss", "optimizer", "lr", "batch_size",
+        "data", "model", "activation", "hidden_sizes", "dropout", "batch_norm", "loss", "optimizer", "lr", "batch_size",
         "accumulate_grad_batches", "seed",
     }  # fmt: skip
 

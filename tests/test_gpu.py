@@ -9,10 +9,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dllab.data.datamodule import InMemoryDataModule
 from dllab.training.module import ClassificationModule
-from tests.conftest import bare_trainer, plain_training_loop, run_cli, run_dirs
+from dllab.training.reference_loop import train_reference
+from tests.conftest import bare_trainer, mlp, run_cli, run_dirs
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,7 +28,7 @@ def gpu_trainer(**kwargs) -> L.Trainer:
 
 def test_splits_live_on_the_gpu_once() -> None:
     dm = InMemoryDataModule("digits", batch_size=32)
-    module = ClassificationModule(64, 10, hidden_sizes=[32])
+    module = ClassificationModule(64, 10, net=mlp([32]))
     trainer = gpu_trainer(max_epochs=2, precision="bf16-mixed")
     trainer.fit(module, dm)
     x, _ = dm._tensors["train"]
@@ -42,13 +44,13 @@ def test_fast_path_equals_a_plain_loop_on_the_gpu() -> None:
     dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
     dm.setup()
     torch.manual_seed(0)
-    module = ClassificationModule(2, 2, hidden_sizes=[16], optimizer={"_target_": "torch.optim.SGD", "lr": 0.05})
+    module = ClassificationModule(2, 2, net=mlp([16]), optimizer={"_target_": "torch.optim.SGD", "lr": 0.05})
     torch.manual_seed(0)
-    reference = ClassificationModule(2, 2, hidden_sizes=[16]).cuda()
+    reference = ClassificationModule(2, 2, net=mlp([16])).cuda()
     gpu_trainer(max_epochs=1, limit_val_batches=0).fit(module, dm)
     x, y = (t.cuda() for t in dm._tensors["train"])
     opt = torch.optim.SGD(reference.parameters(), lr=0.05)
-    plain_training_loop(reference.net, x, y, [dm.train_dataloader().order(0).cuda()], 10, opt)
+    train_reference(reference.net, F.cross_entropy, opt, x, y, [dm.train_dataloader().order(0).cuda()], 10)
     got = torch.cat([p.detach().flatten().cpu() for p in module.parameters()])
     want = torch.cat([p.detach().flatten().cpu() for p in reference.parameters()])
     assert torch.allclose(got, want, atol=1e-5)

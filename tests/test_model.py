@@ -1,19 +1,29 @@
-"""The MLP backbone, the losses and the names the config checks know."""
+"""The networks (MLP, CNN, any nn.Module by _target_), the loss registry and the names the
+config checks know."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
 from torch import nn
 
 from dllab.catalog import ACTIVATIONS, ALL_LOSSES, LOSSES
-from dllab.models.mlp import ACTIVATION_LAYERS, MLP
-from dllab.training.losses import SoftmaxMSELoss, build_loss
+from dllab.errors import ConfigError
+from dllab.models.activations import ACTIVATION_LAYERS
+from dllab.models.cnn import CNN
+from dllab.models.mlp import MLP
+from dllab.models.network import build_network
+from dllab.train import config_dir
+from dllab.training.losses import LOSS_CLASSES, MSELoss, build_loss
 
 
 def test_catalog_names_match_the_builders() -> None:
     assert set(ACTIVATIONS) == set(ACTIVATION_LAYERS)
-    assert set(ALL_LOSSES) == set(LOSSES["classification"]) | set(LOSSES["regression"])
+    assert set(ALL_LOSSES) == set(LOSS_CLASSES)
+    assert set(LOSS_CLASSES) == set(LOSSES["classification"]) | set(LOSSES["regression"])
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -42,24 +52,132 @@ def test_mlp_without_hidden_layers_is_linear_and_options_add_layers() -> None:
     assert layers == [nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Linear]
 
 
-def test_losses_per_task() -> None:
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 5, 3)])
+def test_cnn_takes_images_and_their_flattened_rows(shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    cnn = CNN(shape, 7, channels=[4, 6], kernel_size=3, hidden_sizes=[16]).eval()
+    images = torch.randn(3, *shape)
+    out = cnn(images)
+    assert out.shape == (3, 7)
+    assert torch.equal(cnn(images.flatten(1)), out)  # the pictures feed rows
+    convs = [m for m in cnn.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(shape[0], 4), (4, 6)]
+
+
+def test_cnn_pools_while_the_image_is_large_enough_and_options_add_layers() -> None:
+    # 8x8 -> 4x4 -> 2x2 -> 1x1 -> (no pooling at 1x1)
+    cnn = CNN((1, 8, 8), 10, channels=[2, 2, 2, 2], hidden_sizes=[])
+    assert sum(isinstance(m, nn.MaxPool2d) for m in cnn.modules()) == 3
+    assert cnn.head.layers[1].in_features == 2 * 1 * 1
+    avg = CNN((1, 8, 8), 10, channels=[3], pooling="avg", batch_norm=True, dropout=0.2, activation="tanh")
+    kinds = [type(m) for m in avg.features]
+    assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.Tanh, nn.AvgPool2d]
+    assert any(isinstance(m, nn.Dropout) for m in avg.head.modules())
+    flat = CNN((1, 8, 8), 10, channels=[3], pooling="none", hidden_sizes=[])
+    assert flat.head.layers[1].in_features == 3 * 8 * 8
+    with pytest.raises(ValueError, match="pooling='median': unknown; choose one of max, avg, none"):
+        CNN((1, 8, 8), 10, pooling="median")
+
+
+class Sizes(nn.Module):
+    """A network that takes only some of the sizes dllab knows, and an option of its own."""
+
+    def __init__(self, output_size: int, width: int = 3) -> None:
+        super().__init__()
+        self.output_size, self.width = output_size, width
+        self.layer = nn.LazyLinear(output_size)
+
+
+class Everything(nn.Module):
+    def __init__(self, **sizes: object) -> None:
+        super().__init__()
+        self.sizes = sizes
+
+
+def test_networks_get_the_sizes_their_init_names_and_their_options() -> None:
+    net = build_network({"_target_": f"{__name__}.Sizes", "width": 9}, input_size=4, output_size=2)
+    assert isinstance(net, Sizes) and (net.output_size, net.width) == (2, 9)
+    every = build_network({"_target_": f"{__name__}.Everything"}, 4, 2, image_shape=(1, 2, 2))
+    assert isinstance(every, Everything)
+    assert every.sizes == {"input_size": 4, "output_size": 2, "image_shape": (1, 2, 2)}
+    cnn = build_network({"_target_": "dllab.models.cnn.CNN", "channels": [2]}, 64, 10, image_shape=[1, 8, 8])
+    assert isinstance(cnn, CNN) and cnn.image_shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("config", "image_shape", "message"),
+    [
+        ({"_target_": "no.such.Net"}, None, "model._target_=no.such.Net: cannot import it"),
+        ({"_target_": "torch.optim.SGD"}, None, "model._target_=torch.optim.SGD: not a torch.nn.Module class"),
+        ({"_target_": f"{__name__}.Sizes", "depth": 3}, None, "model.depth: Sizes does not take it; it takes width"),
+        ({"_target_": f"{__name__}.Sizes", "output_size": 3}, None, "model.output_size: comes from the data"),
+        ({"_target_": "dllab.models.cnn.CNN"}, None, "needs images, and this data holds none; use model=mlp"),
+        ({"_target_": "dllab.models.mlp.MLP", "activation": "swish"}, None, "model=MLP: activation='swish': unknown"),
+    ],
+)
+def test_bad_network_configs_are_one_line_errors(config: dict, image_shape: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_network(config, 4, 2, image_shape)  # type: ignore[arg-type]
+
+
+def _reference_losses(task: str) -> dict[str, object]:
+    """Each named loss as a plain formula, to compare the registry's classes with."""
+    if task == "classification":
+        return {
+            "cross_entropy": F.cross_entropy,
+            "hinge": F.multi_margin_loss,
+            "mse": lambda out, y: F.mse_loss(out.softmax(-1), F.one_hot(y, out.shape[-1]).float()),
+        }
+    return {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_catalog_loss_builds_the_loss_it_names(task: str) -> None:
+    """Each name of the catalog, from the registry and from its conf/loss file, computes its formula."""
+    torch.manual_seed(0)
+    output = torch.randn(6, 3)
+    target = torch.randint(0, 3, (6,)) if task == "classification" else torch.randn(6, 3)
+    references = _reference_losses(task)
+    assert set(references) == set(LOSSES[task])
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for name, formula in references.items():
+            expected = formula(output, target)  # type: ignore[operator]
+            assert torch.isclose(build_loss(task, {"name": name})(output, target), expected), name
+            loss_cfg = dict(compose("train", overrides=[f"loss={name}"]).loss)
+            assert get_class(loss_cfg["_target_"]) is get_class(LOSS_CLASSES[name]), name
+            assert torch.isclose(build_loss(task, loss_cfg)(output, target), expected), name
+    default = build_loss(task, {"name": "auto"})
+    assert isinstance(default, nn.CrossEntropyLoss if task == "classification" else MSELoss)
+
+
+def test_loss_options_reach_the_loss() -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     target = torch.tensor([0, 1])
-    assert isinstance(build_loss("classification"), nn.CrossEntropyLoss)
-    assert isinstance(build_loss("regression"), nn.MSELoss)
-    smooth = build_loss("classification", "cross_entropy", label_smoothing=0.2)
-    assert smooth(logits, target) > build_loss("classification", "cross_entropy")(logits, target)
-    hinge = build_loss("classification", "hinge", margin=1.0)
+    smooth = build_loss("classification", {"name": "cross_entropy", "label_smoothing": 0.2})
+    assert smooth(logits, target) > build_loss("classification", {"name": "cross_entropy"})(logits, target)
+    hinge = build_loss("classification", {"name": "hinge", "margin": 1.0})
     assert torch.isclose(hinge(logits, target), torch.tensor(0.0))  # both margins >= 1
-    probs = logits.softmax(-1)
-    expected = ((probs - torch.eye(2)) ** 2).mean()
-    assert torch.isclose(SoftmaxMSELoss()(logits, target), expected)
     y, t = torch.tensor([[0.0], [3.0]]), torch.tensor([[1.0], [1.0]])
-    assert build_loss("regression", "l1")(y, t).item() == 1.5
-    assert build_loss("regression", "huber", delta=1.0)(y, t).item() == pytest.approx((0.5 + 1.5) / 2)
+    assert build_loss("regression", {"name": "l1"})(y, t).item() == 1.5
+    assert build_loss("regression", {"name": "huber", "delta": 1.0})(y, t).item() == pytest.approx((0.5 + 1.5) / 2)
 
 
-@pytest.mark.parametrize(("task", "loss"), [("regression", "cross_entropy"), ("regression", "hinge")])
-def test_loss_that_does_not_fit_the_task_is_refused(task: str, loss: str) -> None:
-    with pytest.raises(ValueError, match=f"loss={loss} does not fit the {task} task; valid for {task}: mse"):
-        build_loss(task, loss)
+def test_a_loss_of_ones_own_by_target() -> None:
+    loss = build_loss("regression", {"_target_": "torch.nn.SmoothL1Loss", "name": "smooth_l1", "beta": 0.5})
+    assert isinstance(loss, nn.SmoothL1Loss) and loss.beta == 0.5
+
+
+@pytest.mark.parametrize(
+    ("task", "config", "message"),
+    [
+        ("regression", {"name": "cross_entropy"}, "loss=cross_entropy does not fit the regression task; valid for"),
+        ("regression", {"name": "hinge"}, "loss=hinge does not fit the regression task; valid for regression: mse"),
+        ("classification", {"name": "focal"}, "loss.name=focal: unknown; choose one of auto, cross_entropy"),
+        ("classification", {"name": "hinge", "_target_": "torch.nn.CrossEntropyLoss"}, "loss.name=hinge is torch"),
+        ("classification", {"name": "cross_entropy", "gamma": 2}, "loss=cross_entropy: CrossEntropyLoss does not"),
+        ("regression", {"name": "x", "_target_": "no.such.Loss"}, "loss._target_=no.such.Loss: cannot import"),
+    ],
+)
+def test_bad_losses_are_one_line_errors(task: str, config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_loss(task, config)

@@ -11,11 +11,14 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dllab.data.datamodule import InMemoryDataModule
 from dllab.errors import DivergedError
+from dllab.training.epoch_loop import EpochLoop
 from dllab.training.module import ClassificationModule, RegressionModule, load_module
-from tests.conftest import bare_trainer, plain_training_loop
+from dllab.training.reference_loop import train_reference
+from tests.conftest import bare_trainer, mlp
 
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.5}
 
@@ -32,7 +35,7 @@ def fit(batch_size: int, accumulate: int = 1, epochs: int = 1, **module_kwargs) 
     module = ClassificationModule(
         dm.input_size,
         dm.output_size,
-        hidden_sizes=[16],
+        net=mlp([16]),
         optimizer=module_kwargs.pop("optimizer", SGD),
         accumulate_grad_batches=accumulate,
         **module_kwargs,
@@ -49,7 +52,7 @@ def params(module: torch.nn.Module) -> torch.Tensor:
 def gather_span(request, monkeypatch) -> int:
     """The loop gathers samples a span at a time: one span for the whole epoch (the default
     at these sizes) and several, the last one short (142 training samples)."""
-    monkeypatch.setattr(ClassificationModule, "GATHER_SAMPLES", request.param)
+    monkeypatch.setattr(EpochLoop, "gather_samples", request.param)
     return request.param
 
 
@@ -71,11 +74,11 @@ def test_fast_path_equals_a_plain_training_loop(optimizer: str, gather_span: int
     dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0, standardize=True)
     dm.setup()
     torch.manual_seed(0)
-    reference = ClassificationModule(dm.input_size, dm.output_size, hidden_sizes=[16])
+    reference = ClassificationModule(dm.input_size, dm.output_size, net=mlp([16]))
     opt = getattr(torch.optim, optimizer.rsplit(".", 1)[1])(reference.parameters(), lr=0.05)
     x, y = dm._tensors["train"]
     loader = dm.train_dataloader()
-    plain_training_loop(reference.net, x, y, [loader.order(epoch) for epoch in range(2)], 10, opt)
+    train_reference(reference.net, F.cross_entropy, opt, x, y, [loader.order(epoch) for epoch in range(2)], 10)
     assert torch.allclose(params(module), params(reference), atol=1e-6)
 
 
@@ -84,10 +87,10 @@ def test_gather_span_changes_no_result(monkeypatch) -> None:
     logged training values, also when max_steps cuts an epoch short inside a span."""
     results = []
     for span in (4096, 50):  # 50: spans of 2 groups of 20, the third epoch's last one cut at 100 samples
-        monkeypatch.setattr(ClassificationModule, "GATHER_SAMPLES", span)
+        monkeypatch.setattr(EpochLoop, "gather_samples", span)
         dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
         torch.manual_seed(0)
-        module = ClassificationModule(2, 2, hidden_sizes=[8], accumulate_grad_batches=2)
+        module = ClassificationModule(2, 2, net=mlp([8]), accumulate_grad_batches=2)
         t = trainer(max_epochs=3, max_steps=21)  # 8 groups an epoch: the third epoch stops after 5
         t.fit(module, dm)
         values = {k: float(v) for k, v in t.callback_metrics.items() if k.startswith("train/")}
@@ -100,11 +103,11 @@ def test_gather_span_changes_no_result(monkeypatch) -> None:
 
 def test_global_step_counts_optimizer_steps_and_max_steps_stops_mid_epoch() -> None:
     dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
-    module = ClassificationModule(2, 2, hidden_sizes=[4], accumulate_grad_batches=2)
+    module = ClassificationModule(2, 2, net=mlp([4]), accumulate_grad_batches=2)
     t = trainer(max_epochs=3)
     t.fit(module, dm)
     assert t.global_step == 3 * 8  # 142 samples / (10 * 2) -> 8 groups per epoch
-    module = ClassificationModule(2, 2, hidden_sizes=[4])
+    module = ClassificationModule(2, 2, net=mlp([4]))
     t = trainer(max_epochs=10, max_steps=20)
     t.fit(module, dm)
     assert t.global_step == 20 and t.current_epoch <= 2
@@ -137,7 +140,7 @@ class ValHistory(L.Callback):
 
 def test_metrics_logged_per_stage() -> None:
     dm = InMemoryDataModule("iris", seed=0)
-    module = ClassificationModule(4, 3, hidden_sizes=[16], optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
+    module = ClassificationModule(4, 3, net=mlp([16]), optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
     history = ValHistory()
     t = trainer(max_epochs=30, limit_val_batches=1.0, callbacks=[history])
     t.fit(module, dm)
@@ -150,7 +153,7 @@ def test_metrics_logged_per_stage() -> None:
 
 def test_regression_metrics() -> None:
     dm = InMemoryDataModule("plane", n_samples=400, batch_size=16, seed=0, standardize=True)
-    module = RegressionModule(2, 1, hidden_sizes=[16], optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
+    module = RegressionModule(2, 1, net=mlp([16]), optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
     t = trainer(max_epochs=20, limit_val_batches=1.0)
     t.fit(module, dm)
     assert {"train/mse", "train/mae", "train/r2", "val/mse", "val/r2", "val/mse_best"} <= set(t.callback_metrics)
@@ -163,8 +166,7 @@ def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
     module = ClassificationModule(
         13,
         3,
-        hidden_sizes=[8],
-        activation="tanh",
+        net=mlp([8], activation="tanh"),
         loss={"name": "cross_entropy", "label_smoothing": 0.1},
         optimizer={"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9, "fused": "auto"},
         scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2, "gamma": 0.5},
@@ -175,7 +177,7 @@ def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
     path = tmp_path / "model.ckpt"
     t.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=True)  # primitives only, or this raises
-    assert checkpoint["hyper_parameters"]["activation"] == "tanh"
+    assert checkpoint["hyper_parameters"]["net"]["activation"] == "tanh"
     reloaded = load_module(str(path))
     assert isinstance(reloaded, ClassificationModule) and reloaded.loss_name == "cross_entropy"
     x = torch.randn(4, 13)
@@ -186,7 +188,7 @@ def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
 
 def test_divergence_stops_the_epoch_it_happens_and_names_the_step() -> None:
     dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
-    module = ClassificationModule(2, 2, hidden_sizes=[4], optimizer={"_target_": "torch.optim.SGD", "lr": 1e30})
+    module = ClassificationModule(2, 2, net=mlp([4]), optimizer={"_target_": "torch.optim.SGD", "lr": 1e30})
     t = trainer(max_epochs=3)
     with pytest.raises(DivergedError, match=r"loss is nan at optimizer step 2 \(epoch 0\); try a smaller"):
         t.fit(module, dm)
@@ -206,7 +208,7 @@ class StubStrategy:
 
 
 def test_ddp_sum_of_epoch_sums_is_float32_under_half_precision() -> None:
-    module = ClassificationModule(2, 2, hidden_sizes=[4])
+    module = ClassificationModule(2, 2, net=mlp([4]))
     strategy = StubStrategy()
     module._trainer = SimpleNamespace(strategy=strategy)  # type: ignore[assignment]
     default = torch.get_default_dtype()
@@ -220,7 +222,7 @@ def test_ddp_sum_of_epoch_sums_is_float32_under_half_precision() -> None:
 
 
 def test_divergence_on_another_process_is_named_so() -> None:
-    module = ClassificationModule(2, 2, hidden_sizes=[4], accumulate_grad_batches=2)
+    module = ClassificationModule(2, 2, net=mlp([4]), accumulate_grad_batches=2)
     module._trainer = SimpleNamespace(current_epoch=3)  # type: ignore[assignment]
     module._lr = lambda: 0.1  # type: ignore[method-assign]
     with pytest.raises(DivergedError, match=r"loss is inf at optimizer step 12 \(epoch 3\)"):
@@ -233,7 +235,7 @@ def test_divergence_on_another_process_is_named_so() -> None:
 def test_epoch_metrics_equal_torchmetrics_with_absent_classes() -> None:
     from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
-    module = ClassificationModule(2, 5, hidden_sizes=[4])
+    module = ClassificationModule(2, 5, net=mlp([4]))
     generator = torch.Generator().manual_seed(0)
     for trial in range(100):
         n = int(torch.randint(1, 60, (1,), generator=generator))
@@ -252,7 +254,7 @@ def test_regression_epoch_metrics_equal_torchmetrics_and_add_up_over_parts() -> 
     generator = torch.Generator().manual_seed(0)
     for trial in range(60):
         d = 1 + trial % 3
-        module = RegressionModule(2, d, hidden_sizes=[4])
+        module = RegressionModule(2, d, net=mlp([4]))
         n = int(torch.randint(2, 50, (1,), generator=generator))
         target = 3 + 2 * torch.randn(n, d, generator=generator)
         outputs = target + torch.randn(n, d, generator=generator) * (trial % 4) / 2  # trial % 4 == 0: exact
@@ -285,7 +287,7 @@ def test_validation_values_equal_torchmetrics_over_several_batches(task: str) ->
     dm = InMemoryDataModule(name, seed=0, batch_size=16, eval_batch_size=eval_batch_size, standardize=True)
     dm.setup()
     module_class = ClassificationModule if task == "classification" else RegressionModule
-    module = module_class(dm.input_size, dm.output_size, hidden_sizes=[8], optimizer=SGD | {"lr": 0.05})
+    module = module_class(dm.input_size, dm.output_size, net=mlp([8]), optimizer=SGD | {"lr": 0.05})
     final = FinalNet()
     t = trainer(max_epochs=3, limit_val_batches=1.0, callbacks=[final])
     t.fit(module, dm)
@@ -318,7 +320,7 @@ class ModeProbe(L.Callback):
 
 def test_network_is_in_eval_mode_only_for_evaluation() -> None:
     dm = InMemoryDataModule("iris", seed=0)
-    module = ClassificationModule(4, 3, hidden_sizes=[16], dropout=0.5)
+    module = ClassificationModule(4, 3, net=mlp([16], dropout=0.5))
     probe = ModeProbe()
     t = trainer(max_epochs=3, limit_val_batches=1.0, num_sanity_val_steps=1, callbacks=[probe])
     t.fit(module, dm)

@@ -27,7 +27,7 @@ from dllab.pictures import plots
 from dllab.pictures.callbacks import DecisionBoundary, FunctionFit, LearningCurves, RegressionFit, model_inputs, predict
 from dllab.training.module import ClassificationModule, RegressionModule
 from dllab.training.tuner import lr_range_test
-from tests.conftest import run_cli, run_dirs
+from tests.conftest import mlp, run_cli, run_dirs
 
 RNG = np.random.default_rng(0)
 
@@ -200,7 +200,7 @@ def trained_circle_model() -> tuple[InMemoryDataModule, ClassificationModule]:
     dm = InMemoryDataModule("circle", n_samples=300, features=["x1", "x2", "x1^2", "x2^2"], standardize=True, seed=1)
     dm.setup()
     torch.manual_seed(0)
-    module = ClassificationModule(dm.input_size, dm.output_size, hidden_sizes=[8], activation="tanh")
+    module = ClassificationModule(dm.input_size, dm.output_size, net=mlp([8], activation="tanh"))
     x, y = (torch.from_numpy(a) for a in dm.arrays["train"])
     optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
     for _ in range(150):
@@ -339,7 +339,9 @@ def test_lr_range_test_leaves_the_model_alone_and_suggests_a_rate() -> None:
     dm = InMemoryDataModule("circle", n_samples=200, batch_size=10, seed=0)
     dm.setup()
     torch.manual_seed(0)
-    module = ClassificationModule(2, 2, [8], "tanh", optimizer={"_target_": "torch.optim.SGD", "lr": 0.01})
+    module = ClassificationModule(
+        2, 2, net=mlp([8], activation="tanh"), optimizer={"_target_": "torch.optim.SGD", "lr": 0.01}
+    )
     before = [p.detach().clone() for p in module.parameters()]
     result = lr_range_test(module, dm, num_training=120)
     assert all(torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
@@ -350,7 +352,7 @@ def test_lr_range_test_leaves_the_model_alone_and_suggests_a_rate() -> None:
 def test_regression_pictures_scale_back_to_the_data(tmp_path: Path) -> None:
     dm = InMemoryDataModule("plane", n_samples=200, standardize=True, seed=0)
     dm.setup()
-    module = RegressionModule(2, 1, [4])
+    module = RegressionModule(2, 1, net=mlp([4]))
     callback = RegressionFit(tmp_path, resolution=20)
     callback.surface = True
     parts = callback.surface_parts(module, dm)
@@ -360,7 +362,7 @@ def test_regression_pictures_scale_back_to_the_data(tmp_path: Path) -> None:
 
     fn = InMemoryDataModule("function", n_samples=60, standardize=True, fn="square", seed=0)
     fn.setup()
-    figure = FunctionFit(tmp_path).draw(None, RegressionModule(1, 1, [4]), fn, final=True)  # type: ignore[arg-type]
+    figure = FunctionFit(tmp_path).draw(None, RegressionModule(1, 1, net=mlp([4])), fn, final=True)  # type: ignore[arg-type]
     assert_real_image(figure, tmp_path, 6.0, 3.6)
 
 

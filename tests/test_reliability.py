@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import BIN, bare_trainer, run_cli, run_dirs
+from tests.conftest import BIN, bare_trainer, mlp, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +162,7 @@ def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_whole(
     from dllab.training.module import ClassificationModule
 
     trainer = bare_trainer(enable_checkpointing=True, default_root_dir=tmp_path)
-    trainer.fit(ClassificationModule(4, 3, hidden_sizes=[8]), InMemoryDataModule("iris"))
+    trainer.fit(ClassificationModule(4, 3, net=mlp([8])), InMemoryDataModule("iris"))
     path = tmp_path / "last.ckpt"
     trainer.save_checkpoint(path)
     before = path.read_bytes()

@@ -79,6 +79,9 @@ def _get(cfg: DictConfig, field: str) -> Any:
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first bad field of a composed training config."""
     _int(cfg, "seed", 0, "must be a non-negative integer")
+    module = cfg.get("module")
+    if module is not None and (not isinstance(module, str) or "." not in module):
+        raise _fail("module", module, "must be null or a class path, e.g. my_pkg.modules.MyModule")
     check_data(cfg.data)
     check_augmentation(cfg)
     check_model(cfg)
@@ -89,7 +92,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_checkpoints(cfg: DictConfig) -> None:
-    """dllab.training.callbacks.BestCheckpoint writes on a time budget; last.ckpt is LastCheckpoint's."""
+    """dllab.training.checkpointing.BestCheckpoint writes on a time budget; last.ckpt is LastCheckpoint's."""
     best = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
     if best.get("save_last") and best.get("write_every_seconds", 0) > 0:
         raise _fail(
@@ -174,8 +177,37 @@ def check_plots_and_tuner(cfg: DictConfig) -> None:
         _int(cfg, "tuner.batch_size_steps_per_trial", 1)
 
 
+MLP_TARGET = "dllab.models.mlp.MLP"
+CNN_TARGET = "dllab.models.cnn.CNN"
+POOLING = ("max", "avg", "none")
+
+
 def check_model(cfg: DictConfig) -> None:
+    """dllab's own networks (MLP, CNN) are checked key by key here, torch-free; any other
+    ``model._target_`` is checked against its class's signature when it is built, before
+    training (:func:`dllab.models.network.build_network`)."""
+    target = cfg.model.get("_target_", MLP_TARGET)
+    if not isinstance(target, str) or "." not in target:
+        raise _fail("model._target_", target, "must be a class path, e.g. dllab.models.mlp.MLP or my_pkg.nets.MyNet")
+    if target in (MLP_TARGET, CNN_TARGET):
+        _check_network_options(cfg, target)
+    if target == CNN_TARGET and cfg.data.name not in IMAGE_DATASETS:
+        raise ConfigError(
+            f"model=cnn: data={cfg.data.name} holds no images; a CNN needs image data "
+            f"({', '.join(IMAGE_DATASETS)}); use model=mlp"
+        )
+    check_loss(cfg)
+
+
+def _check_network_options(cfg: DictConfig, target: str) -> None:
     model = cfg.model
+    keys = ["hidden_sizes", "activation", "dropout", "batch_norm"]
+    if target == CNN_TARGET:
+        keys += ["channels", "kernel_size", "pooling"]
+    unknown = [k for k in model if k not in (*keys, "_target_")]
+    if unknown:
+        name = target.rsplit(".", 1)[-1]
+        raise _fail(f"model.{unknown[0]}", model[unknown[0]], f"unknown key of {name}; its keys: {', '.join(keys)}")
     hidden = model.get("hidden_sizes")
     if not isinstance(hidden, (list, ListConfig)) or not all(_is_int(h) and h > 0 for h in hidden):
         raise _fail("model.hidden_sizes", hidden, "must be a list of positive integers, e.g. [64,64]")
@@ -183,9 +215,28 @@ def check_model(cfg: DictConfig) -> None:
     _number(cfg, "model.dropout", lambda v: 0 <= v < 1, "must be a number in [0, 1)")
     if not isinstance(model.get("batch_norm"), bool):
         raise _fail("model.batch_norm", model.get("batch_norm"), "must be true or false")
+    if target == CNN_TARGET:
+        channels = model.get("channels")
+        if (
+            not isinstance(channels, (list, ListConfig))
+            or not channels
+            or not all(_is_int(c) and c > 0 for c in channels)
+        ):
+            raise _fail("model.channels", channels, "must be a non-empty list of positive integers, e.g. [32,64]")
+        _int(cfg, "model.kernel_size", 1, "must be a positive integer")
+        _choice(cfg, "model.pooling", POOLING)
+
+
+def check_loss(cfg: DictConfig) -> None:
+    """dllab's loss names must fit the task; any other name needs a ``loss._target_``."""
     loss = cfg.loss.get("name")
-    if loss not in (AUTO, *ALL_LOSSES):
-        raise _fail("loss.name", loss, f"unknown loss; choose one of {', '.join((AUTO, *ALL_LOSSES))}")
+    target = cfg.loss.get("_target_")
+    if target is not None and (not isinstance(target, str) or "." not in target):
+        raise _fail("loss._target_", target, "must be a class path, e.g. torch.nn.CrossEntropyLoss")
+    if loss not in (AUTO, *ALL_LOSSES) and target is None:
+        raise _fail(
+            "loss.name", loss, f"unknown loss; choose one of {', '.join((AUTO, *ALL_LOSSES))}, or give loss._target_"
+        )
     task = DATASETS[cfg.data.name].task
     task = cfg.data.get("task", AUTO) if task == AUTO else task  # csv: known once the table is read
     if task != AUTO:
@@ -200,7 +251,7 @@ def check_model(cfg: DictConfig) -> None:
 
 
 def check_loss_fits(loss: str, task: str, data: str) -> None:
-    if loss != AUTO and loss not in LOSSES[task]:
+    if loss in ALL_LOSSES and loss not in LOSSES[task]:
         raise ConfigError(
             f"loss={loss} does not fit {data}, a {task} task; valid for {task}: {', '.join(LOSSES[task])}"
         )

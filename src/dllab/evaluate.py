@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dllab.checkpoints import read_checkpoint
 from dllab.checks import check_accelerator_present
 from dllab.errors import ConfigError
-from dllab.results import to_float, write_json
+from dllab.results import to_float, upgrade_config, write_json
 from dllab.train import config_dir, quiet_library_logs, verbose_errors
 
 log = logging.getLogger("dllab.evaluate")
@@ -50,6 +50,7 @@ def load_run(ckpt_path: str | Path) -> tuple[Any, Any, Path]:
     run_dir = run_dir_of(path)
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
     assert isinstance(run_cfg, DictConfig)
+    run_cfg = upgrade_config(run_cfg)
     _, _, data_kwargs = split_trainer_config(run_cfg.trainer)
     return module_from_checkpoint(checkpoint), instantiate(run_cfg.data, **data_kwargs), run_dir
 

@@ -227,7 +227,7 @@ def activation_curves(x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]
     import torch
 
     from dllab.catalog import ACTIVATIONS
-    from dllab.models.mlp import ACTIVATION_LAYERS
+    from dllab.models.activations import ACTIVATION_LAYERS
 
     curves = {}
     for name in ACTIVATIONS:

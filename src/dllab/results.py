@@ -52,13 +52,46 @@ def save_config(cfg: DictConfig, run_dir: Path, show: bool = True) -> Path:
     return path
 
 
+# Class paths that configs saved by earlier versions of dllab name (config.yaml of a run dir).
+MOVED_TARGETS = {
+    "dllab.callbacks.BestCheckpoint": "dllab.training.checkpointing.BestCheckpoint",
+    "dllab.callbacks.LastCheckpoint": "dllab.training.checkpointing.LastCheckpoint",
+    "dllab.callbacks.EpochProgressBar": "dllab.training.callbacks.EpochProgressBar",
+    "dllab.callbacks.DataSummary": "dllab.training.callbacks.DataSummary",
+    "dllab.augmentation.AugmentationPreview": "dllab.data.augmentation.AugmentationPreview",
+    "dllab.loggers.TensorBoardLogger": "dllab.training.loggers.TensorBoardLogger",
+    "dllab.datamodule.InMemoryDataModule": "dllab.data.datamodule.InMemoryDataModule",
+}
+
+
+def upgrade_config(cfg: DictConfig) -> DictConfig:
+    """A run's saved config in today's form: moved class paths renamed, and a model without
+    ``_target_`` (saved before networks were chosen by class) is the MLP it was."""
+    container = OmegaConf.to_container(cfg)
+    assert isinstance(container, dict)
+    upgraded = _rename_targets(container)
+    if "model" in upgraded and "_target_" not in upgraded["model"]:
+        upgraded["model"] = {"_target_": "dllab.models.mlp.MLP", **upgraded["model"]}
+    return OmegaConf.create(upgraded)
+
+
+def _rename_targets(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: MOVED_TARGETS.get(v, v) if k == "_target_" else _rename_targets(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rename_targets(v) for v in node]
+    return node
+
+
 def short_hparams(cfg: DictConfig, loss: str) -> dict[str, Any]:
-    """The readable handful of hyperparameters shown in TensorBoard's HParams tab."""
+    """The readable handful of hyperparameters shown in TensorBoard's HParams tab: the data, the
+    model's class and options, the loss, optimizer, learning rate, batch size and seed."""
     optimizer = str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower()
+    model = {k: v for k, v in cfg.model.items() if k != "_target_"}
     return {
         "data": cfg.data.name,
-        "activation": cfg.model.activation,
-        "hidden_sizes": str(list(cfg.model.hidden_sizes)),
+        "model": str(cfg.model.get("_target_", "mlp")).rsplit(".", 1)[-1].lower(),
+        **{k: v if isinstance(v, (bool, int, float, str)) else str(OmegaConf.to_object(v)) for k, v in model.items()},
         "loss": loss,
         "optimizer": optimizer,
         "lr": float(cfg.optimizer.lr),

@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from dllab.results import (
     save_config,
     short_hparams,
     to_float,
+    upgrade_config,
     write_metrics,
 )
 from dllab.sweeps import jobs as sweep_jobs
@@ -92,16 +94,39 @@ def split_trainer_config(trainer_cfg: DictConfig) -> tuple[dict[str, Any], dict[
     return trainer, module, data
 
 
+@dataclass
+class Run:
+    """What :func:`build` makes of a config: everything :func:`fit_and_test` needs."""
+
+    cfg: DictConfig
+    datamodule: Any
+    module: Any
+    trainer: Any
+    callbacks: list[Any]
+    plotters: list[Any]
+    tuned: dict[str, Any] = field(default_factory=dict)  # lr_find, batch_size_find results
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one model; return the fields of metrics.json."""
     started = time.perf_counter()
+    run = build(cfg)
+    result = fit_and_test(run)
+    result["wall_seconds"] = round(time.perf_counter() - started, 3)
+    record(run, result)
+    return result
+
+
+def build(cfg: DictConfig) -> Run:
+    """Data, module, callbacks, loggers and Trainer of a checked config, seeded; the tuner's
+    searches (learning rate, batch size) when asked for; the resolved config saved."""
     import lightning as L
     import torch
     from hydra.utils import instantiate
 
     from dllab.data.augmentation import build_augmenter
     from dllab.pictures.callbacks import build_plot_callbacks
-    from dllab.training.module import MODULES
+    from dllab.training.module import module_class
 
     quiet_library_logs()
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
@@ -122,10 +147,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(cfg):
         if cfg.optimized_metric == AUTO:
             cfg.optimized_metric = DEFAULT_METRIC[task] if validates(cfg) else "train/loss"
-    module = MODULES[task](
+    image_shape = datamodule.image_shape
+    module = module_class(task, cfg.get("module"))(
         input_size=datamodule.input_size,
         output_size=datamodule.output_size,
-        **plain(cfg.model),
+        net=plain(cfg.model),
+        image_shape=list(image_shape) if image_shape else None,
         loss=plain(cfg.loss),
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
@@ -142,7 +169,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         mirror=cfg.data.get("mirror"),
     )
 
-    from dllab.training.callbacks import GracefulInterrupt, LastCheckpoint
+    from dllab.training.callbacks import GracefulInterrupt
+    from dllab.training.checkpointing import LastCheckpoint
 
     callbacks = [*instantiate_enabled(cfg.get("callbacks")), GracefulInterrupt()]
     # last.ckpt is taken after every other checkpoint callback has seen the epoch (stable sort)
@@ -153,25 +181,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer_kwargs |= trainer_flags_for(callbacks)
     sweep_jobs.use_job_ddp_workers()
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
-    lr_found = None
+    run = Run(cfg, datamodule, module, trainer, callbacks, plotters)
     if cfg.get("tuner") and cfg.tuner.get("lr_find") and not trainer.fast_dev_run:
         from dllab.training.tuner import find_and_use_lr
 
-        lr_found = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
-    batch_found = None
+        run.tuned["lr_find"] = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
     if cfg.get("tuner") and cfg.tuner.get("batch_size_find") and not trainer.fast_dev_run:
         from dllab.training.tuner import find_and_use_batch_size
 
-        batch_found = find_and_use_batch_size(cfg, trainer, module, datamodule)
+        run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
     save_config(cfg, run_dir)
+    return run
 
+
+def fit_and_test(run: Run) -> dict[str, Any]:
+    """Fit, then test the best checkpoint (the last weights when there is none); the fields of
+    metrics.json but ``wall_seconds``."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cfg, trainer, module, datamodule = run.cfg, run.trainer, run.module, run.datamodule
+    run_dir = Path(cfg.paths.output_dir)
     log.info("run dir: %s", run_dir)
     fit_started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - fit_started
     logged = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
-
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     best_checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = best_checkpoint.best_model_path if best_checkpoint else ""
@@ -198,22 +232,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - started, 3),
         "best_checkpoint": best_path or None,
         "run_dir": str(run_dir),
     }
     # a callback may end a run early with its own status (the Optuna pruner: "pruned")
-    statuses = [getattr(c, "run_status", None) for c in callbacks]
+    statuses = [getattr(c, "run_status", None) for c in run.callbacks]
     result["status"] = next((s for s in statuses if s), COMPLETED)
-    hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
-    if plotters:
-        result["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
-    if lr_found is not None:
-        result["lr_find"] = lr_found
-    if batch_found is not None:
-        result["batch_size_find"] = batch_found
-    log_hparams(trainer, hparams, {**test_metrics, **best_val})
-    return result
+    if run.plotters:
+        result["plot_seconds"] = round(sum(p.seconds for p in run.plotters), 3)
+    return result | run.tuned
+
+
+def record(run: Run, result: dict[str, Any]) -> None:
+    """TensorBoard's HParams session: the run's short hyperparameters and its final metrics."""
+    hparams = short_hparams(run.cfg, run.module.loss_name) | sweep_jobs.swept_hparams(run.cfg)
+    log_hparams(run.trainer, hparams, {**result["test"], **result["best_val"]})
 
 
 def quiet_library_logs() -> None:
@@ -382,6 +415,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         )
     loaded = OmegaConf.load(saved)
     assert isinstance(loaded, DictConfig)
+    loaded = upgrade_config(loaded)
     old_dir, new_dir = str(loaded.paths.output_dir), str(run_dir.resolve())
     if old_dir != new_dir:
         container = OmegaConf.to_container(loaded)

@@ -1,27 +1,21 @@
-"""The MLP backbone: a plain ``nn.Module`` with configurable depth, width and activation."""
+"""The multi-layer perceptron: configurable depth, width, activation, dropout and batch norm."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "gelu": nn.GELU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
-    "identity": nn.Identity,
-}
+from dllab.models.activations import activation_layer
 
 
 class MLP(nn.Module):
     """Flatten, then ``len(hidden_sizes)`` blocks of Linear [-> BatchNorm] -> activation
-    [-> Dropout], then a Linear head. Images (N, C, H, W) are flattened, so any data
-    whose rows have ``input_size`` values fits."""
+    [-> Dropout], then a Linear head.
+
+    Input: (N, input_size) rows or (N, C, H, W) images with C*H*W == input_size (flattened).
+    Output: (N, output_size), logits for classification, values for regression.
+    """
 
     def __init__(
         self,
@@ -39,7 +33,7 @@ class MLP(nn.Module):
             layers.append(nn.Linear(width, size))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(size))
-            layers.append(ACTIVATION_LAYERS[activation]())
+            layers.append(activation_layer(activation))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = size

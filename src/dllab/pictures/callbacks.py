@@ -109,11 +109,13 @@ def log_png(loggers: Iterable[Any], tag: str, png: bytes, step: int, height: int
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.compat.proto.summary_pb2 import Summary
 
+    from dllab.training import compat
+
     image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
     summary = Summary(value=[Summary.Value(tag=tag, image=image)])
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment._get_file_writer().add_summary(summary, step)
+            compat.tensorboard_file_writer(logger).add_summary(summary, step)
 
 
 def log_figure(loggers: Iterable[Any], tag: str, figure: Figure, step: int) -> bytes:

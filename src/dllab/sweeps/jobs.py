@@ -25,6 +25,8 @@ from dllab.catalog import AUTO, DATASETS, DEFAULT_METRIC, metric_mode
 INTERNAL_PREFIXES = ("callbacks.optuna_pruning.", "hydra.", "hydra/")
 # Environment variables with which Lightning's DDP launcher marks a process as a worker.
 DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "RANK")
+# Lightning's own DDP worker command, kept when use_job_ddp_workers replaces it.
+_LIGHTNING_DDP_COMMAND: Any = None
 
 
 def is_multirun() -> bool:
@@ -210,15 +212,17 @@ def ddp_worker_command(local_rank: int) -> tuple[list[str], str]:
 def use_job_ddp_workers() -> None:
     """In a multirun, make Lightning's DDP launcher start workers with
     :func:`ddp_worker_command` (a single run keeps Lightning's own, which is right)."""
-    from lightning.pytorch.strategies.launchers import subprocess_script
+    from dllab.training import compat
 
-    original = getattr(subprocess_script, "_dllab_original_cmd", subprocess_script._hydra_subprocess_cmd)
-    subprocess_script._dllab_original_cmd = original  # type: ignore[attr-defined]
+    global _LIGHTNING_DDP_COMMAND
+    if _LIGHTNING_DDP_COMMAND is None:
+        _LIGHTNING_DDP_COMMAND = compat.ddp_worker_command()
+    original = _LIGHTNING_DDP_COMMAND
 
     def command(local_rank: int) -> tuple[Sequence[str], str]:
         return ddp_worker_command(local_rank) if is_multirun() else original(local_rank)
 
-    subprocess_script._hydra_subprocess_cmd = command
+    compat.set_ddp_worker_command(command)
 
 
 @contextmanager

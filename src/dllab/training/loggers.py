@@ -13,6 +13,8 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
+from dllab.training import compat
+
 
 class TensorBoardLogger(LightningTensorBoardLogger):
     """Lightning's TensorBoard logger, cheaper per epoch.
@@ -41,7 +43,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if self._prefix or not all(isinstance(v, (numbers.Number, Tensor)) for v in metrics.values()):
+        if compat.logger_prefix(self) or not all(isinstance(v, (numbers.Number, Tensor)) for v in metrics.values()):
             self._write_pending()  # the plain scalars of a call with dicts must not pass older values
             super().log_metrics(metrics, step)  # prefixes and dicts of scalars: Lightning's way
             return
@@ -57,7 +59,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     def _write_pending(self) -> None:
         if not self._pending:
             return
-        writer = self.experiment._get_file_writer()
+        writer = compat.tensorboard_file_writer(self)
         for step, wall_time, values in self._pending:
             summary = Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
             writer.add_event(Event(summary=summary), step, wall_time)

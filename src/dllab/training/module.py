@@ -1,22 +1,14 @@
-"""LightningModules for classification and regression around the MLP backbone.
+"""LightningModules for classification and regression around any network.
 
-The training step runs a whole epoch. The Trainer hands ``training_step`` one
-:class:`~dllab.data.datamodule.EpochBatch` (all training samples on the device and a
-shuffled order); the module gathers the samples in that order a span at a time, takes
-micro-batches from it as views and steps the optimizer itself (manual optimization).
-Lightning's per-step bookkeeping (hooks, logging, progress, checkpoint checks) is then
-paid once per epoch, not once per batch: on small MLPs that is 4 to 6 times the usual
-Trainer + DataLoader set-up (scripts/benchmark.py).
-
-The loop does what the Trainer would otherwise do per step, and does it exactly:
-gradient accumulation weights each micro-batch by its share of the group (so the
-last, smaller group of an epoch is right too), gradient clipping, AMP scaling,
-``max_steps`` and the global step counter. The training metrics' statistics (a confusion
-matrix, say) are computed on the device once per epoch and reach the host with the epoch's
-losses in one transfer. Validation adds up the same statistics over its batches (and, under
-DDP, over processes) and also reaches the host once. Test metrics, computed once at the end,
-are torchmetrics'. Values are logged under ``train/``, ``val/`` and ``test/`` (see
-:meth:`MLPModule.log_epoch`).
+:class:`TaskModule` is task-generic: the network (:func:`dllab.models.network.build_network`,
+any ``torch.nn.Module`` by ``_target_``), the loss, the optimizer, and :meth:`TaskModule.step`
+(one batch: loss and output), the one method to override to change what a batch does. Its
+subclasses add the task's metrics. A Trainer step is a whole epoch: ``training_step`` hands
+the epoch's :class:`~dllab.data.datamodule.EpochBatch` to an
+:class:`~dllab.training.epoch_loop.EpochLoop`, which calls ``step`` per micro-batch and the
+optimizer itself (manual optimization), and Lightning's per-step hooks through
+:mod:`dllab.training.step_hooks`. Per-epoch values are logged under ``train/`` and ``val/``
+(:meth:`TaskModule.log_epoch`), test values under ``test/`` (torchmetrics).
 """
 
 from __future__ import annotations
@@ -29,42 +21,46 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from hydra.utils import get_class
+from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from dllab.catalog import CLASSIFICATION, REGRESSION
+from dllab.catalog import AUTO, CLASSIFICATION, REGRESSION
 from dllab.checkpoints import read_checkpoint
 from dllab.data.datamodule import EpochBatch
-from dllab.errors import DivergedError
-from dllab.models.mlp import MLP
+from dllab.errors import ConfigError, DivergedError
+from dllab.models.network import DEFAULT_NETWORK, build_network
+from dllab.training import compat
+from dllab.training.epoch_loop import EpochLoop, EpochResult
 from dllab.training.losses import build_loss, resolved_loss_name
 from dllab.training.optim import build_optimizer, build_scheduler
+from dllab.training.step_hooks import lightning_step_hooks
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 
 
-class MLPModule(L.LightningModule, ABC):
-    """Shared base: backbone, loss, optimizer and the in-memory epoch step loop.
+class TaskModule(L.LightningModule, ABC):
+    """Network, loss, optimizer, the canonical :meth:`step` and the epoch's training loop.
 
-    Every argument is a primitive (numbers, strings, lists, dicts), so checkpoints
-    load with ``torch.load(weights_only=True)`` and rebuild the module alone.
+    Every argument is a primitive (numbers, strings, lists, dicts: ``net``, ``loss``,
+    ``optimizer`` and ``scheduler`` are configs with a ``_target_``), so checkpoints load with
+    ``torch.load(weights_only=True)`` and rebuild the module alone (:func:`load_module`).
+    ``input_size``, ``output_size`` and ``image_shape`` (C, H, W of image data, else None) come
+    from the data and reach the network where its ``__init__`` takes them.
     """
 
     task: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]  # logged per stage, as train/<name>, val/<name>, test/<name>
     main_metric: ClassVar[str]  # logged as val/<main_metric>_best too
-    GATHER_SAMPLES: ClassVar[int] = 4096  # the training loop's gather span (see training_step)
 
     def __init__(
         self,
         input_size: int,
         output_size: int,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
+        net: Mapping[str, Any] | None = None,
+        image_shape: Sequence[int] | None = None,
         loss: Mapping[str, Any] | None = None,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
@@ -79,15 +75,15 @@ class MLPModule(L.LightningModule, ABC):
         # Training-only batch augmentation (dllab.data.augmentation), set by dllab-train; only its
         # random-number state goes into checkpoints.
         self.augment: Callable[[Tensor], Tensor] | None = None
-        self.net = MLP(input_size, output_size, hidden_sizes, activation, dropout, batch_norm)
-        loss_options = dict(loss or {})
-        self.loss_name = resolved_loss_name(self.task, loss_options.pop("name", "auto"))
-        self.criterion = build_loss(self.task, self.loss_name, **loss_options)
+        self.net = build_network(net or DEFAULT_NETWORK, input_size, output_size, image_shape)
+        self.loss_name = resolved_loss_name(self.task, str((loss or {}).get("name", AUTO)))
+        self.criterion = build_loss(self.task, loss)
         self.test_metrics = self.make_metrics()
         self.test_loss = MeanMetric()
         self._val_sums: Tensor | None = None  # [loss sum, samples, *epoch_statistics] over val batches
         self.best = self.make_best_tracker()
         self.best.persistent(True)  # val/<metric>_best survives a resume
+        self.epoch_loop: EpochLoop | None = None  # made when training starts (the optimizer exists then)
 
     # --- task-specific pieces ---------------------------------------------------------
     @abstractmethod
@@ -113,91 +109,76 @@ class MLPModule(L.LightningModule, ABC):
         """What the metrics compare with the target: class index or regression output."""
         return output
 
-    # --- forward ----------------------------------------------------------------------
+    # --- one batch --------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One batch: the loss to minimise and the model's output (what the metrics read).
+
+        Training (per micro-batch), validation and test all go through here, so overriding it
+        changes what every batch does. The loss must be the batch's mean (accumulation weighs
+        it by the batch's share of its group)."""
+        output = self(x)
+        return self.criterion(output, y), output
+
     # --- training: one epoch per Trainer step -----------------------------------------
-    def training_step(self, batch: EpochBatch, batch_idx: int) -> None:
-        x, y, order, batch_size = batch
+    def on_train_start(self) -> None:
+        self.epoch_loop = self.make_epoch_loop()
+
+    def make_epoch_loop(self) -> EpochLoop:
+        """The loop with this fit's optimizer, precision scaler, DDP averaging and hooks."""
         trainer = self.trainer
         optimizer = self.optimizers(use_pl_optimizer=False)
         assert isinstance(optimizer, torch.optim.Optimizer)
-        accumulate = int(self.hparams["accumulate_grad_batches"])
-        group = batch_size * accumulate
-        n = order.numel()
-        n_groups = -(-n // group)
-        if trainer.max_steps >= 0:  # stop at max_steps, within the epoch if need be
-            steps_left = max(trainer.max_steps - trainer.global_step, 0)
-            if steps_left < n_groups:
-                n_groups = steps_left
-                trainer.should_stop = True
-        if not n_groups:
-            return
-        done = min(n_groups * group, n)  # samples this epoch trains on
-        net, criterion, augment = self.net, self.criterion, self.augment
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
         world = trainer.world_size
-        plain_step = scaler is None and world == 1 and not self.hparams["gradient_clip_val"]
+        return EpochLoop(
+            self.step,
+            optimizer,
+            self.parameters,
+            accumulate=int(self.hparams["accumulate_grad_batches"]),
+            clip_val=self.hparams["gradient_clip_val"],
+            clip_algorithm=self.hparams["gradient_clip_algorithm"],
+            scaler=getattr(trainer.precision_plugin, "scaler", None),
+            average_gradients=(lambda: self._average_gradients(world)) if world > 1 else None,
+            transform=self.augment,
+            hooks=lightning_step_hooks(trainer, self, TaskModule),
+            count_steps=lambda steps: compat.add_optimizer_steps(trainer, steps),
+        )
+
+    def training_step(self, batch: EpochBatch, batch_idx: int) -> None:
+        """Train one epoch with :attr:`epoch_loop`, then log its loss and metrics."""
+        x, y, order, batch_size = batch
+        trainer = self.trainer
+        loop = self.epoch_loop
+        if loop is None or loop.optimizer is not self.optimizers(use_pl_optimizer=False):
+            loop = self.epoch_loop = self.make_epoch_loop()  # the tuner fits with optimizers of its own
         first_step = trainer.global_step
-        # Samples are gathered in the epoch's order a span of whole groups at a time (one
-        # indexing op per span, not two per micro-batch); micro-batches are then views.
-        span = group * max(1, self.GATHER_SAMPLES // group)
+        steps_left = max(trainer.max_steps - first_step, 0) if trainer.max_steps >= 0 else None
+        result = loop.run(x, y, order, batch_size, max_steps=steps_left)
+        if steps_left is not None and result.steps >= steps_left:
+            trainer.should_stop = True  # max_steps reached, within the epoch if need be
+        if result.losses:
+            self._log_training_epoch(result, first_step)
+        self._step_scheduler(after_validation=False)
 
-        # Nothing in the loop waits for the device: losses and outputs stay tensors until the
-        # epoch's end, where one check finds a non-finite loss and names its step.
-        losses: list[Tensor] = []
-        sizes: list[int] = []
-        outputs: list[Tensor] = []
-        targets: list[Tensor] = []
-        steps = 0
-        try:
-            for span_start in range(0, done, span):
-                index = order[span_start : min(span_start + span, done)]
-                xs, ys = x[index], y[index]
-                targets.append(ys)
-                m = index.numel()
-                for start in range(0, m, group):
-                    stop = min(start + group, m)
-                    for first in range(start, stop, batch_size):
-                        last = min(first + batch_size, stop)
-                        features = xs[first:last]
-                        output = net(features if augment is None else augment(features))
-                        loss = criterion(output, ys[first:last])
-                        # each micro-batch weighs its share of the group: exact accumulation, last group too
-                        scaled = loss if last - first == stop - start else loss * ((last - first) / (stop - start))
-                        (scaled if scaler is None else scaler.scale(scaled)).backward()
-                        losses.append(loss.detach())
-                        sizes.append(last - first)
-                        outputs.append(output.detach())
-                    if plain_step:
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    else:
-                        if world > 1:
-                            self._average_gradients(world)
-                        self._clip_and_step(optimizer, scaler)
-                    steps += 1
-        finally:  # the global step counts the optimizer steps taken, also when interrupted
-            trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_by(steps)
-
+    def _log_training_epoch(self, result: EpochResult, first_step: int) -> None:
         # The epoch's numbers reach the host in one transfer (one sync on an accelerator), and
         # the arithmetic on a handful of numbers is Python's: right after the step loop every
-        # further torch op costs 10 to 20 µs on a CPU, as its code and data are out of the caches.
-        target = targets[0] if len(targets) == 1 else torch.cat(targets)
-        statistics = self.epoch_statistics(torch.cat(outputs), target)
+        # further torch op is slow on a CPU, as its code and data are out of the caches.
+        statistics = self.epoch_statistics(result.outputs, result.targets)
         # in float32: under 16-true the default dtype is float16 (counts exact to 16.7M samples)
-        host = torch.cat([torch.stack(losses).float(), statistics.float()]).tolist()
-        micro_losses, local = host[: len(losses)], host[len(losses) :]
-        loss_sum, samples = sum(loss * size for loss, size in zip(micro_losses, sizes, strict=True)), float(done)
-        if world > 1:  # the whole epoch's sums, as validation adds them up
+        host = torch.cat([torch.stack(result.losses).float(), statistics.float()]).tolist()
+        micro_losses, local = host[: len(result.losses)], host[len(result.losses) :]
+        loss_sum = sum(loss * size for loss, size in zip(micro_losses, result.sizes, strict=True))
+        samples = float(sum(result.sizes))
+        if self.trainer.world_size > 1:  # the whole epoch's sums, as validation adds them up
             loss_sum, samples, *local = self._sum_over_processes([loss_sum, samples, *local])
         values = {f"train/{k}": v for k, v in self.epoch_metrics(local, samples).items()}
         values["train/loss"] = loss_sum / samples
         if not math.isfinite(values["train/loss"]):
-            self._diverged(values["train/loss"], micro_losses, first_step, accumulate)
+            self._diverged(values["train/loss"], micro_losses, first_step, int(self.hparams["accumulate_grad_batches"]))
         self.log_epoch(values)
-        self._step_scheduler(after_validation=False)
 
     def log_epoch(self, values: Mapping[str, float]) -> None:
         """Log an epoch's train or val values: into ``trainer.callback_metrics`` (what the
@@ -237,22 +218,6 @@ class MLPModule(L.LightningModule, ABC):
         raise DivergedError(
             f"training diverged: {where} (epoch {self.current_epoch}); try a smaller optimizer.lr than {self._lr():g}"
         )
-
-    def _clip_and_step(self, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
-        clip = self.hparams["gradient_clip_val"]
-        if clip:
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if self.hparams["gradient_clip_algorithm"] == "value":
-                nn.utils.clip_grad_value_(self.parameters(), clip)
-            else:
-                nn.utils.clip_grad_norm_(self.parameters(), clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
 
     def _average_gradients(self, world: int) -> None:
         """DDP: average the accumulated gradients over processes (one coalesced all-reduce)."""
@@ -308,10 +273,8 @@ class MLPModule(L.LightningModule, ABC):
         pass took 1.8 to 1.9 ms on 2 CPU cores, with these sums 1.1 to 1.3 ms
         (``scripts/benchmark.py --breakdown``)."""
         x, y = batch
-        output = self.net(x)
-        head = torch.stack(
-            [self.criterion(output, y).float() * y.shape[0], output.new_full((), y.shape[0], dtype=torch.float32)]
-        )
+        loss, output = self.step(x, y)
+        head = torch.stack([loss.float() * y.shape[0], output.new_full((), y.shape[0], dtype=torch.float32)])
         sums = torch.cat([head, self.epoch_statistics(output, y).float()])
         self._val_sums = sums if self._val_sums is None else self._val_sums + sums
 
@@ -335,8 +298,8 @@ class MLPModule(L.LightningModule, ABC):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        output = self.net(x)
-        self.test_loss.update(self.criterion(output, y), weight=y.shape[0])
+        loss, output = self.step(x, y)
+        self.test_loss.update(loss, weight=y.shape[0])
         self.test_metrics.update(self.prediction(output), y)
 
     def on_test_epoch_end(self) -> None:
@@ -351,7 +314,8 @@ class MLPModule(L.LightningModule, ABC):
         return self.net(x)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["dllab_task"] = self.task  # picks the module class when reloading
+        checkpoint["dllab_task"] = self.task
+        checkpoint["dllab_module"] = f"{type(self).__module__}.{type(self).__qualname__}"  # rebuilt on reload
         checkpoint["torch_rng_state"] = torch.get_rng_state()  # dropout draws continue after a resume
         if torch.cuda.is_available():
             checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
@@ -377,7 +341,7 @@ class MLPModule(L.LightningModule, ABC):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-class ClassificationModule(MLPModule):
+class ClassificationModule(TaskModule):
     """Logits over classes; metrics accuracy and macro F1; tracks val/acc_best."""
 
     task = CLASSIFICATION
@@ -421,7 +385,7 @@ class ClassificationModule(MLPModule):
         return super().predict_step(batch, batch_idx).softmax(dim=-1)
 
 
-class RegressionModule(MLPModule):
+class RegressionModule(TaskModule):
     """Real-valued outputs; metrics MSE, MAE and R²; tracks val/mse_best."""
 
     task = REGRESSION
@@ -472,16 +436,37 @@ class RegressionModule(MLPModule):
         }
 
 
-MODULES: dict[str, type[MLPModule]] = {CLASSIFICATION: ClassificationModule, REGRESSION: RegressionModule}
+MODULES: dict[str, type[TaskModule]] = {CLASSIFICATION: ClassificationModule, REGRESSION: RegressionModule}
+# Hyperparameters of checkpoints written before networks were chosen by _target_ (always an MLP).
+OLD_MLP_KEYS = ("hidden_sizes", "activation", "dropout", "batch_norm")
 
 
-def load_module(ckpt_path: str, map_location: str | torch.device = "cpu") -> MLPModule:
+def module_class(task: str, path: str | None = None) -> type[TaskModule]:
+    """dllab's module for ``task``, or the subclass of it that ``path`` names (config key
+    ``module``, a class with its own :meth:`TaskModule.step`, say)."""
+    base = MODULES[task]
+    if not path:
+        return base
+    try:
+        cls = get_class(path)
+    except Exception as err:  # ImportError, AttributeError, or Hydra's wrapper of them
+        raise ConfigError(f"module={path}: cannot import it ({err})") from err
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"module={path}: must be a subclass of {base.__module__}.{base.__name__} for a {task} task")
+    return cls
+
+
+def load_module(ckpt_path: str, map_location: str | torch.device = "cpu") -> TaskModule:
     """Rebuild the right module from a checkpoint alone (``weights_only=True``)."""
     return module_from_checkpoint(read_checkpoint(ckpt_path, map_location=map_location))
 
 
-def module_from_checkpoint(checkpoint: dict[str, Any]) -> MLPModule:
-    """The module of a checkpoint already read (see :func:`dllab.checkpoints.read_checkpoint`)."""
-    module = MODULES[checkpoint["dllab_task"]](**checkpoint["hyper_parameters"])
+def module_from_checkpoint(checkpoint: dict[str, Any]) -> TaskModule:
+    """The module of a checkpoint already read (see :func:`dllab.checkpoints.read_checkpoint`),
+    also one written before networks were chosen by ``_target_``."""
+    hparams = dict(checkpoint["hyper_parameters"])
+    if "net" not in hparams:
+        hparams["net"] = DEFAULT_NETWORK | {k: hparams.pop(k) for k in OLD_MLP_KEYS if k in hparams}
+    module = module_class(checkpoint["dllab_task"], checkpoint.get("dllab_module"))(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     return module

@@ -1,0 +1,204 @@
+"""Checkpoint callbacks written on a time budget: ``last.ckpt`` (what ``resume=`` continues
+from) and ``best.ckpt`` (Lightning's ``ModelCheckpoint``, new bests kept in memory)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
+
+from dllab.training import compat
+
+log = logging.getLogger(__name__)
+
+
+class LastCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt``: the latest state, saved at the end of an epoch when
+    ``every_seconds`` have passed since the last save, and always when training ends.
+
+    A save costs about 1.4 ms on 2 CPU cores while a whole small epoch takes 3 to 10 ms, so
+    saving every epoch would be the largest cost of a short run. With a time interval a
+    crash loses at most that much training (``resume=`` continues from here); Ctrl-C or
+    SIGTERM saves ``interrupted.ckpt`` anyway. ``every_seconds: 0`` saves every epoch.
+
+    A Lightning ``Checkpoint``, so the Trainer runs it after early stopping and after the
+    best-checkpoint callback: ``last.ckpt`` holds their state for the epoch it ends.
+    (Lightning's ``ModelCheckpoint(save_last=True)`` rewrites last.ckpt only together with a
+    new best, and ignores ``train_time_interval`` under manual optimization.)
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last", every_seconds: float = 30.0) -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.every_seconds = every_seconds
+        self._last_save = 0.0
+        self._saved_step = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_save = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        due = time.monotonic() - self._last_save >= self.every_seconds
+        if trainer.strategy.broadcast(due):  # rank 0 decides, so every rank joins the save
+            self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._saved_step != trainer.global_step and not getattr(trainer, "fast_dev_run", False):
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_step = trainer.global_step
+        self._last_save = time.monotonic()
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (monitor, mode, top-k, file names: all its options but
+    ``save_last``, which ``LastCheckpoint`` covers), with the files written on a time budget.
+
+    A new best is snapshotted in memory (Lightning's checkpoint dict with its tensors copied
+    on their device: about 0.65 ms for dllab's MLPs on 2 CPU cores, 0.46 ms of it Lightning's
+    ``dump_checkpoint``) and written to disk when
+    ``write_every_seconds`` have passed since the last write, when training ends or stops
+    on an exception, and before any other checkpoint is taken (``last.ckpt``,
+    ``interrupted.ckpt``), so a checkpoint that names a best file always finds it on disk.
+    Writing a checkpoint costs 1 to 3 ms on 2 CPU cores, as much as a whole epoch of a small
+    MLP, and early in a run nearly every epoch is a new best. ``write_every_seconds: 0``
+    writes at once, as ModelCheckpoint does.
+
+    It also reads the monitored values without deep-copying ``trainer.callback_metrics``
+    (dllab's modules store fresh tensors there, never changed in place).
+    """
+
+    MAX_PENDING = 8  # more snapshots than this in memory (save_top_k=-1, say) are written at once
+
+    def __init__(self, *args: Any, write_every_seconds: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.save_last and write_every_seconds > 0:
+            raise ValueError(
+                "save_last: not with write_every_seconds > 0 (the last file would lag behind); "
+                "LastCheckpoint writes last.ckpt"
+            )
+        self.write_every_seconds = write_every_seconds
+        self._pending: dict[str, dict[str, Any]] = {}  # file path -> checkpoint not yet written
+        self._last_write = time.monotonic()
+        self._snapshotting = False
+        self._trainer: L.Trainer | None = None  # set in setup: state_dict() writes through it
+
+    def _should_save_on_train_epoch_end(self, trainer: L.Trainer) -> bool:
+        """Check for a new best right after validation when there is one (ModelCheckpoint waits
+        for the epoch's end): then ``last.ckpt``, taken at the epoch's end, already knows it."""
+        setting = compat.save_on_train_epoch_end_setting(self)
+        if setting is not None:
+            return setting
+        return sum(trainer.num_val_batches) == 0
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, Tensor]:
+        candidates = dict(trainer.callback_metrics)
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        candidates["epoch"] = epoch.int() if isinstance(epoch, Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, Tensor) else torch.tensor(trainer.global_step)
+        return candidates
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self.write_every_seconds <= 0:
+            compat.write_model_checkpoint(self, trainer, filepath)
+            return
+        self._snapshotting = True  # our own state_dict() must not write the previous snapshot
+        try:
+            checkpoint = compat.dump_checkpoint(trainer, self.save_weights_only)
+        finally:
+            self._snapshotting = False
+        # Lightning builds the loops' state afresh for each dump (plain numbers): only the rest is copied
+        self._pending[filepath] = {k: v if k == "loops" else _copy_tensors(v) for k, v in checkpoint.items()}
+        compat.mark_checkpoint_saved(self, trainer, filepath)
+        if len(self._pending) > self.MAX_PENDING:
+            self.write_pending(trainer)
+
+    def file_exists(self, filepath: Any, trainer: L.Trainer) -> bool:
+        """A snapshot not yet written counts as an existing file (top-k names, version counter)."""
+        return str(filepath) in self._pending or super().file_exists(filepath, trainer)
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self._pending.pop(filepath, None) is None:  # a snapshot never written needs no removal
+            compat.remove_model_checkpoint(self, trainer, filepath)
+
+    def write_pending(self, trainer: L.Trainer) -> None:
+        """Write the snapshots not yet on disk (rank 0 writes; every rank may call)."""
+        for filepath, checkpoint in self._pending.items():
+            trainer.strategy.save_checkpoint(checkpoint, filepath)
+        if self._pending and trainer.is_global_zero:
+            for logger in trainer.loggers:  # now that the files exist (loggers that upload them)
+                logger.after_save_checkpoint(self)
+        self._pending.clear()
+        self._last_write = time.monotonic()
+
+    def _write_if_due(self, trainer: L.Trainer) -> None:
+        if self._pending and time.monotonic() - self._last_write >= self.write_every_seconds:
+            self.write_pending(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # the check when there is no validation
+        self._write_if_due(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)  # the check after validation
+        self._write_if_due(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.write_pending(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """Write the bests found so far; with ``save_on_exception``, the training state of the
+        moment goes to ``exception.ckpt`` beside them. (ModelCheckpoint would save it under the
+        monitored file name, here ``best.ckpt``: the best would be lost, and after a divergence
+        replaced by NaN weights.) As in ModelCheckpoint, nothing is saved when no optimizer step
+        was taken since the last checkpoint (that state is already on disk), nor outside fit."""
+        self.write_pending(trainer)
+        if (
+            compat.should_save_on_exception(self, trainer)
+            and trainer.state.fn == TrainerFn.FITTING
+            and trainer.is_global_zero  # no barrier: other DDP ranks may be stopping already
+            and self.dirpath is not None
+        ):
+            path = os.path.join(self.dirpath, f"exception{self.FILE_EXTENSION}")
+            checkpoint = compat.dump_checkpoint(trainer, self.save_weights_only)
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path)
+            log.info(f"{type(exception).__name__} raised: the state of that moment is in {path}")
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._pending and not self._snapshotting and self._trainer is not None:
+            self.write_pending(self._trainer)  # another checkpoint is being taken: ours first
+        return super().state_dict()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._trainer = trainer
+
+
+def _copy_tensors(value: Any) -> Any:
+    """A copy of a checkpoint: tensors cloned, dicts, lists and tuples rebuilt, the rest (numbers,
+    strings, enums) shared. Lightning's ``apply_to_collection`` does the same at 3 times the cost."""
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        copied = {k: _copy_tensors(v) for k, v in value.items()}
+        if type(value) is dict:
+            return copied
+        rebuilt = type(value)(copied)
+        if hasattr(value, "_metadata"):  # a module state_dict's per-module versions
+            rebuilt._metadata = value._metadata  # type: ignore[attr-defined]
+        return rebuilt
+    if isinstance(value, list):
+        return [_copy_tensors(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_copy_tensors(v) for v in value)
+    return value

@@ -1,0 +1,75 @@
+"""Compatibility: the private Lightning and torch APIs dllab relies on exist in the installed
+versions, the pinned range is the tested one, and run dirs of earlier dllab versions still
+load in dllab-eval and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lightning
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from dllab.training import compat
+from dllab.training.module import load_module
+from tests.conftest import bare_trainer, run_cli
+
+OLD_RUN = Path(__file__).parent / "data" / "run_v0_1"
+
+
+def test_the_installed_lightning_is_the_tested_one_and_pinned() -> None:
+    major, minor = (int(part) for part in lightning.__version__.split(".")[:2])
+    assert (major, minor) == compat.TESTED_LIGHTNING
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert f'"lightning>={major}.{minor},<{major}.{minor + 1}"' in pyproject
+
+
+def test_every_private_api_dllab_uses_exists(tmp_path: Path) -> None:
+    for name in compat.MODEL_CHECKPOINT_OVERRIDES:
+        assert callable(getattr(ModelCheckpoint, name)), name
+    checkpoint = ModelCheckpoint(dirpath=tmp_path)
+    assert compat.save_on_train_epoch_end_setting(checkpoint) is None
+    trainer = bare_trainer(callbacks=[checkpoint], enable_checkpointing=True)
+    assert compat.should_save_on_exception(checkpoint, trainer) is False
+    compat.mark_checkpoint_saved(checkpoint, trainer, "x.ckpt")
+    assert checkpoint._last_checkpoint_saved == "x.ckpt"
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total
+    compat.add_optimizer_steps(trainer, 3)  # trainer.global_step under manual optimization: test_module.py
+    assert progress.completed == 3
+    assert callable(compat.ddp_worker_command())
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    assert compat.logger_prefix(logger) == ""
+    assert hasattr(compat.tensorboard_file_writer(logger), "add_event")
+
+
+@pytest.fixture
+def old_run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "old_run"
+    shutil.copytree(OLD_RUN, run_dir)
+    return run_dir
+
+
+def test_a_checkpoint_of_an_earlier_version_rebuilds_its_mlp(old_run: Path) -> None:
+    saved = torch.load(old_run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert "net" not in saved["hyper_parameters"]  # written before networks were chosen by _target_
+    module = load_module(str(old_run / "checkpoints" / "best.ckpt"))
+    assert [p.shape[0] for p in module.net.parameters()][:2] == [8, 8]  # model.hidden_sizes=[8]
+
+
+def test_dllab_eval_and_resume_work_on_a_run_dir_of_an_earlier_version(old_run: Path, tmp_path: Path) -> None:
+    recorded = json.loads((old_run / "metrics.json").read_text())
+    evaluated = run_cli("dllab-eval", f"ckpt_path={old_run / 'checkpoints' / 'best.ckpt'}", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    again = json.loads((old_run / "eval_metrics.json").read_text())["test"]
+    assert again == pytest.approx(recorded["test"], abs=1e-6)
+
+    resumed = run_cli("dllab-train", f"resume={old_run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = json.loads((old_run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 3  # one more epoch than it had
+    assert metrics["global_step"] == recorded["global_step"] * 3 // 2
+    assert "test/acc" in metrics["test"]
