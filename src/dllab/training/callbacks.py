@@ -116,8 +116,8 @@ class GracefulInterrupt(L.Callback):
 
     The signal raises ``KeyboardInterrupt`` at once, as Python does for Ctrl-C. Python drops
     an exception raised inside a finalizer (``__del__``) that happens to be running, so the
-    signal is also remembered, and the next batch or epoch hook raises it again: a signal is
-    never lost.
+    signal is also remembered, and the next epoch or validation-batch hook raises it again: a
+    signal is never lost. (Not a per-step hook: those would cost the epoch loop a call per batch.)
     """
 
     def __init__(self) -> None:
@@ -136,9 +136,6 @@ class GracefulInterrupt(L.Callback):
     def _raise_if_lost(self) -> None:
         if self._signal is not None and not self._handled:
             raise KeyboardInterrupt(f"signal {self._signal}")
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        self._raise_if_lost()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._raise_if_lost()

@@ -112,7 +112,8 @@ class EpochLoop:
         done = min(n_groups * group, order.numel())
         step, transform, hooks, optimizer = self.step, self.transform, self.hooks, self.optimizer
         scaler = self.scaler
-        plain = scaler is None and self.average_gradients is None and not self.clip_val and not hooks
+        plain = scaler is None and self.average_gradients is None and not self.clip_val
+        plain = plain and not hooks.before_optimizer_step and not hooks.before_zero_grad
         count_each_step = bool(hooks) and self.count_steps is not None
         losses: list[Tensor] = []
         sizes: list[int] = []
@@ -134,7 +135,8 @@ class EpochLoop:
                 (scaled if scaler is None else scaler.scale(scaled)).backward()
                 for after_backward in hooks.after_backward:
                     after_backward()
-                losses.append(loss.detach())
+                detached = loss.detach()
+                losses.append(detached)
                 sizes.append(target.shape[0])
                 outputs.append(output.detach())
                 targets.append(target)
@@ -150,7 +152,7 @@ class EpochLoop:
                         counted += 1
                 if hooks.batch_end:
                     for batch_end in hooks.batch_end:
-                        batch_end({"loss": loss.detach()}, (features, target), batch_idx)
+                        batch_end({"loss": detached}, (features, target), batch_idx)
         finally:  # the step count is right also when interrupted
             if steps > counted:
                 self._count(steps - counted)
