@@ -3,8 +3,7 @@ TensorBoard's IMAGES tab and save them as PNG files in the run dir.
 
 - every ``plots.every_n_epochs`` epochs during fit, under ``plots/<name>`` (the image step is
   the number of epochs done, so TensorBoard's step slider shows the picture forming), as
-  raster images drawn with numpy (a few milliseconds each, where a matplotlib figure takes
-  50 to 100 ms):
+  raster images drawn with numpy (far cheaper than a matplotlib figure):
   ``decision_boundary`` (2-D classification), ``regression_surface`` (2-D regression),
   ``function_fit`` (the 1-D ``function`` set);
 - once after testing, from the tested model (the best checkpoint), under ``final/<name>`` and

@@ -134,8 +134,8 @@ def grid_over(points: np.ndarray, resolution: int = 100, margin: float = 0.1) ->
 
 
 # --- raster pictures: the cheap per-epoch images for TensorBoard's step slider ----------------
-# Drawn with numpy straight into pixels (no axes, no text): a few milliseconds each, where a
-# matplotlib figure costs 50 to 100 ms. The final pictures are full figures.
+# Drawn with numpy straight into pixels (no axes, no text), far cheaper than a matplotlib
+# figure. The final pictures are full figures.
 
 
 def png_of(rgb: np.ndarray) -> bytes:

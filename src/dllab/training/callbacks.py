@@ -25,7 +25,7 @@ class EpochProgressBar(ProgressBar):
 
     The bar redraws at most every ``refresh_seconds`` (the callback decides, tqdm only
     counts), and the values are formatted only for a redraw, so the bar costs next to nothing
-    however short the epochs are (Lightning's per-batch bars cost about 20% of a
+    however short the epochs are (Lightning's per-batch bars cost a large share of a
     small-MLP step).
     """
 

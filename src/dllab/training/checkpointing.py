@@ -24,8 +24,8 @@ class LastCheckpoint(Checkpoint):
     """``checkpoints/last.ckpt``: the latest state, saved at the end of an epoch when
     ``every_seconds`` have passed since the last save, and always when training ends.
 
-    A save costs about 1.4 ms on 2 CPU cores while a whole small epoch takes 3 to 10 ms, so
-    saving every epoch would be the largest cost of a short run. With a time interval a
+    Why a time interval: a save costs about as much as a whole small epoch, so saving every
+    epoch would be the largest cost of a short run (docs/performance.md). With it a
     crash loses at most that much training (``resume=`` continues from here); Ctrl-C or
     SIGTERM saves ``interrupted.ckpt`` anyway. ``every_seconds: 0`` saves every epoch.
 
@@ -64,13 +64,12 @@ class BestCheckpoint(ModelCheckpoint):
     ``save_last``, which ``LastCheckpoint`` covers), with the files written on a time budget.
 
     A new best is snapshotted in memory (Lightning's checkpoint dict with its tensors copied
-    on their device: about 0.65 ms for dllab's MLPs on 2 CPU cores, 0.46 ms of it Lightning's
-    ``dump_checkpoint``) and written to disk when
+    on their device) and written to disk when
     ``write_every_seconds`` have passed since the last write, when training ends or stops
     on an exception, and before any other checkpoint is taken (``last.ckpt``,
     ``interrupted.ckpt``), so a checkpoint that names a best file always finds it on disk.
-    Writing a checkpoint costs 1 to 3 ms on 2 CPU cores, as much as a whole epoch of a small
-    MLP, and early in a run nearly every epoch is a new best. ``write_every_seconds: 0``
+    Why: writing a checkpoint costs as much as a whole epoch of a small MLP, and early in a run
+    nearly every epoch is a new best. ``write_every_seconds: 0``
     writes at once, as ModelCheckpoint does.
 
     It also reads the monitored values without deep-copying ``trainer.callback_metrics``
@@ -186,7 +185,7 @@ class BestCheckpoint(ModelCheckpoint):
 
 def _copy_tensors(value: Any) -> Any:
     """A copy of a checkpoint: tensors cloned, dicts, lists and tuples rebuilt, the rest (numbers,
-    strings, enums) shared. Lightning's ``apply_to_collection`` does the same at 3 times the cost."""
+    strings, enums) shared. Lightning's ``apply_to_collection`` does the same, more slowly."""
     if isinstance(value, Tensor):
         return value.detach().clone()
     if isinstance(value, dict):

@@ -19,14 +19,12 @@ from dllab.training import compat
 class TensorBoardLogger(LightningTensorBoardLogger):
     """Lightning's TensorBoard logger, cheaper per epoch.
 
-    torch's ``SummaryWriter`` hands every event to a writer thread, which checksums it in pure
-    Python (tensorboard's ``crc32c``, about 15 µs an event) while holding the GIL that the
-    training loop needs between its torch calls. With three events an epoch (train values,
-    val values, learning rate) that cost about 0.4 ms an epoch on 2 CPU cores, more than a
-    tenth of a small epoch (``scripts/benchmark.py``, A/B with the logger off).
+    Why: torch's ``SummaryWriter`` hands every event to a writer thread, which checksums it in
+    pure Python while holding the GIL that the training loop needs between its torch calls; with
+    a few events an epoch that is a noticeable share of a small epoch (docs/performance.md).
 
     So ``log_metrics`` only records the values (a number per tag, the step and the time).
-    They become events when the logger saves: Lightning and ``MLPModule.log_epoch`` ask for
+    They become events when the logger saves: Lightning and ``TaskModule.log_epoch`` ask for
     that after every epoch, and this logger does it at most every ``flush_seconds`` and
     always in ``finalize`` (end of fit or test, also after an exception), then flushes the
     file, so TensorBoard sees a run live, ``flush_seconds`` or one epoch behind. Values of one step logged

@@ -186,11 +186,10 @@ class TaskModule(L.LightningModule, ABC):
         read; as float32 tensors on the CPU) and to every logger at step = epoch, then ask
         the loggers to ``save()`` (dllab's TensorBoard logger writes at most every few seconds).
 
-        Lightning's ``self.log`` costs about 0.26 ms a call on 2 CPU cores (it walks its
-        stored results with ``apply_to_collection``), and every read of
-        ``trainer.callback_metrics`` walks them again: with epochs of 3 to 10 ms that
-        bookkeeping was the largest overhead of a run. The values are already the epoch's,
-        computed from sums over all processes. Test metrics still go through ``self.log``,
+        Why not ``self.log``: it walks its stored results with ``apply_to_collection`` on every
+        call, and every read of ``trainer.callback_metrics`` walks them again; with epochs of a
+        few milliseconds that bookkeeping was the largest overhead of a run. The values are
+        already the epoch's, computed from sums over all processes. Test metrics still go through ``self.log``,
         since ``trainer.test`` returns them.
         """
         tensors = torch.tensor(list(values.values()), dtype=torch.float32).unbind()
@@ -269,9 +268,8 @@ class TaskModule(L.LightningModule, ABC):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """Adds the batch's loss sum, sample count and :meth:`epoch_statistics` to the epoch's
         sums, on the device, in float32 (counts exact to 16.7M samples). Validation runs every
-        epoch: with torchmetrics' metric objects (update, compute and reset of three) a digits
-        pass took 1.8 to 1.9 ms on 2 CPU cores, with these sums 1.1 to 1.3 ms
-        (``scripts/benchmark.py --breakdown``)."""
+        epoch, and sums cost less than updating, computing and resetting torchmetrics' metric
+        objects each pass; a test checks the values against torchmetrics."""
         x, y = batch
         loss, output = self.step(x, y)
         head = torch.stack([loss.float() * y.shape[0], output.new_full((), y.shape[0], dtype=torch.float32)])
@@ -365,8 +363,8 @@ class ClassificationModule(TaskModule):
     def epoch_metrics(self, statistics: Sequence[float], samples: float) -> dict[str, float]:
         """Accuracy and macro F1 by torchmetrics' definitions (macro F1 leaves out classes
         neither present nor predicted; a test compares with ``multiclass_accuracy`` and
-        ``multiclass_f1_score``). Two torchmetrics calls cost 0.3 ms an epoch here, a tenth of
-        a small epoch; this is a few sums over the k x k counts."""
+        ``multiclass_f1_score``): a few sums over the k x k counts, cheaper per epoch than
+        calling torchmetrics."""
         k = int(self.hparams["output_size"])
         tp = statistics[:: k + 1]
         true = [sum(statistics[c * k : (c + 1) * k]) for c in range(k)]

@@ -22,8 +22,8 @@ def build_optimizer(config: Mapping[str, Any], params: Iterable[torch.nn.Paramet
     """Instantiate the optimizer partial with ``params``.
 
     ``fused: auto`` (the default in conf/optimizer) uses torch's fused kernel where the
-    optimizer and the parameters' device support it (1.3x the default loop on CPU for
-    Adam), else torch's default implementation.
+    optimizer and the parameters' device support it (faster than the default per-tensor
+    loop, docs/performance.md), else torch's default implementation.
     """
     config = dict(config)
     fused = config.pop("fused", "auto")
