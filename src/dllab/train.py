@@ -100,6 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from dllab.data.augmentation import build_augmenter
+    from dllab.data.datamodule import build_datamodule
     from dllab.pictures.callbacks import build_plot_callbacks
     from dllab.training.module import MODULES
 
@@ -115,7 +116,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
 
     trainer_kwargs, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
-    datamodule = instantiate(cfg.data, **data_kwargs)
+    datamodule = build_datamodule(cfg.data, **data_kwargs)
     datamodule.setup()
     task = datamodule.task
     check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
@@ -139,7 +140,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.image_shape,
         datamodule.scaling,
         seed=cfg.seed,
-        mirror=cfg.data.get("mirror"),
+        mirror=datamodule.source.mirrored,
     )
 
     from dllab.training.callbacks import GracefulInterrupt, LastCheckpoint

@@ -1,44 +1,22 @@
-"""Raw datasets as numpy arrays: the TensorFlow Playground's 2-D generators and the
-sets that ship inside scikit-learn (no network).
-
-Every loader returns a :class:`Dataset`; splitting, scaling and batching belong to
-:mod:`dllab.data.datamodule`.
-"""
+"""The TensorFlow Playground's 2-D sets as a source: the generators (after the Playground's
+dataset.ts), the input features computed from a raw point, and the noise-free surfaces of
+the two regression sets (for the pictures)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from dllab.catalog import CLASSIFICATION, DATASETS, REGRESSION
+from dllab.catalog import CLASSIFICATION, REGRESSION
+from dllab.data.dataset import Dataset
+from dllab.data.source import Source, fail, is_int, is_number
 
-
-@dataclass
-class Dataset:
-    """Features ``x`` (float32, one row per sample) and targets ``y``.
-
-    Classification targets are int64 class indices; regression targets are float32
-    with shape (n, outputs). ``image_shape`` is set for image data (C, H, W): the
-    rows of ``x`` are then the flattened images.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    task: str
-    feature_names: list[str]
-    class_names: list[str] = field(default_factory=list)
-    image_shape: tuple[int, ...] | None = None
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.class_names) if self.task == CLASSIFICATION else int(self.y.shape[1])
-
-
-# --- 2-D playground generators -------------------------------------------------------
+# --- 2-D generators ----------------------------------------------------------------------
 # Each returns raw points (n, 2) and labels: +1/-1 for classification, a float for
-# regression. They follow the TensorFlow Playground's dataset.ts.
+# regression.
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float, n: int) -> np.ndarray:
@@ -98,7 +76,11 @@ def plane(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, n
     y = _uniform(rng, -radius, radius, n)
     jx = _uniform(rng, -radius, radius, n) * noise
     jy = _uniform(rng, -radius, radius, n) * noise
-    return np.stack([x, y], 1), ((x + jx) + (y + jy)) / 10.0
+    return np.stack([x, y], 1), plane_value(x + jx, y + jy)
+
+
+def plane_value(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x + y) / 10.0
 
 
 MULTIGAUSS_BUMPS = ((-4, 2.5, 1), (0, 2.5, -1), (4, 2.5, 1), (-4, -2.5, -1), (0, -2.5, 1), (4, -2.5, -1))
@@ -130,10 +112,20 @@ GENERATORS = {
     "plane": plane,
     "multigauss": multigauss,
 }
+REGRESSION_SETS = ("plane", "multigauss")
+
+# Noise-free targets of the regression sets, f(x1, x2).
+SURFACES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "plane": plane_value,
+    "multigauss": multigauss_value,
+}
+
+# Input features computed from the raw point (x1, x2).
+FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1x2", "sin_x1", "sin_x2")
 
 
 def expand_features(points: np.ndarray, features: Sequence[str]) -> np.ndarray:
-    """The Playground's input features of raw points (n, 2), one column per name."""
+    """The Playground's input features of raw points (n, 2), one column per name in FEATURES."""
     x1, x2 = points[:, 0], points[:, 1]
     table = {
         "x1": x1,
@@ -147,38 +139,46 @@ def expand_features(points: np.ndarray, features: Sequence[str]) -> np.ndarray:
     return np.stack([table[name] for name in features], 1)
 
 
-def load_playground(
-    name: str, n_samples: int, noise: float, features: Sequence[str], seed: int
-) -> tuple[Dataset, np.ndarray]:
-    """A playground set and its raw 2-D points (for plots of the input plane)."""
-    rng = np.random.default_rng(seed)
-    points, label = GENERATORS[name](n_samples, noise, rng)
-    x = expand_features(points, features).astype(np.float32)
-    if DATASETS[name].task == CLASSIFICATION:
-        y = (label > 0).astype(np.int64)  # -1 -> class 0, +1 -> class 1
-        return Dataset(x, y, CLASSIFICATION, list(features), ["-1", "+1"]), points
-    return Dataset(x, label.astype(np.float32)[:, None], REGRESSION, list(features)), points
+def check_generated(n_samples: Any, noise: Any, noise_unit: str = "") -> None:
+    """n_samples and noise of a generated set (these 2-D sets, the 1-D function set)."""
+    if not is_int(n_samples) or n_samples < 10:
+        raise fail("data.n_samples", n_samples, "must be an integer >= 10")
+    if not is_number(noise) or not 0 <= noise <= 0.5:
+        raise fail("data.noise", noise, f"must be a number in [0, 0.5]{noise_unit}")
 
 
-def load_sklearn(name: str) -> Dataset:
-    """A dataset that ships inside scikit-learn (no download)."""
-    from sklearn import datasets as skd
+@dataclass
+class Playground(Source):
+    """One of the Playground's 2-D sets (``name`` in GENERATORS): ``n_samples`` points with
+    the Playground's ``noise`` (0 to 0.5), as the input ``features`` (names in FEATURES).
+    Classification labels -1/+1 become classes 0/1; ``points`` are the raw 2-D points."""
 
-    if name == "digits":
-        bunch = skd.load_digits()
-        x = (bunch.data / 16.0).astype(np.float32)  # pixels 0..16 -> 0..1
-        names = [str(c) for c in bunch.target_names]
-        return Dataset(x, bunch.target.astype(np.int64), CLASSIFICATION, [], names, (1, 8, 8))
-    loader = {
-        "iris": skd.load_iris,
-        "wine": skd.load_wine,
-        "breast_cancer": skd.load_breast_cancer,
-        "diabetes": skd.load_diabetes,
-    }[name]
-    bunch = loader()
-    x = bunch.data.astype(np.float32)
-    features = [str(f) for f in bunch.feature_names]
-    if DATASETS[name].task == REGRESSION:
-        return Dataset(x, bunch.target.astype(np.float32)[:, None], REGRESSION, features)
-    names = [str(c) for c in bunch.target_names]
-    return Dataset(x, bunch.target.astype(np.int64), CLASSIFICATION, features, names)
+    n_samples: int = 500
+    noise: float = 0.0
+    features: Sequence[str] = ("x1", "x2")
+
+    @property
+    def task(self) -> str:
+        return REGRESSION if self.name in REGRESSION_SETS else CLASSIFICATION
+
+    def check(self) -> None:
+        if self.name not in GENERATORS:
+            raise fail("data.name", self.name, f"unknown Playground set; choose one of {', '.join(GENERATORS)}")
+        check_generated(self.n_samples, self.noise)
+        features = self.features
+        if not isinstance(features, (list, tuple)) or not features:
+            raise fail("data.features", features, f"must be a non-empty list of {', '.join(FEATURES)}")
+        for feature in features:
+            if feature not in FEATURES:
+                raise fail("data.features", feature, f"unknown feature; choose from {', '.join(FEATURES)}")
+        if len(set(features)) != len(features):
+            raise fail("data.features", list(features), "lists a feature twice")
+
+    def load(self, seed: int) -> Dataset:
+        points, label = GENERATORS[self.name](self.n_samples, self.noise, np.random.default_rng(seed))
+        x = expand_features(points, self.features).astype(np.float32)
+        names = list(self.features)
+        if self.task == CLASSIFICATION:
+            y = (label > 0).astype(np.int64)  # -1 -> class 0, +1 -> class 1
+            return Dataset(x, y, CLASSIFICATION, names, ["-1", "+1"], points=points)
+        return Dataset(x, label.astype(np.float32)[:, None], REGRESSION, names, points=points)
