@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.playground import Playground
+from dllab.data.sklearn_sets import SklearnSet
 from dllab.training.module import ClassificationModule
 from tests.conftest import bare_trainer, plain_training_loop, run_cli, run_dirs
 
@@ -25,7 +27,7 @@ def gpu_trainer(**kwargs) -> L.Trainer:
 
 
 def test_splits_live_on_the_gpu_once() -> None:
-    dm = InMemoryDataModule("digits", batch_size=32)
+    dm = InMemoryDataModule(SklearnSet("digits"), batch_size=32)
     module = ClassificationModule(64, 10, hidden_sizes=[32])
     trainer = gpu_trainer(max_epochs=2, precision="bf16-mixed")
     trainer.fit(module, dm)
@@ -39,7 +41,7 @@ def test_splits_live_on_the_gpu_once() -> None:
 
 
 def test_fast_path_equals_a_plain_loop_on_the_gpu() -> None:
-    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+    dm = InMemoryDataModule(Playground("circle", n_samples=203), batch_size=10, seed=0)
     dm.setup()
     torch.manual_seed(0)
     module = ClassificationModule(2, 2, hidden_sizes=[16], optimizer={"_target_": "torch.optim.SGD", "lr": 0.05})
