@@ -70,13 +70,21 @@ def spiral(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, 
     return np.concatenate(points), np.concatenate(labels)
 
 
-def plane(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+Surface = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _regression_set(surface: Surface, n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform points on [-6, 6]², targets the surface at the jittered points."""
     radius = 6.0
     x = _uniform(rng, -radius, radius, n)
     y = _uniform(rng, -radius, radius, n)
     jx = _uniform(rng, -radius, radius, n) * noise
     jy = _uniform(rng, -radius, radius, n) * noise
-    return np.stack([x, y], 1), plane_value(x + jx, y + jy)
+    return np.stack([x, y], 1), surface(x + jx, y + jy)
+
+
+def plane(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    return _regression_set(plane_value, n, noise, rng)
 
 
 def plane_value(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -96,12 +104,7 @@ def multigauss_value(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def multigauss(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    radius = 6.0
-    x = _uniform(rng, -radius, radius, n)
-    y = _uniform(rng, -radius, radius, n)
-    jx = _uniform(rng, -radius, radius, n) * noise
-    jy = _uniform(rng, -radius, radius, n) * noise
-    return np.stack([x, y], 1), multigauss_value(x + jx, y + jy)
+    return _regression_set(multigauss_value, n, noise, rng)
 
 
 GENERATORS = {
@@ -115,7 +118,7 @@ GENERATORS = {
 REGRESSION_SETS = ("plane", "multigauss")
 
 # Noise-free targets of the regression sets, f(x1, x2).
-SURFACES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+SURFACES: dict[str, Surface] = {
     "plane": plane_value,
     "multigauss": multigauss_value,
 }
