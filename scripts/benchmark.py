@@ -75,7 +75,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, open_dict
@@ -84,7 +83,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from dllab.data.datamodule import EpochBatch, InMemoryDataModule
+from dllab.data.datamodule import EpochBatch, InMemoryDataModule, build_datamodule
 from dllab.models.mlp import MLP
 from dllab.models.network import build_network
 from dllab.train import config_dir, plain, train
@@ -287,7 +286,7 @@ def compose_config(
 
 
 def load_data(cfg: DictConfig) -> InMemoryDataModule:
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup()
     return datamodule
 

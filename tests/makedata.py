@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllab.data import images as image_data
+from dllab.data import downloaded_images as image_data
 from dllab.data.downloads import Remote
 
 IDX_NAMES = (

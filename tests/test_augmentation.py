@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from dllab.checks import check_config
 from dllab.data.augmentation import AugmentationPreview, Augmenter, build_augmenter, image_grid
 from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.sklearn_sets import SklearnSet
 from dllab.errors import ConfigError
 from dllab.train import plain
 from dllab.training.module import ClassificationModule
@@ -30,7 +31,7 @@ LIGHT = {
 
 
 def digits() -> InMemoryDataModule:
-    dm = InMemoryDataModule("digits", batch_size=64, seed=0, standardize=True)
+    dm = InMemoryDataModule(SklearnSet("digits"), batch_size=64, seed=0, standardize=True)
     dm.setup()
     return dm
 
@@ -118,7 +119,7 @@ def test_every_augmentation_option_builds(name: str, make_cfg, dm: InMemoryDataM
     assert "RandomAffine" in kinds
     x = torch.from_numpy(dm.arrays["train"][0][:16])
     assert augmenter(x).shape == x.shape
-    mirrored = build_augmenter(plain(cfg.augmentation), "cifar10", (3, 32, 32), seed=0)
+    mirrored = build_augmenter(plain(cfg.augmentation), "cifar10", (3, 32, 32), seed=0, mirror=True)
     assert mirrored is not None and "RandomHorizontalFlip" in [type(m).__name__ for m in mirrored.transforms]
     assert mirrored(torch.rand(4, 3 * 32 * 32)).shape == (4, 3072)
 
@@ -162,7 +163,7 @@ def test_augmentation_draws_continue_after_a_checkpoint() -> None:
     draws the augmentations the uninterrupted run would have drawn."""
     from dllab.training.module import ClassificationModule
 
-    dm = InMemoryDataModule("digits", seed=0)
+    dm = InMemoryDataModule(SklearnSet("digits"), seed=0)
     dm.setup()
     x = torch.from_numpy(dm.arrays["train"][0][:16])
     running = ClassificationModule(64, 10)

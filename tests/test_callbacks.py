@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.playground import Playground
+from dllab.data.sklearn_sets import SklearnSet
 from dllab.errors import DivergedError
 from dllab.training.checkpointing import BestCheckpoint, LastCheckpoint
 from dllab.training.loggers import TensorBoardLogger
@@ -39,7 +41,7 @@ def fit(tmp_path: Path, *callbacks: L.Callback, epochs: int = 8) -> tuple[L.Trai
     history = History(tmp_path)
     module = ClassificationModule(4, 3, net=mlp([8]), optimizer=ADAM)
     t = bare_trainer(max_epochs=epochs, enable_checkpointing=True, callbacks=[*callbacks, history])
-    t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+    t.fit(module, InMemoryDataModule(SklearnSet("iris"), seed=0, batch_size=16))
     return t, history
 
 
@@ -111,7 +113,7 @@ def test_save_on_exception_saves_nothing_outside_fit(tmp_path: Path) -> None:
     callback._last_global_step_saved = -1  # steps since the last best: only the stage keeps it from saving
     t.callbacks.append(FailOnTest())
     with pytest.raises(RuntimeError, match="the test stage fails"):
-        t.test(t.lightning_module, InMemoryDataModule("iris", seed=0, batch_size=16), verbose=False)
+        t.test(t.lightning_module, InMemoryDataModule(SklearnSet("iris"), seed=0, batch_size=16), verbose=False)
     assert {p.name for p in tmp_path.glob("*.ckpt")} == {"best.ckpt"}
 
 
@@ -210,7 +212,7 @@ def test_progress_bar_shows_the_values_of_the_epoch_it_draws(tmp_path: Path, cap
     module = ClassificationModule(4, 3, net=mlp([8]), optimizer=ADAM)
     bar = EpochProgressBar(refresh_seconds=0.05)
     t = bare_trainer(max_epochs=12, enable_progress_bar=True, callbacks=[losses, bar])
-    t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+    t.fit(module, InMemoryDataModule(SklearnSet("iris"), seed=0, batch_size=16))
     lines = capsys.readouterr().out.replace("\r", "\n").splitlines()
     drawn = {int(m[1]): m[2] for line in lines if (m := re.search(r" (\d+)/12 .*train_loss=([-\d.e]+)", line))}
     assert 12 in drawn and 2 <= len(drawn) < 12, drawn  # the last epoch, and not every epoch
@@ -245,7 +247,7 @@ def test_last_checkpoint_runs_after_early_stopping_and_the_best_check(tmp_path: 
         stopping,
     ]
     t = bare_trainer(max_epochs=4, enable_checkpointing=True, callbacks=callbacks, **no_val)
-    t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+    t.fit(module, InMemoryDataModule(SklearnSet("iris"), seed=0, batch_size=16))
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     states = {k.split("{")[0]: v for k, v in last["callbacks"].items()}
     # the state of the epoch last.ckpt ends, not of the one before
@@ -255,7 +257,7 @@ def test_last_checkpoint_runs_after_early_stopping_and_the_best_check(tmp_path: 
 
 
 def test_sixteen_bit_training_keeps_epoch_sums_in_float32() -> None:
-    dm = InMemoryDataModule("circle", n_samples=100_000, batch_size=20_000, seed=0)  # 70,000 > 65,504
+    dm = InMemoryDataModule(Playground("circle", n_samples=100_000), batch_size=20_000, seed=0)  # 70,000 > 65,504
     torch.manual_seed(0)
     module = ClassificationModule(2, 2, net=mlp([4]), optimizer=ADAM)
     t = bare_trainer(max_epochs=1, precision="16-true", limit_val_batches=0)
@@ -278,7 +280,7 @@ def test_a_signal_whose_exception_was_lost_stops_training_at_the_next_hook(tmp_p
     module = ClassificationModule(4, 3, net=mlp([8]), optimizer=ADAM)
     t = bare_trainer(max_epochs=5, default_root_dir=str(tmp_path), callbacks=[interrupt], num_sanity_val_steps=0)
     with pytest.raises(SystemExit):  # Lightning ends the process on KeyboardInterrupt
-        t.fit(module, InMemoryDataModule("iris", seed=0, batch_size=16))
+        t.fit(module, InMemoryDataModule(SklearnSet("iris"), seed=0, batch_size=16))
     assert t.current_epoch == 0 and t.global_step == 7  # stopped after the first epoch's step
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
     assert (tmp_path / "checkpoints" / "interrupted.ckpt").is_file()

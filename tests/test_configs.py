@@ -8,8 +8,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from dllab.catalog import DATASETS, LOSSES
+from dllab.catalog import BUILTIN_SOURCES, LOSSES
 from dllab.checks import check_config
+from dllab.data.datamodule import build_datamodule
+from dllab.data.source import source_of
 from dllab.errors import ConfigError
 from dllab.train import config_dir, instantiate_enabled, plain, split_trainer_config
 from dllab.training.losses import build_loss
@@ -25,17 +27,20 @@ def options(group: str) -> list[str]:
 
 
 def test_every_dataset_has_a_config() -> None:
-    assert options("data") == sorted(DATASETS)
+    assert options("data") == sorted(BUILTIN_SOURCES)
 
 
 @pytest.mark.parametrize("name", options("data"))
 def test_data_options(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = compose_train([f"data={name}", *local_data_overrides(name, tmp_path, monkeypatch)], tmp_path)
     check_config(cfg)
+    assert cfg.data._target_ == BUILTIN_SOURCES[name] and cfg.data.name == name
     _, _, data_kwargs = split_trainer_config(cfg.trainer)
-    dm = instantiate(cfg.data, **data_kwargs)
+    dm = build_datamodule(cfg.data, **data_kwargs)
     dm.setup()
-    assert dm.task == (DATASETS[name].task if DATASETS[name].task != "auto" else "classification")
+    task = source_of(cfg.data).task
+    assert dm.task == (task if task != "auto" else "classification")
+    assert dm.image_shape == dm.source.image_shape
     batch = next(iter(dm.train_dataloader()))
     assert batch.x.shape[1] == dm.input_size and batch.batch_size == cfg.data.batch_size
 
@@ -46,7 +51,7 @@ def test_loss_options(name: str, tmp_path: Path) -> None:
     cfg = compose_train([f"loss={name}", f"data={data}"], tmp_path)
     check_config(cfg)
     options_ = plain(cfg.loss)
-    loss = build_loss(DATASETS[data].task, options_.pop("name"), **options_)
+    loss = build_loss(source_of(cfg.data).task, options_.pop("name"), **options_)
     assert isinstance(loss, torch.nn.Module)
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from dllab.data.datamodule import InMemoryDataModule, TrainEpochs
+from dllab.data.playground import Playground
+from dllab.data.sklearn_sets import SklearnSet
 from dllab.errors import ConfigError
 
 
@@ -15,7 +17,7 @@ def rows(array: np.ndarray) -> set[bytes]:
 
 
 def test_splits_are_disjoint_stratified_and_seeded() -> None:
-    dm = InMemoryDataModule("digits", val_fraction=0.1, test_fraction=0.2, seed=1, standardize=False)
+    dm = InMemoryDataModule(SklearnSet("digits"), val_fraction=0.1, test_fraction=0.2, seed=1, standardize=False)
     dm.setup()
     sizes = {s: len(dm.arrays[s][0]) for s in ("train", "val", "test")}
     assert sizes == {"train": 1258, "val": 180, "test": 359}
@@ -25,20 +27,20 @@ def test_splits_are_disjoint_stratified_and_seeded() -> None:
     for split in ("train", "val", "test"):
         share = np.bincount(dm.arrays[split][1], minlength=10) / sizes[split]
         assert np.abs(share - full).max() < 0.02  # stratified: every split keeps the class shares
-    again = InMemoryDataModule("digits", seed=1, standardize=False)
+    again = InMemoryDataModule(SklearnSet("digits"), seed=1, standardize=False)
     again.setup()
     assert np.array_equal(again.arrays["test"][0], dm.arrays["test"][0])
-    other = InMemoryDataModule("digits", seed=2, standardize=False)
+    other = InMemoryDataModule(SklearnSet("digits"), seed=2, standardize=False)
     other.setup()
     assert not np.array_equal(other.arrays["test"][0], dm.arrays["test"][0])
 
 
 def test_standardization_uses_training_statistics_only() -> None:
-    dm = InMemoryDataModule("wine", seed=0, standardize=True)
+    dm = InMemoryDataModule(SklearnSet("wine"), seed=0, standardize=True)
     dm.setup()
     x_train = dm.arrays["train"][0]
     assert np.allclose(x_train.mean(0), 0, atol=1e-4) and np.allclose(x_train.std(0), 1, atol=1e-3)
-    raw = InMemoryDataModule("wine", seed=0, standardize=False)
+    raw = InMemoryDataModule(SklearnSet("wine"), seed=0, standardize=False)
     raw.setup()
     mean, std = raw.arrays["train"][0].mean(0), raw.arrays["train"][0].std(0)
     assert np.allclose(dm.arrays["test"][0], (raw.arrays["test"][0] - mean) / std, atol=1e-4)
@@ -46,7 +48,7 @@ def test_standardization_uses_training_statistics_only() -> None:
 
 
 def test_regression_targets_scaled_with_training_statistics() -> None:
-    dm = InMemoryDataModule("diabetes", seed=0)
+    dm = InMemoryDataModule(SklearnSet("diabetes"), seed=0)
     dm.setup()
     y_train = dm.arrays["train"][1]
     assert y_train.shape[1] == 1 and abs(float(y_train.mean())) < 1e-4 and abs(float(y_train.std()) - 1) < 1e-3
@@ -54,7 +56,7 @@ def test_regression_targets_scaled_with_training_statistics() -> None:
 
 
 def test_train_loader_yields_one_epoch_in_a_seeded_order() -> None:
-    dm = InMemoryDataModule("circle", n_samples=200, batch_size=10, seed=5)
+    dm = InMemoryDataModule(Playground("circle", n_samples=200), batch_size=10, seed=5)
     loader = dm.train_dataloader()
     (batch,) = list(loader)
     assert batch.batch_size == 10 and batch.x.shape == (140, 2)
@@ -75,25 +77,25 @@ def test_ddp_shards_cover_the_epoch_once() -> None:
 
 
 def test_eval_loader_slices_the_whole_split() -> None:
-    dm = InMemoryDataModule("digits", eval_batch_size=100)
+    dm = InMemoryDataModule(SklearnSet("digits"), eval_batch_size=100)
     batches = list(dm.test_dataloader())
     assert [len(b[0]) for b in batches] == [100, 100, 100, 59]
 
 
 def test_limits_select_fractions_or_batches() -> None:
-    dm = InMemoryDataModule("digits", batch_size=32, limit_train_batches=3, limit_val_batches=0.5)
+    dm = InMemoryDataModule(SklearnSet("digits"), batch_size=32, limit_train_batches=3, limit_val_batches=0.5)
     assert len(next(iter(dm.train_dataloader())).order) == 96
     assert sum(len(b[0]) for b in dm.val_dataloader()) == 90
 
 
 def test_overfit_uses_the_same_samples_for_validation() -> None:
-    dm = InMemoryDataModule("digits", batch_size=16, overfit_batches=2)
+    dm = InMemoryDataModule(SklearnSet("digits"), batch_size=16, overfit_batches=2)
     dm.setup()
     assert np.array_equal(dm.arrays["train"][0], dm.arrays["val"][0]) and len(dm.arrays["train"][0]) == 32
 
 
 def test_summary_reports_splits_classes_and_ratio() -> None:
-    dm = InMemoryDataModule("iris", seed=0)
+    dm = InMemoryDataModule(SklearnSet("iris"), seed=0)
     lines = dm.summary(num_parameters=1000)
     text = "\n".join(lines)
     assert "samples: train 105, val 15, test 30" in text
@@ -107,24 +109,23 @@ def test_summary_reports_splits_classes_and_ratio() -> None:
     [
         ({"batch_size": 5000}, "data.batch_size=5000: larger than the training split (1258 samples)"),
         ({"val_fraction": 0.0001}, "data.val_fraction: leaves 0 of 1797 samples in the val split"),
-        ({"name": "nope"}, "data.name=nope: unknown dataset; choose one of circle"),
+        ({"name": "nope"}, "data.name='nope': unknown scikit-learn set; choose one of iris"),
     ],
 )
 def test_bad_data_settings_name_the_field(kwargs: dict, message: str) -> None:
     options = {"name": "digits", **kwargs}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        InMemoryDataModule(**options).setup()
+        InMemoryDataModule(SklearnSet(options.pop("name")), **options).setup()
 
 
 def test_nan_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dllab.data import datamodule as module
-    from dllab.data.datasets import load_sklearn
+    load = SklearnSet.load
 
-    def with_nan(name: str):
-        data = load_sklearn(name)
+    def with_nan(self: SklearnSet, seed: int):
+        data = load(self, seed)
         data.x[7, 2] = np.nan
         return data
 
-    monkeypatch.setattr(module, "load_sklearn", with_nan)
+    monkeypatch.setattr(SklearnSet, "load", with_nan)
     with pytest.raises(ConfigError, match=r"data=wine: 1 rows hold NaN or inf values \(rows \[7\]"):
-        InMemoryDataModule("wine").setup()
+        InMemoryDataModule(SklearnSet("wine")).setup()

@@ -1,18 +1,13 @@
-"""The Playground generators and feature maps, and the scikit-learn loaders."""
+"""The Playground generators and feature maps, the function set, and the scikit-learn sets."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dllab.catalog import DATASETS, FEATURES
-from dllab.data.datasets import (
-    GENERATORS,
-    expand_features,
-    load_playground,
-    load_sklearn,
-    multigauss_value,
-)
+from dllab.data.functions import FunctionSet
+from dllab.data.playground import FEATURES, GENERATORS, Playground, expand_features, multigauss_value
+from dllab.data.sklearn_sets import SKLEARN_SETS, SklearnSet
 
 
 def rng() -> np.random.Generator:
@@ -87,23 +82,35 @@ def test_feature_map_columns() -> None:
     assert np.allclose(x, expected)
 
 
-def test_load_playground_maps_labels_to_classes_and_is_seeded() -> None:
-    a, points = load_playground("circle", 100, 0.1, ["x1", "x2", "x1x2"], seed=3)
-    b, _ = load_playground("circle", 100, 0.1, ["x1", "x2", "x1x2"], seed=3)
-    c, _ = load_playground("circle", 100, 0.1, ["x1", "x2", "x1x2"], seed=4)
+def test_playground_source_maps_labels_to_classes_and_is_seeded() -> None:
+    source = Playground("circle", n_samples=100, noise=0.1, features=["x1", "x2", "x1x2"])
+    a, b, c = source.load(seed=3), source.load(seed=3), source.load(seed=4)
     assert a.x.shape == (100, 3) and a.x.dtype == np.float32 and a.y.dtype == np.int64
     assert set(np.unique(a.y)) == {0, 1} and a.class_names == ["-1", "+1"]
     assert np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)
-    assert np.allclose(a.x[:, :2], points)
-    regression, _ = load_playground("plane", 50, 0.0, ["x1", "x2"], seed=0)
+    assert a.points is not None and np.allclose(a.x[:, :2], a.points)
+    regression = Playground("plane", n_samples=50).load(seed=0)
     assert regression.y.shape == (50, 1) and regression.num_outputs == 1
+    assert source.task == "classification" and Playground("plane").task == "regression"
+    assert source.image_shape is None and not source.mirrored
 
 
-@pytest.mark.parametrize("name", [n for n, info in DATASETS.items() if info.kind == "sklearn"])
+def test_function_set_points_are_its_inputs() -> None:
+    data = FunctionSet(fn="square", n_samples=30).load(seed=0)
+    assert data.points is not None and data.points.shape == (30, 1)
+    assert np.allclose(data.x, data.points) and np.allclose(data.y[:, 0], data.points[:, 0] ** 2, atol=1e-4)
+
+
+SKLEARN_SIZES = {"iris": 150, "wine": 178, "breast_cancer": 569, "digits": 1797, "diabetes": 442}
+
+
+@pytest.mark.parametrize("name", list(SKLEARN_SETS))
 def test_sklearn_sets_load_offline(name: str) -> None:
-    data = load_sklearn(name)
-    assert len(data.x) == DATASETS[name].n_samples
-    assert data.task == DATASETS[name].task
+    source = SklearnSet(name)
+    data = source.load(seed=0)
+    assert len(data.x) == SKLEARN_SIZES[name]
+    assert data.task == SKLEARN_SETS[name] == source.task
+    assert data.image_shape == source.image_shape
     if name == "digits":
         assert data.image_shape == (1, 8, 8) and data.x.shape[1] == 64
         assert data.x.min() >= 0 and data.x.max() <= 1

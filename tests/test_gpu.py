@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.playground import Playground
+from dllab.data.sklearn_sets import SklearnSet
 from dllab.training.module import ClassificationModule
 from dllab.training.reference_loop import train_reference
 from tests.conftest import bare_trainer, mlp, run_cli, run_dirs
@@ -27,7 +29,7 @@ def gpu_trainer(**kwargs) -> L.Trainer:
 
 
 def test_splits_live_on_the_gpu_once() -> None:
-    dm = InMemoryDataModule("digits", batch_size=32)
+    dm = InMemoryDataModule(SklearnSet("digits"), batch_size=32)
     module = ClassificationModule(64, 10, net=mlp([32]))
     trainer = gpu_trainer(max_epochs=2, precision="bf16-mixed")
     trainer.fit(module, dm)
@@ -41,7 +43,7 @@ def test_splits_live_on_the_gpu_once() -> None:
 
 
 def test_fast_path_equals_a_plain_loop_on_the_gpu() -> None:
-    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+    dm = InMemoryDataModule(Playground("circle", n_samples=203), batch_size=10, seed=0)
     dm.setup()
     torch.manual_seed(0)
     module = ClassificationModule(2, 2, net=mlp([16]), optimizer={"_target_": "torch.optim.SGD", "lr": 0.05})

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dllab.data import downloaded_images as image_data
 from dllab.data import downloads
-from dllab.data import images as image_data
 from dllab.data.datamodule import InMemoryDataModule
 from dllab.data.downloads import Remote, fetch
+from dllab.data.image_folder import ImageFolder, load_image_folder
 from dllab.errors import ConfigError
 from tests.makedata import (
     make_cifar_archive,
@@ -58,6 +59,9 @@ def test_mnist_family_pools_train_and_test(name: str, tmp_path: Path, monkeypatc
     subset = image_data.load_idx_dataset(name, tmp_path, download=False, n_samples=50, seed=3)
     assert subset.x.shape == (50, 784)
     assert any(np.array_equal(subset.x[0], row) for row in data.x)
+    source = image_data.DownloadedImages(name, data_dir=str(tmp_path), download=False, n_samples=50)
+    assert source.load(seed=3).x.tolist() == subset.x.tolist()
+    assert source.image_shape == data.image_shape and source.mirrored == (name == "fashion_mnist")
 
 
 def test_cifar10_batches_are_read_as_rgb_planes(tmp_path: Path) -> None:
@@ -137,40 +141,42 @@ def test_download_checks_the_checksum(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_image_folder_loads_resized_images(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "pets")
     (root / "cats" / "notes.txt").write_text("not an image")  # ignored: not PNG/JPEG
-    data = image_data.load_image_folder(root, image_size=[6, 8], channels=3)
+    data = load_image_folder(root, image_size=[6, 8], channels=3)
     assert data.x.shape == (24, 3 * 6 * 8) and data.image_shape == (3, 6, 8)
     assert data.class_names == ["cats", "dogs"] and data.y.tolist() == [0] * 12 + [1] * 12
     assert data.x.min() >= 0 and data.x.max() <= 1
     assert data.x[data.y == 0].mean() < 0.3 < 0.7 < data.x[data.y == 1].mean()  # dark cats, bright dogs
-    gray = image_data.load_image_folder(root, image_size=5, channels=1)
+    gray = load_image_folder(root, image_size=5, channels=1)
     assert gray.x.shape == (24, 25) and gray.image_shape == (1, 5, 5)
 
 
 def test_image_folder_datamodule_splits_like_every_dataset(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "pets", per_class=20)
-    dm = InMemoryDataModule("image_folder", batch_size=4, root=str(root), image_size=8, channels=3, mirror=True)
+    source = ImageFolder(root=str(root), image_size=8, channels=3, mirror=True)
+    dm = InMemoryDataModule(source, batch_size=4)
     dm.setup()
     sizes = {s: len(dm.arrays[s][0]) for s in ("train", "val", "test")}
     assert sizes == {"train": 28, "val": 4, "test": 8}
-    assert dm.image_shape == (3, 8, 8) and dm.input_size == 192 and dm.output_size == 2
+    assert dm.image_shape == source.image_shape == (3, 8, 8) and dm.input_size == 192 and dm.output_size == 2
+    assert source.mirrored and not ImageFolder(root=str(root), mirror=False).mirrored
     assert sorted(np.bincount(dm.arrays["test"][1]).tolist()) == [4, 4]  # stratified
 
 
 def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"data.root={tmp_path / 'nope'}: no such folder"):
-        image_data.load_image_folder(tmp_path / "nope")
+        load_image_folder(tmp_path / "nope")
     (tmp_path / "one" / "cats").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"needs at least 2 class folders of PNG/JPEG files .*found 1: cats"):
-        image_data.load_image_folder(tmp_path / "one")
+        load_image_folder(tmp_path / "one")
     root = make_image_folder(tmp_path / "pets", per_class=3)
     (root / "birds").mkdir()
     with pytest.raises(ConfigError, match="class folder birds/ holds no PNG/JPEG files"):
-        image_data.load_image_folder(root)
+        load_image_folder(root)
     (root / "birds").rmdir()
     (root / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (root / "dogs" / "empty.jpg").write_bytes(b"")
     with pytest.raises(ConfigError) as info:
-        image_data.load_image_folder(root)
+        load_image_folder(root)
     message = str(info.value)
     assert message.startswith(f"data.root={root}: 2 images cannot be read: ")
     assert f"{root / 'cats' / 'broken.png'} (OSError: " in message

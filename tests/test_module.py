@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from dllab.data.datamodule import InMemoryDataModule
+from dllab.data.playground import Playground
+from dllab.data.sklearn_sets import SklearnSet
 from dllab.errors import DivergedError
 from dllab.training.epoch_loop import EpochLoop
 from dllab.training.module import ClassificationModule, RegressionModule, load_module
@@ -29,7 +31,7 @@ def trainer(**kwargs) -> L.Trainer:
 
 def fit(batch_size: int, accumulate: int = 1, epochs: int = 1, **module_kwargs) -> ClassificationModule:
     # 203 points -> 142 training samples: not a multiple of 32, so the last group is smaller
-    dm = InMemoryDataModule("circle", n_samples=203, batch_size=batch_size, seed=0, standardize=True)
+    dm = InMemoryDataModule(Playground("circle", n_samples=203), batch_size=batch_size, seed=0, standardize=True)
     dm.setup()
     torch.manual_seed(0)
     module = ClassificationModule(
@@ -71,7 +73,7 @@ def test_fast_path_equals_a_plain_training_loop(optimizer: str, gather_span: int
     """Same seed, same batch order: the in-memory loop gives the plain loop's parameters."""
     config = {"_target_": optimizer, "lr": 0.05, "fused": False}
     module = fit(batch_size=10, epochs=2, optimizer=config)
-    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0, standardize=True)
+    dm = InMemoryDataModule(Playground("circle", n_samples=203), batch_size=10, seed=0, standardize=True)
     dm.setup()
     torch.manual_seed(0)
     reference = ClassificationModule(dm.input_size, dm.output_size, net=mlp([16]))
@@ -88,7 +90,7 @@ def test_gather_span_changes_no_result(monkeypatch) -> None:
     results = []
     for span in (4096, 50):  # 50: spans of 2 groups of 20, the third epoch's last one cut at 100 samples
         monkeypatch.setattr(EpochLoop, "gather_samples", span)
-        dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+        dm = InMemoryDataModule(Playground("circle", n_samples=203), batch_size=10, seed=0)
         torch.manual_seed(0)
         module = ClassificationModule(2, 2, net=mlp([8]), accumulate_grad_batches=2)
         t = trainer(max_epochs=3, max_steps=21)  # 8 groups an epoch: the third epoch stops after 5
@@ -102,7 +104,7 @@ def test_gather_span_changes_no_result(monkeypatch) -> None:
 
 
 def test_global_step_counts_optimizer_steps_and_max_steps_stops_mid_epoch() -> None:
-    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+    dm = InMemoryDataModule(Playground("circle", n_samples=203), batch_size=10, seed=0)
     module = ClassificationModule(2, 2, net=mlp([4]), accumulate_grad_batches=2)
     t = trainer(max_epochs=3)
     t.fit(module, dm)
@@ -139,7 +141,7 @@ class ValHistory(L.Callback):
 
 
 def test_metrics_logged_per_stage() -> None:
-    dm = InMemoryDataModule("iris", seed=0)
+    dm = InMemoryDataModule(SklearnSet("iris"), seed=0)
     module = ClassificationModule(4, 3, net=mlp([16]), optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
     history = ValHistory()
     t = trainer(max_epochs=30, limit_val_batches=1.0, callbacks=[history])
@@ -152,7 +154,7 @@ def test_metrics_logged_per_stage() -> None:
 
 
 def test_regression_metrics() -> None:
-    dm = InMemoryDataModule("plane", n_samples=400, batch_size=16, seed=0, standardize=True)
+    dm = InMemoryDataModule(Playground("plane", n_samples=400), batch_size=16, seed=0, standardize=True)
     module = RegressionModule(2, 1, net=mlp([16]), optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})
     t = trainer(max_epochs=20, limit_val_batches=1.0)
     t.fit(module, dm)
@@ -162,7 +164,7 @@ def test_regression_metrics() -> None:
 
 
 def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
-    dm = InMemoryDataModule("wine", seed=0)
+    dm = InMemoryDataModule(SklearnSet("wine"), seed=0)
     module = ClassificationModule(
         13,
         3,
@@ -187,7 +189,7 @@ def test_checkpoint_holds_primitives_and_reloads(tmp_path: Path) -> None:
 
 
 def test_divergence_stops_the_epoch_it_happens_and_names_the_step() -> None:
-    dm = InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)
+    dm = InMemoryDataModule(Playground("circle", n_samples=203), batch_size=10, seed=0)
     module = ClassificationModule(2, 2, net=mlp([4]), optimizer={"_target_": "torch.optim.SGD", "lr": 1e30})
     t = trainer(max_epochs=3)
     with pytest.raises(DivergedError, match=r"loss is nan at optimizer step 2 \(epoch 0\); try a smaller"):
@@ -284,7 +286,7 @@ class FinalNet(L.Callback):
 def test_validation_values_equal_torchmetrics_over_several_batches(task: str) -> None:
     """Validation adds up its statistics over batches (here 4, the last one short)."""
     name, eval_batch_size = ("iris", 4) if task == "classification" else ("diabetes", 12)
-    dm = InMemoryDataModule(name, seed=0, batch_size=16, eval_batch_size=eval_batch_size, standardize=True)
+    dm = InMemoryDataModule(SklearnSet(name), seed=0, batch_size=16, eval_batch_size=eval_batch_size, standardize=True)
     dm.setup()
     module_class = ClassificationModule if task == "classification" else RegressionModule
     module = module_class(dm.input_size, dm.output_size, net=mlp([8]), optimizer=SGD | {"lr": 0.05})
@@ -319,7 +321,7 @@ class ModeProbe(L.Callback):
 
 
 def test_network_is_in_eval_mode_only_for_evaluation() -> None:
-    dm = InMemoryDataModule("iris", seed=0)
+    dm = InMemoryDataModule(SklearnSet("iris"), seed=0)
     module = ClassificationModule(4, 3, net=mlp([16], dropout=0.5))
     probe = ModeProbe()
     t = trainer(max_epochs=3, limit_val_batches=1.0, num_sanity_val_steps=1, callbacks=[probe])
@@ -329,7 +331,7 @@ def test_network_is_in_eval_mode_only_for_evaluation() -> None:
 
 
 def test_batches_on_the_device_pass_through_and_others_move() -> None:
-    dm = InMemoryDataModule("iris", seed=0)
+    dm = InMemoryDataModule(SklearnSet("iris"), seed=0)
     dm.setup()
     epoch = next(iter(dm.train_dataloader()))
     assert dm.transfer_batch_to_device(epoch, torch.device("cpu"), 0) is epoch

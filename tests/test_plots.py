@@ -20,8 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dllab import landscape
 from dllab.checks import check_config
 from dllab.data.datamodule import InMemoryDataModule
-from dllab.data.datasets import expand_features
-from dllab.data.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS, load_function
+from dllab.data.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS, FunctionSet
+from dllab.data.playground import Playground, expand_features
 from dllab.errors import ConfigError
 from dllab.pictures import plots
 from dllab.pictures.callbacks import DecisionBoundary, FunctionFit, LearningCurves, RegressionFit, model_inputs, predict
@@ -197,7 +197,8 @@ def test_confusion_matrix_grows_with_the_classes(tmp_path: Path) -> None:
 def trained_circle_model() -> tuple[InMemoryDataModule, ClassificationModule]:
     """A circle model whose inputs are expanded features, standardized: the picture has to
     take raw grid points through both, as the model's data did."""
-    dm = InMemoryDataModule("circle", n_samples=300, features=["x1", "x2", "x1^2", "x2^2"], standardize=True, seed=1)
+    source = Playground("circle", n_samples=300, features=["x1", "x2", "x1^2", "x2^2"])
+    dm = InMemoryDataModule(source, standardize=True, seed=1)
     dm.setup()
     torch.manual_seed(0)
     module = ClassificationModule(dm.input_size, dm.output_size, net=mlp([8], activation="tanh"))
@@ -214,7 +215,7 @@ def model_classes(
     dm: InMemoryDataModule, module: ClassificationModule, raw: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Independently of the plot code: expand, scale, run the model; class and P(+1)."""
-    x = (expand_features(raw, dm.features) - dm.scaling["x_mean"]) / dm.scaling["x_std"]
+    x = (expand_features(raw, dm.source.features) - dm.scaling["x_mean"]) / dm.scaling["x_std"]
     with torch.no_grad():
         probs = module(torch.from_numpy(x.astype(np.float32))).softmax(-1).numpy()
     return probs.argmax(1), probs[:, 1]
@@ -316,10 +317,11 @@ def test_landscape_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize("fn", sorted(TARGET_FUNCTIONS))
 def test_function_data(fn: str) -> None:
-    data, points = load_function(fn, 50, 0.0, seed=0)
-    assert np.allclose(points[:, 0], np.linspace(*FUNCTION_DOMAIN, 50))
+    data = FunctionSet(fn=fn, n_samples=50).load(seed=0)
+    points = data.points
+    assert points is not None and np.allclose(points[:, 0], np.linspace(*FUNCTION_DOMAIN, 50))
     assert np.allclose(data.y[:, 0], TARGET_FUNCTIONS[fn](points[:, 0]), atol=1e-6)
-    noisy, _ = load_function(fn, 50, 0.2, seed=0)
+    noisy = FunctionSet(fn=fn, n_samples=50, noise=0.2).load(seed=0)
     assert 0.1 < (noisy.y - data.y).std() / data.y.std() < 0.3
 
 
@@ -336,7 +338,7 @@ def test_config_checks_of_the_new_fields(make_cfg) -> None:
 
 
 def test_lr_range_test_leaves_the_model_alone_and_suggests_a_rate() -> None:
-    dm = InMemoryDataModule("circle", n_samples=200, batch_size=10, seed=0)
+    dm = InMemoryDataModule(Playground("circle", n_samples=200), batch_size=10, seed=0)
     dm.setup()
     torch.manual_seed(0)
     module = ClassificationModule(
@@ -350,7 +352,7 @@ def test_lr_range_test_leaves_the_model_alone_and_suggests_a_rate() -> None:
 
 
 def test_regression_pictures_scale_back_to_the_data(tmp_path: Path) -> None:
-    dm = InMemoryDataModule("plane", n_samples=200, standardize=True, seed=0)
+    dm = InMemoryDataModule(Playground("plane", n_samples=200), standardize=True, seed=0)
     dm.setup()
     module = RegressionModule(2, 1, net=mlp([4]))
     callback = RegressionFit(tmp_path, resolution=20)
@@ -360,7 +362,7 @@ def test_regression_pictures_scale_back_to_the_data(tmp_path: Path) -> None:
     assert np.allclose(parts["targets"][:, 0], parts["points"].sum(1) / 10, atol=1e-5)  # noise 0: (x1 + x2) / 10
     assert_real_image(callback.draw(None, module, dm, final=True), tmp_path, 8.0, 7.2)  # type: ignore[arg-type]
 
-    fn = InMemoryDataModule("function", n_samples=60, standardize=True, fn="square", seed=0)
+    fn = InMemoryDataModule(FunctionSet(fn="square", n_samples=60), standardize=True, seed=0)
     fn.setup()
     figure = FunctionFit(tmp_path).draw(None, RegressionModule(1, 1, net=mlp([4])), fn, final=True)  # type: ignore[arg-type]
     assert_real_image(figure, tmp_path, 6.0, 3.6)

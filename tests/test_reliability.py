@@ -159,10 +159,11 @@ def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_whole(
     from fsspec.implementations.local import LocalFileOpener
 
     from dllab.data.datamodule import InMemoryDataModule
+    from dllab.data.sklearn_sets import SklearnSet
     from dllab.training.module import ClassificationModule
 
     trainer = bare_trainer(enable_checkpointing=True, default_root_dir=tmp_path)
-    trainer.fit(ClassificationModule(4, 3, net=mlp([8])), InMemoryDataModule("iris"))
+    trainer.fit(ClassificationModule(4, 3, net=mlp([8])), InMemoryDataModule(SklearnSet("iris")))
     path = tmp_path / "last.ckpt"
     trainer.save_checkpoint(path)
     before = path.read_bytes()

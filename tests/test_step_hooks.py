@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from dllab.data.datamodule import EpochBatch, InMemoryDataModule
+from dllab.data.playground import Playground
 from dllab.errors import ConfigError
 from dllab.training.module import ClassificationModule, module_class
 from tests.conftest import bare_trainer, mlp
@@ -20,7 +21,7 @@ SGD = {"_target_": "torch.optim.SGD", "lr": 0.1}
 
 
 def circle() -> InMemoryDataModule:
-    return InMemoryDataModule("circle", n_samples=203, batch_size=10, seed=0)  # 142 training samples
+    return InMemoryDataModule(Playground("circle", n_samples=203), batch_size=10, seed=0)  # 142 training samples
 
 
 class Recorder(L.Callback):

@@ -11,7 +11,7 @@ import pytest
 
 from dllab.checks import check_config
 from dllab.data.datamodule import InMemoryDataModule
-from dllab.data.tables import load_table
+from dllab.data.tables import Table, load_table
 from dllab.errors import ConfigError
 from tests.makedata import make_table
 
@@ -91,7 +91,7 @@ def test_parquet_needs_a_reader(tmp_path: Path) -> None:
 
 def test_csv_datamodule_standardizes_from_train_only(tmp_path: Path) -> None:
     table = make_table(tmp_path / "t.csv", n=100)
-    dm = InMemoryDataModule("csv", batch_size=8, path=str(table), target="species", task="auto", missing="error")
+    dm = InMemoryDataModule(Table(path=str(table), target="species", task="auto", missing="error"), batch_size=8)
     dm.setup()
     assert dm.task == "classification" and dm.input_size == 5 and dm.image_shape is None
     np.testing.assert_allclose(dm.arrays["train"][0].mean(0), 0, atol=1e-5)

@@ -1,62 +1,42 @@
-"""What dllab offers, by name: datasets, activations, losses, features.
+"""What dllab offers, by name: datasets, activations, losses.
 
 This module imports nothing heavy, so the config checks that run before torch is
 imported (and the ``--help``/``--cfg`` paths) can name every valid choice.
-The builders in ``mlp``, ``losses`` and ``datasets`` use the same names, and a
-test keeps them in step.
+The builders in ``mlp`` and ``losses`` and the data configs use the same names, and
+tests keep them in step.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A dataset dllab can load: its task, its kind, and its size when fixed."""
-
-    task: str
-    # "playground" (2-D generator), "sklearn" (ships inside scikit-learn), "function" (1-D),
-    # "download" (fetched into paths.data_dir), "image_folder" or "table" (one's own files)
-    kind: str
-    n_samples: int | None = None  # fixed size of a scikit-learn set; generators take n_samples
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "circle": DatasetInfo(CLASSIFICATION, "playground"),
-    "xor": DatasetInfo(CLASSIFICATION, "playground"),
-    "gauss": DatasetInfo(CLASSIFICATION, "playground"),
-    "spiral": DatasetInfo(CLASSIFICATION, "playground"),
-    "plane": DatasetInfo(REGRESSION, "playground"),
-    "multigauss": DatasetInfo(REGRESSION, "playground"),
-    "iris": DatasetInfo(CLASSIFICATION, "sklearn", 150),
-    "wine": DatasetInfo(CLASSIFICATION, "sklearn", 178),
-    "breast_cancer": DatasetInfo(CLASSIFICATION, "sklearn", 569),
-    "digits": DatasetInfo(CLASSIFICATION, "sklearn", 1797),
-    "diabetes": DatasetInfo(REGRESSION, "sklearn", 442),
-    "mnist": DatasetInfo(CLASSIFICATION, "download", 70000),
-    "fashion_mnist": DatasetInfo(CLASSIFICATION, "download", 70000),
-    "cifar10": DatasetInfo(CLASSIFICATION, "download", 60000),
-    "image_folder": DatasetInfo(CLASSIFICATION, "image_folder"),
-    "csv": DatasetInfo("auto", "table"),  # the task follows from the target column (or data.task)
-    "function": DatasetInfo(REGRESSION, "function"),
+# The built-in datasets (conf/data/<name>.yaml): name -> the source class its config's _target_
+# names. Configs saved before sources are upgraded with it (dllab.data.source.upgrade_data_config).
+_PLAYGROUND = "dllab.data.playground.Playground"
+_SKLEARN = "dllab.data.sklearn_sets.SklearnSet"
+_DOWNLOADED = "dllab.data.downloaded_images.DownloadedImages"
+BUILTIN_SOURCES: dict[str, str] = {
+    "circle": _PLAYGROUND,
+    "xor": _PLAYGROUND,
+    "gauss": _PLAYGROUND,
+    "spiral": _PLAYGROUND,
+    "plane": _PLAYGROUND,
+    "multigauss": _PLAYGROUND,
+    "iris": _SKLEARN,
+    "wine": _SKLEARN,
+    "breast_cancer": _SKLEARN,
+    "digits": _SKLEARN,
+    "diabetes": _SKLEARN,
+    "mnist": _DOWNLOADED,
+    "fashion_mnist": _DOWNLOADED,
+    "cifar10": _DOWNLOADED,
+    "image_folder": "dllab.data.image_folder.ImageFolder",
+    "csv": "dllab.data.tables.Table",
+    "function": "dllab.data.functions.FunctionSet",
 }
-
-# Datasets of images (rows are flattened (C, H, W) images): the ones augmentation works on.
-IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder")
-# Image datasets whose mirror image keeps its class, so horizontal flips are a valid augmentation
-# (not digits; image_folder says so in data.mirror).
-MIRRORED = ("fashion_mnist", "cifar10")
-
-# Target functions of the 1-D ``function`` set (data.fn), see dllab.data.functions.
-FUNCTIONS = ("sin", "abs", "step", "square")
-
-# Input features of the 2-D playground sets, computed from the raw point (x1, x2).
-FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1x2", "sin_x1", "sin_x2")
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "leaky_relu", "elu", "silu", "identity")
 

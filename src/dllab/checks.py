@@ -8,7 +8,6 @@ known, in :mod:`dllab.data.datamodule` and :mod:`dllab.train`.
 
 from __future__ import annotations
 
-import math
 import platform
 import shutil
 import sys
@@ -16,38 +15,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
-from dllab.catalog import (
-    ACTIVATIONS,
-    ALL_LOSSES,
-    AUTO,
-    DATASETS,
-    FEATURES,
-    FUNCTIONS,
-    IMAGE_DATASETS,
-    LOSSES,
-    TASKS,
-)
+from dllab.catalog import ACTIVATIONS, ALL_LOSSES, AUTO, LOSSES
+from dllab.data.source import fail as _fail
+from dllab.data.source import image_sets, source_of
+from dllab.data.source import is_int as _is_int
+from dllab.data.source import is_number as _is_number
 from dllab.errors import ConfigError
 
 PLOTS = ("decision_boundary", "regression_fit", "function_fit", "confusion_matrix", "curves")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 CLIP_ALGORITHMS = ("norm", "value")
-MISSING = ("error", "drop", "mean")  # data.missing of tables (dllab.data.tables, which imports pandas)
-
-
-def _fail(field: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{field}={value!r}: {allowed}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int(cfg: DictConfig, field: str, low: int, allowed: str | None = None) -> None:
@@ -103,9 +83,8 @@ def check_checkpoints(cfg: DictConfig) -> None:
 
 
 def check_data(data: DictConfig) -> None:
-    name = data.get("name")
-    if name not in DATASETS:
-        raise _fail("data.name", name, f"unknown dataset; choose one of {', '.join(DATASETS)}")
+    """The DataModule's keys, then the source: its ``_target_``, no key that neither takes,
+    and the source's own ``check`` (built from the config, nothing loaded)."""
     for field in ("batch_size", "eval_batch_size"):
         value = data.get(field)
         if not _is_int(value) or value < 1:
@@ -121,31 +100,7 @@ def check_data(data: DictConfig) -> None:
         )
     if not isinstance(data.get("standardize"), bool):
         raise _fail("data.standardize", data.get("standardize"), "must be true or false")
-    if DATASETS[name].kind == "playground":
-        _check_generated(data, "")
-        features = data.get("features")
-        if not isinstance(features, (list, ListConfig)) or not features:
-            raise _fail("data.features", features, f"must be a non-empty list of {', '.join(FEATURES)}")
-        for feature in features:
-            if feature not in FEATURES:
-                raise _fail("data.features", feature, f"unknown feature; choose from {', '.join(FEATURES)}")
-        if len(set(features)) != len(features):
-            raise _fail("data.features", list(features), "lists a feature twice")
-    check_data_source(data)
-    if DATASETS[name].kind == "function":
-        if data.get("fn") not in FUNCTIONS:
-            raise _fail("data.fn", data.get("fn"), f"unknown function; choose one of {', '.join(FUNCTIONS)}")
-        _check_generated(data, " (times the targets' std)")
-
-
-def _check_generated(data: DictConfig, noise_unit: str) -> None:
-    """n_samples and noise of a generated set (the 2-D playground sets, the 1-D functions)."""
-    n = data.get("n_samples")
-    if not _is_int(n) or n < 10:
-        raise _fail("data.n_samples", n, "must be an integer >= 10")
-    noise = data.get("noise")
-    if not _is_number(noise) or not 0 <= noise <= 0.5:
-        raise _fail("data.noise", noise, f"must be a number in [0, 0.5]{noise_unit}")
+    source_of(data).check()
 
 
 def check_plots_and_tuner(cfg: DictConfig) -> None:
@@ -191,11 +146,8 @@ def check_model(cfg: DictConfig) -> None:
         raise _fail("model._target_", target, "must be a class path, e.g. dllab.models.mlp.MLP or my_pkg.nets.MyNet")
     if target in (MLP_TARGET, CNN_TARGET):
         _check_network_options(cfg, target)
-    if target == CNN_TARGET and cfg.data.name not in IMAGE_DATASETS:
-        raise ConfigError(
-            f"model=cnn: data={cfg.data.name} holds no images; a CNN needs image data "
-            f"({', '.join(IMAGE_DATASETS)}); use model=mlp"
-        )
+    if target == CNN_TARGET and source_of(cfg.data).image_shape is None:
+        raise no_images("model=cnn", cfg.data.name, "a CNN needs", "model=mlp")
     check_loss(cfg)
 
 
@@ -237,9 +189,8 @@ def check_loss(cfg: DictConfig) -> None:
         raise _fail(
             "loss.name", loss, f"unknown loss; choose one of {', '.join((AUTO, *ALL_LOSSES))}, or give loss._target_"
         )
-    task = DATASETS[cfg.data.name].task
-    task = cfg.data.get("task", AUTO) if task == AUTO else task  # csv: known once the table is read
-    if task != AUTO:
+    task = source_of(cfg.data).task
+    if task != AUTO:  # else known once the data is read
         check_loss_fits(loss, task, f"data={cfg.data.name}")
     for field, ok, allowed in (
         ("label_smoothing", lambda v: 0 <= v < 1, "must be a number in [0, 1)"),
@@ -313,42 +264,6 @@ def check_accelerator_present(accelerator: str, torch_checked: bool = False) -> 
         )
 
 
-def _required_text(data: DictConfig, key: str, what: str) -> None:
-    if OmegaConf.is_missing(data, key):
-        raise ConfigError(f"data.{key}: required; set data.{key}={what}")
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(f"data.{key}", value, f"must be {what}")
-
-
-def check_data_source(data: DictConfig) -> None:
-    """Keys of downloaded data and of one's own images and tables."""
-    kind = DATASETS[data.name].kind
-    if kind == "download":
-        n = data.get("n_samples")
-        if n is not None and (not _is_int(n) or n < 10):
-            raise _fail("data.n_samples", n, "must be null (all images) or an integer >= 10")
-        if not isinstance(data.get("download"), bool):
-            raise _fail("data.download", data.get("download"), "must be true or false")
-    elif kind == "image_folder":
-        _required_text(data, "root", "PATH (a folder with one sub-folder of PNG/JPEG files per class)")
-        size = data.get("image_size")
-        sizes = list(size) if isinstance(size, (list, ListConfig)) else [size]
-        if len(sizes) not in (1, 2) or not all(_is_int(s) and s >= 1 for s in sizes):
-            raise _fail("data.image_size", size, "must be a positive integer or [height, width]")
-        if data.get("channels") not in (1, 3):
-            raise _fail("data.channels", data.get("channels"), "choose 1 (grayscale) or 3 (RGB)")
-        if not isinstance(data.get("mirror"), bool):
-            raise _fail("data.mirror", data.get("mirror"), "must be true or false")
-    elif kind == "table":
-        _required_text(data, "path", "FILE (a CSV table)")
-        _required_text(data, "target", "COLUMN (the column to predict)")
-        if data.get("task") not in (AUTO, *TASKS):
-            raise _fail("data.task", data.get("task"), f"unknown; choose one of {', '.join((AUTO, *TASKS))}")
-        if data.get("missing") not in MISSING:
-            raise _fail("data.missing", data.get("missing"), f"unknown; choose one of {', '.join(MISSING)}")
-
-
 def check_augmentation(cfg: DictConfig) -> None:
     """Augmentation is a list of kornia transforms, and only for image data."""
     augmentation = cfg.get("augmentation")
@@ -360,8 +275,14 @@ def check_augmentation(cfg: DictConfig) -> None:
     for i, spec in enumerate(transforms):
         if not isinstance(spec, DictConfig) or not isinstance(spec.get("_target_"), str):
             raise _fail(f"augmentation.transforms[{i}]", spec, "must be a mapping with a _target_ (a kornia class)")
-    if transforms and cfg.data.name not in IMAGE_DATASETS:
-        raise ConfigError(
-            f"augmentation={augmentation.get('name')}: data={cfg.data.name} holds no images; augmentation "
-            f"works on image data ({', '.join(IMAGE_DATASETS)}); use augmentation=none"
+    if transforms and source_of(cfg.data).image_shape is None:
+        raise no_images(
+            f"augmentation={augmentation.get('name')}", cfg.data.name, "augmentation works on", "augmentation=none"
         )
+
+
+def no_images(setting: str, data: str, needs: str, instead: str) -> ConfigError:
+    """The one error for a setting that needs image data (augmentation, a CNN) on data without."""
+    return ConfigError(
+        f"{setting}: data={data} holds no images; {needs} image data ({', '.join(image_sets())}); use {instead}"
+    )

@@ -40,8 +40,7 @@ def load_run(ckpt_path: str | Path) -> tuple[Any, Any, Path]:
     from the checkpoint's primitive hyperparameters (read once, ``weights_only=True``), the
     DataModule from the run's resolved config.yaml with its trainer limits (same splits, same
     scaling, same test slice). Returns (module, datamodule, run dir)."""
-    from hydra.utils import instantiate
-
+    from dllab.data.datamodule import build_datamodule
     from dllab.train import split_trainer_config
     from dllab.training.module import module_from_checkpoint
 
@@ -52,7 +51,7 @@ def load_run(ckpt_path: str | Path) -> tuple[Any, Any, Path]:
     assert isinstance(run_cfg, DictConfig)
     run_cfg = upgrade_config(run_cfg)
     _, _, data_kwargs = split_trainer_config(run_cfg.trainer)
-    return module_from_checkpoint(checkpoint), instantiate(run_cfg.data, **data_kwargs), run_dir
+    return module_from_checkpoint(checkpoint), build_datamodule(run_cfg.data, **data_kwargs), run_dir
 
 
 def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:

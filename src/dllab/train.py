@@ -125,6 +125,7 @@ def build(cfg: DictConfig) -> Run:
     from hydra.utils import instantiate
 
     from dllab.data.augmentation import build_augmenter
+    from dllab.data.datamodule import build_datamodule
     from dllab.pictures.callbacks import build_plot_callbacks
     from dllab.training.module import module_class
 
@@ -140,7 +141,7 @@ def build(cfg: DictConfig) -> Run:
     run_dir = Path(cfg.paths.output_dir)
 
     trainer_kwargs, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
-    datamodule = instantiate(cfg.data, **data_kwargs)
+    datamodule = build_datamodule(cfg.data, **data_kwargs)
     datamodule.setup()
     task = datamodule.task
     check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
@@ -166,7 +167,7 @@ def build(cfg: DictConfig) -> Run:
         datamodule.image_shape,
         datamodule.scaling,
         seed=cfg.seed,
-        mirror=cfg.data.get("mirror"),
+        mirror=datamodule.source.mirrored,
     )
 
     from dllab.training.callbacks import GracefulInterrupt

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dllab.catalog import IMAGE_DATASETS, MIRRORED
+from dllab.checks import no_images
 from dllab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -119,12 +119,12 @@ def build_augmenter(
     image_shape: Sequence[int] | None,
     scaling: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
-    mirror: bool | None = None,
+    mirror: bool = False,
 ) -> Augmenter | None:
     """The augmenter of an ``augmentation/`` config, or None when it lists no transforms.
 
     ``size: same`` in a transform stands for the data's (H, W); horizontal flips are left
-    out for data whose mirror image changes its class (``mirror``, default from the catalog).
+    out unless a mirror image keeps the class (``mirror``: the source's ``mirrored``).
     """
     from hydra.utils import instantiate
 
@@ -133,11 +133,7 @@ def build_augmenter(
     if not specs:
         return None
     if image_shape is None:
-        raise ConfigError(
-            f"augmentation={name}: data={data_name} holds no images; augmentation works on image data "
-            f"({', '.join(IMAGE_DATASETS)}); use augmentation=none"
-        )
-    mirror = data_name in MIRRORED if mirror is None else mirror
+        raise no_images(f"augmentation={name}", data_name, "augmentation works on", "augmentation=none")
     modules = []
     for i, spec in enumerate(specs):
         spec = dict(spec)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dllab.catalog import CLASSIFICATION, DATASETS
-from dllab.data.datasets import Dataset, load_playground, load_sklearn
-from dllab.data.sources import load_source
+from dllab.catalog import CLASSIFICATION
+from dllab.data.dataset import Dataset
+from dllab.data.source import Source, split_data_config
 from dllab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -110,52 +110,47 @@ def _limit(value: float | int, n: int, batch_size: int, field: str) -> int:
     return count
 
 
+def build_datamodule(data: Mapping[str, Any], **trainer_limits: Any) -> InMemoryDataModule:
+    """The DataModule of a data config: ``_target_`` and the source's keys build the source,
+    the DataModule's keys (batch_size, ...) and the trainer's ``limit_*_batches`` and
+    ``overfit_batches`` go to :class:`InMemoryDataModule`. Configs saved before sources are
+    upgraded first (:func:`dllab.data.source.upgrade_data_config`)."""
+    source, own = split_data_config(data)
+    return InMemoryDataModule(source, **own, **trainer_limits)
+
+
 class InMemoryDataModule(L.LightningDataModule):
-    """Loads a named dataset, splits it (seeded, stratified for classification), fits the
+    """Loads a source's dataset, splits it (seeded, stratified for classification), fits the
     scaling on the training split only, and keeps every split as one tensor on the
     training device."""
 
     def __init__(
         self,
-        name: str,
+        source: Source,
         batch_size: int = 32,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
         standardize: bool = True,
         eval_batch_size: int = 8192,
-        n_samples: int | None = None,
-        noise: float = 0.0,
-        features: Sequence[str] = ("x1", "x2"),
         limit_train_batches: float | int = 1.0,
         limit_val_batches: float | int = 1.0,
         limit_test_batches: float | int = 1.0,
         overfit_batches: float | int = 0,
-        fn: str = "sin",
-        **source: Any,
     ) -> None:
-        """``source``: the keys of downloaded or one's own data (``data_dir``, ``download``,
-        ``root``, ``image_size``, ``channels``, ``mirror``, ``path``, ``target``, ``task``,
-        ``missing``), handed to its loader (see :mod:`dllab.data.sources`)."""
         super().__init__()
-        if name not in DATASETS:
-            raise ConfigError(f"data.name={name}: unknown dataset; choose one of {', '.join(DATASETS)}")
-        self.data_name = name
+        self.source = source
+        self.data_name = source.name
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
         self.standardize = standardize
         self.eval_batch_size = eval_batch_size
-        self.n_samples = n_samples
-        self.noise = noise
-        self.features = list(features)
         self.limits = {"train": limit_train_batches, "val": limit_val_batches, "test": limit_test_batches}
         self.overfit_batches = overfit_batches
-        self.fn = fn  # target function of the 1-D "function" set
-        self.source = source
         self.dataset: Dataset | None = None
-        self.points: dict[str, np.ndarray] = {}  # raw 2-D points (1-D for "function") per split
+        self.points: dict[str, np.ndarray] = {}  # the dataset's raw points per split, when it has them
         self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.scaling: dict[str, np.ndarray] = {}
         self._tensors: dict[str, tuple[Tensor, Tensor]] = {}
@@ -193,20 +188,8 @@ class InMemoryDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        info = DATASETS[self.data_name]
-        points = None
-        if info.kind == "playground":
-            data, points = load_playground(
-                self.data_name, int(self.n_samples or 500), float(self.noise), self.features, self.seed
-            )
-        elif info.kind == "function":
-            from dllab.data.functions import load_function
-
-            data, points = load_function(self.fn, int(self.n_samples or 200), float(self.noise), self.seed)
-        elif info.kind == "sklearn":
-            data = load_sklearn(self.data_name)
-        else:
-            data = load_source(self.data_name, info.kind, self.source, self.n_samples, self.seed)
+        self.source.check()
+        data = self.source.load(self.seed)
         self._check_values(data)
         index = self._split_indices(data)
         if self.overfit_batches:
@@ -214,8 +197,8 @@ class InMemoryDataModule(L.LightningDataModule):
             index["train"] = index["train"][:keep]
             index["val"] = index["train"]
         self.arrays = {split: (data.x[i], data.y[i]) for split, i in index.items()}
-        if points is not None:
-            self.points = {split: points[i] for split, i in index.items()}
+        if data.points is not None:
+            self.points = {split: data.points[i] for split, i in index.items()}
         if self.standardize:
             self._standardize(data.task)
         self._tensors = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in self.arrays.items()}
@@ -276,6 +259,13 @@ class InMemoryDataModule(L.LightningDataModule):
         return EvalBatches(x[:limit], y[:limit], self.eval_batch_size)
 
     def _check_values(self, data: Dataset) -> None:
+        """Every value finite, and images of the shape the source promised (model checks rely on it)."""
+        promised = self.source.image_shape
+        if promised is not None and data.image_shape != tuple(promised):
+            raise ConfigError(
+                f"data={self.data_name}: {type(self.source).__name__}.image_shape is {promised}, "
+                f"the loaded images are {data.image_shape}"
+            )
         bad = ~np.isfinite(data.x).all(axis=1)
         if data.y.dtype.kind == "f":
             bad |= ~np.isfinite(data.y.reshape(len(data.y), -1)).all(axis=1)

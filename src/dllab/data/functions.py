@@ -1,16 +1,17 @@
-"""The noise-free functions behind dllab's regression data: the 1-D ``function`` set of the
-universal-approximation demo (``data=function data.fn=sin|abs|step|square``) and the
-surfaces of the Playground's 2-D regression sets (for the predicted-vs-true pictures).
-"""
+"""The 1-D ``function`` set of the universal-approximation demo as a source
+(``data=function data.fn=sin|abs|step|square``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from dllab.catalog import REGRESSION
-from dllab.data.datasets import Dataset, multigauss_value
+from dllab.data.dataset import Dataset
+from dllab.data.playground import check_generated
+from dllab.data.source import Source, fail
 
 # Inputs of the function set: an even grid over two periods of sin.
 FUNCTION_DOMAIN = (-2 * np.pi, 2 * np.pi)
@@ -23,21 +24,32 @@ TARGET_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 FORMULAS = {"sin": "sin(x)", "abs": "|x|", "step": "step(x)", "square": "x²"}
 
-# Noise-free targets of the Playground's 2-D regression sets, f(x1, x2).
-SURFACES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "plane": lambda x, y: (x + y) / 10.0,
-    "multigauss": multigauss_value,
-}
 
+@dataclass
+class FunctionSet(Source):
+    """y = ``fn``(x) on ``n_samples`` inputs, with ``noise`` (0 to 0.5, times the targets' std)."""
 
-def load_function(fn: str, n_samples: int, noise: float, seed: int) -> tuple[Dataset, np.ndarray]:
-    """``n_samples`` inputs on an even grid over FUNCTION_DOMAIN, targets fn(x) plus Gaussian
-    noise of ``noise`` times the targets' standard deviation. Returns the dataset and its raw
-    inputs (n, 1) (the same as ``x``: the function set has one feature, x)."""
-    x = np.linspace(*FUNCTION_DOMAIN, n_samples)
-    y = TARGET_FUNCTIONS[fn](x)
-    if noise > 0:
-        rng = np.random.default_rng(seed)
-        y = y + rng.normal(0.0, noise * max(float(y.std()), 1e-8), n_samples)
-    points = x[:, None]
-    return Dataset(points.astype(np.float32), y.astype(np.float32)[:, None], REGRESSION, ["x"]), points
+    name: str = "function"
+    fn: str = "sin"
+    n_samples: int = 200
+    noise: float = 0.0
+
+    @property
+    def task(self) -> str:
+        return REGRESSION
+
+    def check(self) -> None:
+        if self.fn not in TARGET_FUNCTIONS:
+            raise fail("data.fn", self.fn, f"unknown function; choose one of {', '.join(TARGET_FUNCTIONS)}")
+        check_generated(self.n_samples, self.noise, " (times the targets' std)")
+
+    def load(self, seed: int) -> Dataset:
+        """Inputs on an even grid over FUNCTION_DOMAIN, targets fn(x) plus Gaussian noise; ``points``
+        are the raw inputs (n, 1), the same as ``x``: the function set has one feature, x."""
+        x = np.linspace(*FUNCTION_DOMAIN, self.n_samples)
+        y = TARGET_FUNCTIONS[self.fn](x)
+        if self.noise > 0:
+            rng = np.random.default_rng(seed)
+            y = y + rng.normal(0.0, self.noise * max(float(y.std()), 1e-8), self.n_samples)
+        points = x[:, None]
+        return Dataset(points.astype(np.float32), y.astype(np.float32)[:, None], REGRESSION, ["x"], points=points)

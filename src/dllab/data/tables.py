@@ -1,5 +1,5 @@
-"""A table of one's own (CSV; Parquet when pandas has a reader for it) as a
-:class:`~dllab.data.datasets.Dataset`: target column, task, one-hot categoricals, missing values.
+"""A table of one's own (CSV; Parquet when pandas has a reader for it) as a source: target
+column, task, one-hot categoricals, missing values.
 
 The task follows from the target column unless ``data.task`` says: integer, boolean or
 string labels mean classification, floats regression. Missing values are an error that
@@ -10,15 +10,19 @@ the mean.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dllab.catalog import AUTO, CLASSIFICATION, REGRESSION
-from dllab.data.datasets import Dataset
+from dllab.catalog import AUTO, CLASSIFICATION, REGRESSION, TASKS
+from dllab.data.dataset import Dataset
+from dllab.data.source import Source, fail, require_text
 from dllab.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+MISSING = ("error", "drop", "mean")  # what data.missing does with rows that miss values
 
 
 def read_table(path: str | Path):
@@ -108,3 +112,27 @@ def _handle_missing(frame, target: str, missing: str, path: str | Path):
     if kept.empty:
         raise ConfigError(f"data.missing={missing}: no rows of {path} are left")
     return kept.reset_index(drop=True)
+
+
+@dataclass
+class Table(Source):
+    """The table at ``path``: column ``target`` is predicted from every other column; ``task``
+    (auto: from the target column) and ``missing`` (error, drop, mean) as in :func:`load_table`."""
+
+    name: str = "csv"
+    path: str | None = None
+    target: str | None = None
+    task: str = AUTO  # a field: "auto" until the table is read, or what the config says
+    missing: str = "error"
+
+    def check(self) -> None:
+        require_text("data.path", self.path, "FILE (a CSV table)")
+        require_text("data.target", self.target, "COLUMN (the column to predict)")
+        if self.task not in (AUTO, *TASKS):
+            raise fail("data.task", self.task, f"unknown; choose one of {', '.join((AUTO, *TASKS))}")
+        if self.missing not in MISSING:
+            raise fail("data.missing", self.missing, f"unknown; choose one of {', '.join(MISSING)}")
+
+    def load(self, seed: int) -> Dataset:
+        assert self.path is not None and self.target is not None  # check() refuses them unset
+        return load_table(self.path, self.target, self.task, self.missing)

@@ -33,7 +33,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from dllab.catalog import CLASSIFICATION, DATASETS, REGRESSION
+from dllab.catalog import CLASSIFICATION, REGRESSION
+from dllab.data.functions import FORMULAS, FUNCTION_DOMAIN, TARGET_FUNCTIONS, FunctionSet
+from dllab.data.playground import SURFACES, Playground, expand_features
 from dllab.pictures import plots
 
 log = logging.getLogger(__name__)
@@ -44,20 +46,16 @@ FIT_PREFIX, FINAL_PREFIX = "plots", "final"
 # --- from raw inputs to model outputs -------------------------------------------------------
 
 
-def data_kind(datamodule: Any) -> str:
-    info = DATASETS.get(getattr(datamodule, "data_name", ""))
-    return info.kind if info is not None else ""
+def data_source(datamodule: Any) -> Any:
+    """The data source of a datamodule (None for anything else)."""
+    return getattr(datamodule, "source", None)
 
 
 def model_inputs(datamodule: Any, raw: np.ndarray) -> np.ndarray:
     """Raw points (n, 2) of a playground set or inputs (n, 1) of the function set, as the
     model sees them: feature expansion, then the training split's scaling."""
-    if data_kind(datamodule) == "playground":
-        from dllab.data.datasets import expand_features
-
-        x = expand_features(raw, datamodule.features)
-    else:
-        x = raw
+    data = data_source(datamodule)
+    x = expand_features(raw, data.features) if isinstance(data, Playground) else raw
     scaling = getattr(datamodule, "scaling", {})
     if "x_mean" in scaling:
         x = (x - scaling["x_mean"]) / scaling["x_std"]
@@ -206,7 +204,7 @@ class DecisionBoundary(PlotCallback):
     during_fit = True
 
     def applies(self, datamodule: Any) -> bool:
-        return data_kind(datamodule) == "playground" and datamodule.task == CLASSIFICATION
+        return isinstance(data_source(datamodule), Playground) and datamodule.task == CLASSIFICATION
 
     def parts(self, module: L.LightningModule, datamodule: Any) -> dict[str, Any]:
         points = datamodule.points
@@ -250,18 +248,16 @@ class RegressionFit(PlotCallback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         datamodule = getattr(trainer, "datamodule", None)
-        self.surface = bool(self.active and data_kind(datamodule) == "playground")
+        self.surface = bool(self.active and isinstance(data_source(datamodule), Playground))
 
     def draws_during_fit(self) -> bool:
         return self.surface
 
     def surface_parts(self, module: L.LightningModule, datamodule: Any) -> dict[str, Any]:
-        from dllab.data.functions import SURFACES
-
         points = np.concatenate([datamodule.points[s] for s in datamodule.points])
         grid = plots.grid_over(points, self.resolution, margin=0.0)
         predicted = unscale_targets(datamodule, predict(module, model_inputs(datamodule, grid.points)))[:, 0]
-        surface = SURFACES.get(datamodule.data_name)
+        surface = SURFACES.get(datamodule.source.name)
         true = surface(grid.points[:, 0], grid.points[:, 1]) if surface is not None else None
         train_points, train_targets = split_points(datamodule, "train")
         return {"grid": grid, "predicted": predicted, "true": true, "points": train_points, "targets": train_targets}
@@ -287,14 +283,12 @@ class FunctionFit(PlotCallback):
     during_fit = True
 
     def applies(self, datamodule: Any) -> bool:
-        return data_kind(datamodule) == "function"
+        return isinstance(data_source(datamodule), FunctionSet)
 
     def curves(self, module: L.LightningModule, datamodule: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from dllab.data.functions import FUNCTION_DOMAIN, TARGET_FUNCTIONS
-
         x = np.linspace(*FUNCTION_DOMAIN, 400)
         predicted = unscale_targets(datamodule, predict(module, model_inputs(datamodule, x[:, None])))[:, 0]
-        return x, predicted, TARGET_FUNCTIONS[datamodule.fn](x)
+        return x, predicted, TARGET_FUNCTIONS[datamodule.source.fn](x)
 
     def raster(self, module: L.LightningModule, datamodule: Any) -> np.ndarray:
         x, predicted, true = self.curves(module, datamodule)
@@ -302,12 +296,10 @@ class FunctionFit(PlotCallback):
         return plots.curve_raster(x, [(true, "#222222"), (predicted, plots.ORANGE)], [(train_x, train_y, plots.BLUE)])
 
     def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
-        from dllab.data.functions import FORMULAS
-
         x, predicted, true = self.curves(module, datamodule)
         hidden = list(module.hparams.get("hidden_sizes", []))
         activation = module.hparams.get("activation", "")
-        fn = datamodule.fn
+        fn = datamodule.source.fn
         return plots.function_fit_figure(
             x,
             predicted,

@@ -19,7 +19,9 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dllab.catalog import AUTO, DATASETS, DEFAULT_METRIC, metric_mode
+from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
+from dllab.data.source import source_of
+from dllab.errors import ConfigError
 
 # Overrides a sweeper adds for its own bookkeeping; not hyperparameters, never shown.
 INTERNAL_PREFIXES = ("callbacks.optuna_pruning.", "hydra.", "hydra/")
@@ -170,8 +172,11 @@ def worst_value(cfg: DictConfig) -> float:
     """The objective a failed job returns: -inf when the metric is maximized, else +inf."""
     metric = str(cfg.get("optimized_metric", AUTO))
     if metric == AUTO:
-        info = DATASETS.get(str(OmegaConf.select(cfg, "data.name", default="")))
-        metric = DEFAULT_METRIC[info.task] if info else "val/loss"
+        try:
+            task = source_of(cfg.data).task
+        except ConfigError:  # the failure may be the data config itself
+            task = AUTO
+        metric = DEFAULT_METRIC.get(task, "val/loss")  # val/loss also when only the data can tell
     return -math.inf if metric_mode(metric) == "max" else math.inf
 
 

@@ -1,6 +1,6 @@
-"""Image datasets as flat float32 rows in [0, 1] plus their (C, H, W) shape: MNIST and
-Fashion-MNIST (IDX files), CIFAR-10 (python pickle batches), and a folder of one's own
-images (one sub-folder per class).
+"""The downloaded image sets as a source: MNIST and Fashion-MNIST (IDX files) and CIFAR-10
+(python pickle batches), as flat float32 rows in [0, 1] plus their (C, H, W) shape, fetched
+into ``data.data_dir`` by :mod:`dllab.data.downloads`.
 
 The readers are small on purpose (no torchvision: it forces a multi-GB CUDA torch). The
 official train and test files are pooled and split by ``data.val_fraction`` and
@@ -13,14 +13,15 @@ from __future__ import annotations
 import gzip
 import pickle
 import tarfile
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dllab.catalog import CLASSIFICATION
-from dllab.data.datasets import Dataset
+from dllab.data.dataset import Dataset
 from dllab.data.downloads import Remote, fetch
+from dllab.data.source import Source, fail, is_int
 from dllab.errors import ConfigError
 
 MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
@@ -55,7 +56,6 @@ CLASS_NAMES = {
 CIFAR10_ARCHIVE = Remote("cifar-10-python.tar.gz", (CIFAR10_URL,), "c58f30108f718f92721af3b95e74349a")
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -122,42 +122,43 @@ def _subset(data: Dataset, n_samples: int | None, seed: int) -> Dataset:
     return data
 
 
-def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, channels: int = 3) -> Dataset:
-    """One sub-folder per class of PNG/JPEG files, each resized to ``image_size``.
+# name -> (C, H, W) of its images
+SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+MIRRORED = ("fashion_mnist", "cifar10")  # a mirrored 7 is no 7; a mirrored shirt or ship stays one
 
-    Every unreadable image is reported by path in one error, so a broken file is found
-    in one run, not one per run.
-    """
-    from PIL import Image, UnidentifiedImageError
 
-    folder = Path(root).expanduser()
-    if not folder.is_dir():
-        raise ConfigError(f"data.root={root}: no such folder (one sub-folder per class of PNG/JPEG files)")
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise ConfigError(
-            f"data.root={root}: needs at least 2 class folders of PNG/JPEG files (e.g. dogs/, cats/); "
-            f"found {len(classes)}: {', '.join(p.name for p in classes) or 'none'}"
-        )
-    height, width = (image_size, image_size) if isinstance(image_size, int) else (int(s) for s in image_size)
-    mode = {1: "L", 3: "RGB"}[channels]
-    rows, labels, broken = [], [], []
-    for label, class_dir in enumerate(classes):
-        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise ConfigError(f"data.root={root}: class folder {class_dir.name}/ holds no PNG/JPEG files")
-        for file in files:
-            try:
-                with Image.open(file) as opened:
-                    image = opened.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-                    pixels = np.asarray(image, dtype=np.float32) / 255.0
-            except (OSError, UnidentifiedImageError, ValueError) as err:
-                broken.append(f"{file} ({type(err).__name__}: {str(err).replace(str(file), 'file')})")
-                continue
-            rows.append(pixels.reshape(height, width, channels).transpose(2, 0, 1).reshape(-1))
-            labels.append(label)
-    if broken:
-        raise ConfigError(f"data.root={root}: {len(broken)} images cannot be read: " + ", ".join(broken))
-    x = np.stack(rows).astype(np.float32)
-    names = [p.name for p in classes]
-    return Dataset(x, np.asarray(labels, dtype=np.int64), CLASSIFICATION, [], names, (channels, height, width))
+@dataclass
+class DownloadedImages(Source):
+    """MNIST, Fashion-MNIST or CIFAR-10 (``name`` in SHAPES), official train and test files
+    pooled, from ``data_dir`` (fetched there first if ``download``); a seeded random subset of
+    ``n_samples`` images when set."""
+
+    data_dir: str = "data"
+    download: bool = True
+    n_samples: int | None = None
+
+    @property
+    def task(self) -> str:
+        return CLASSIFICATION
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        return SHAPES.get(self.name)
+
+    @property
+    def mirrored(self) -> bool:
+        return self.name in MIRRORED
+
+    def check(self) -> None:
+        if self.name not in SHAPES:
+            raise fail("data.name", self.name, f"unknown downloaded image set; choose one of {', '.join(SHAPES)}")
+        n = self.n_samples
+        if n is not None and (not is_int(n) or n < 10):
+            raise fail("data.n_samples", n, "must be null (all images) or an integer >= 10")
+        if not isinstance(self.download, bool):
+            raise fail("data.download", self.download, "must be true or false")
+
+    def load(self, seed: int) -> Dataset:
+        if self.name == "cifar10":
+            return load_cifar10(self.data_dir, self.download, self.n_samples, seed)
+        return load_idx_dataset(self.name, self.data_dir, self.download, self.n_samples, seed)

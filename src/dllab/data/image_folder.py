@@ -1,0 +1,106 @@
+"""A folder of one's own images as a source: one sub-folder per class of PNG/JPEG files,
+each image converted to ``channels`` and resized to ``image_size``, as flat float32 rows
+in [0, 1]."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dllab.catalog import CLASSIFICATION
+from dllab.data.dataset import Dataset
+from dllab.data.source import Source, fail, is_int, require_text
+from dllab.errors import ConfigError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def height_width(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``image_size`` (one number: square, or [height, width]) as (height, width)."""
+    if isinstance(image_size, int):
+        return image_size, image_size
+    height, width = (int(s) for s in image_size)
+    return height, width
+
+
+def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, channels: int = 3) -> Dataset:
+    """One sub-folder per class of PNG/JPEG files, each resized to ``image_size``.
+
+    Every unreadable image is reported by path in one error, so a broken file is found
+    in one run, not one per run.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"data.root={root}: no such folder (one sub-folder per class of PNG/JPEG files)")
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise ConfigError(
+            f"data.root={root}: needs at least 2 class folders of PNG/JPEG files (e.g. dogs/, cats/); "
+            f"found {len(classes)}: {', '.join(p.name for p in classes) or 'none'}"
+        )
+    height, width = height_width(image_size)
+    mode = {1: "L", 3: "RGB"}[channels]
+    rows, labels, broken = [], [], []
+    for label, class_dir in enumerate(classes):
+        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise ConfigError(f"data.root={root}: class folder {class_dir.name}/ holds no PNG/JPEG files")
+        for file in files:
+            try:
+                with Image.open(file) as opened:
+                    image = opened.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                    pixels = np.asarray(image, dtype=np.float32) / 255.0
+            except (OSError, UnidentifiedImageError, ValueError) as err:
+                broken.append(f"{file} ({type(err).__name__}: {str(err).replace(str(file), 'file')})")
+                continue
+            rows.append(pixels.reshape(height, width, channels).transpose(2, 0, 1).reshape(-1))
+            labels.append(label)
+    if broken:
+        raise ConfigError(f"data.root={root}: {len(broken)} images cannot be read: " + ", ".join(broken))
+    x = np.stack(rows).astype(np.float32)
+    names = [p.name for p in classes]
+    return Dataset(x, np.asarray(labels, dtype=np.int64), CLASSIFICATION, [], names, (channels, height, width))
+
+
+@dataclass
+class ImageFolder(Source):
+    """The images under ``root`` (one sub-folder per class), resized to ``image_size`` with
+    ``channels`` (1 or 3); ``mirror`` says whether a mirror image keeps its class."""
+
+    name: str = "image_folder"
+    root: str | None = None
+    image_size: int | Sequence[int] = 32
+    channels: int = 3
+    mirror: bool = True
+
+    @property
+    def task(self) -> str:
+        return CLASSIFICATION
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        return (self.channels, *height_width(self.image_size))
+
+    @property
+    def mirrored(self) -> bool:
+        return self.mirror
+
+    def check(self) -> None:
+        require_text("data.root", self.root, "PATH (a folder with one sub-folder of PNG/JPEG files per class)")
+        size = self.image_size
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size]
+        if len(sizes) not in (1, 2) or not all(is_int(s) and s >= 1 for s in sizes):
+            raise fail("data.image_size", size, "must be a positive integer or [height, width]")
+        if self.channels not in (1, 3):
+            raise fail("data.channels", self.channels, "choose 1 (grayscale) or 3 (RGB)")
+        if not isinstance(self.mirror, bool):
+            raise fail("data.mirror", self.mirror, "must be true or false")
+
+    def load(self, seed: int) -> Dataset:
+        assert self.root is not None  # check() refuses an unset root
+        return load_image_folder(self.root, self.image_size, self.channels)
