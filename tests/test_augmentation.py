@@ -90,7 +90,8 @@ def test_only_training_batches_are_augmented(dm: InMemoryDataModule) -> None:
     assert len(augmented) == len(train_inputs) == -(-n_train // 64)
     assert all(torch.equal(a, b) for a, b in zip(augmented, train_inputs, strict=True))
     val, test = (torch.from_numpy(dm.arrays[s][0]) for s in ("val", "test"))
-    assert torch.equal(torch.cat(eval_inputs), torch.cat([val, test]))  # bit for bit
+    assert eval_inputs[0].shape[1:] == (1, 8, 8)  # images reach the network as (N, C, H, W)
+    assert torch.equal(torch.cat(eval_inputs).flatten(1), torch.cat([val, test]))  # bit for bit
 
 
 def test_augmentation_is_refused_for_data_without_images(make_cfg) -> None:

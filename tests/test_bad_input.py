@@ -14,6 +14,7 @@ from tests.conftest import run_cli, run_dirs
 BAD_INPUTS = [
     (["model.activation=swish"], "model.activation='swish': unknown; choose one of relu, sigmoid, tanh"),
     (["loss.name=focal"], "loss.name='focal': unknown loss; choose one of auto, cross_entropy, hinge"),
+    (["loss.name=focal"], "or give loss._target_"),
     (["loss=hinge", "data=diabetes"], "loss=hinge does not fit data=diabetes, a regression task; valid"),
     (["loss=l1"], "loss=l1 does not fit data=digits, a classification task; valid for classification"),
     (["data.name=mnist2"], "data.name='mnist2': unknown scikit-learn set; choose one of iris, wine"),
@@ -71,6 +72,14 @@ BAD_INPUTS = [
     (["data=image_folder", "data.root={tmp}/images"], "bad.png"),
     (["data=iris", "augmentation=light"], "augmentation=light: data=iris holds no images"),
     (["resume={tmp}/no_run"], "resume={tmp}/no_run: not a dllab run dir (no config.yaml)"),
+    (["model=cnn", "data=circle"], "model=cnn: data=circle holds no images; a CNN needs image data (digits"),
+    (["model=cnn", "model.channels=[16,0]"], "model.channels=[16, 0]: must be a non-empty list of positive integers"),
+    (["model=cnn", "model.pooling=median"], "model.pooling='median': unknown; choose one of max, avg, none"),
+    (["+model.width=3"], "model.width=3: unknown key of MLP; its keys: hidden_sizes, activation, dropout, batch_norm"),
+    (["model._target_=my_nets.Nope"], "model._target_=my_nets.Nope: cannot import my_nets.Nope (No module named"),
+    (["model._target_=torch.optim.SGD"], "model._target_=torch.optim.SGD: not a subclass of torch.nn"),
+    (["loss=hinge", "loss._target_=torch.nn.CrossEntropyLoss"], "loss.name=hinge is torch.nn.MultiMarginLoss"),
+    (["module=my_modules.Nope"], "module=my_modules.Nope: cannot import my_modules.Nope (No module named"),
 ]
 
 

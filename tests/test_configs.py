@@ -50,8 +50,7 @@ def test_loss_options(name: str, tmp_path: Path) -> None:
     data = "digits" if name in ("auto", *LOSSES["classification"]) else "diabetes"
     cfg = compose_train([f"loss={name}", f"data={data}"], tmp_path)
     check_config(cfg)
-    options_ = plain(cfg.loss)
-    loss = build_loss(source_of(cfg.data).task, options_.pop("name"), **options_)
+    loss = build_loss(source_of(cfg.data).task, plain(cfg.loss))
     assert isinstance(loss, torch.nn.Module)
 
 

@@ -107,8 +107,8 @@ def test_networks_get_the_sizes_their_init_names_and_their_options() -> None:
 @pytest.mark.parametrize(
     ("config", "image_shape", "message"),
     [
-        ({"_target_": "no.such.Net"}, None, "model._target_=no.such.Net: cannot import it"),
-        ({"_target_": "torch.optim.SGD"}, None, "model._target_=torch.optim.SGD: not a torch.nn.Module class"),
+        ({"_target_": "no.such.Net"}, None, "model._target_=no.such.Net: cannot import no.such.Net"),
+        ({"_target_": "torch.optim.SGD"}, None, "model._target_=torch.optim.SGD: not a subclass of torch.nn"),
         ({"_target_": f"{__name__}.Sizes", "depth": 3}, None, "model.depth: Sizes does not take it; it takes width"),
         ({"_target_": f"{__name__}.Sizes", "output_size": 3}, None, "model.output_size: comes from the data"),
         ({"_target_": "dllab.models.cnn.CNN"}, None, "needs images, and this data holds none; use model=mlp"),

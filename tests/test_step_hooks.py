@@ -138,5 +138,5 @@ def test_the_module_class_is_a_config_choice() -> None:
     assert module_class("classification", f"{__name__}.PenalisedModule") is PenalisedModule
     with pytest.raises(ConfigError, match=r"must be a subclass of dllab\.training\.module\.RegressionModule"):
         module_class("regression", f"{__name__}.PenalisedModule")
-    with pytest.raises(ConfigError, match=r"module=nowhere\.Module: cannot import it"):
+    with pytest.raises(ConfigError, match=r"module=nowhere\.Module: cannot import nowhere\.Module"):
         module_class("classification", "nowhere.Module")

@@ -79,8 +79,9 @@ class Augmenter:
                 states["cuda"] = torch.cuda.get_rng_state(device)
 
     def images(self, x: Tensor) -> Tensor:
-        """Flat (scaled) rows as images in pixel units, (n, C, H, W)."""
+        """(Scaled) images, as (n, C, H, W) or flat rows, in pixel units, (n, C, H, W)."""
         self._to(x.device)
+        x = x.reshape(x.shape[0], -1)  # the scaling's mean and std are per flat pixel
         if self.mean is not None and self.std is not None:
             x = x * self.std + self.mean
         return x.reshape(x.shape[0], *self.image_shape)
@@ -90,7 +91,7 @@ class Augmenter:
         out = self.transforms(self.images(x)).clamp(*PIXEL_RANGE).reshape(x.shape[0], -1)
         if self.mean is not None and self.std is not None:
             out = (out - self.mean) / self.std
-        return out.to(x.dtype)
+        return out.reshape(x.shape).to(x.dtype)
 
     def preview(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Original and augmented images of rows ``x`` (pixel units), drawn from a generator

@@ -201,7 +201,9 @@ class InMemoryDataModule(L.LightningDataModule):
             self.points = {split: data.points[i] for split, i in index.items()}
         if self.standardize:
             self._standardize(data.task)
-        self._tensors = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in self.arrays.items()}
+        # images reach the network as (N, C, H, W) (a view of the rows; the MLP flattens them)
+        shape = (-1, *data.image_shape) if data.image_shape else (-1, data.x.shape[1])
+        self._tensors = {s: (torch.from_numpy(x).view(shape), torch.from_numpy(y)) for s, (x, y) in self.arrays.items()}
         for split in SPLITS:  # bad limits are config errors before anything is built, not inside fit
             _limit(self.limits[split], len(self.arrays[split][0]), self.batch_size, f"limit_{split}_batches")
         self.dataset = data

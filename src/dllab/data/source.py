@@ -8,7 +8,6 @@ DataModule (:data:`DATAMODULE_KEYS`). The config checks build the source and cal
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from abc import ABC, abstractmethod
@@ -21,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from dllab.catalog import BUILTIN_SOURCES
 from dllab.data.dataset import Dataset
 from dllab.errors import ConfigError
+from dllab.targets import import_class
 
 # The keys of a data config that InMemoryDataModule takes (a test keeps them in step with its
 # signature); every other key but _target_ is the source's.
@@ -113,16 +113,7 @@ def upgrade_data_config(data: Mapping[str, Any] | DictConfig) -> DictConfig:
 
 def source_class(target: Any) -> type[Source]:
     """The Source subclass a ``_target_`` names (module.Class), imported."""
-    if not isinstance(target, str) or "." not in target:
-        raise fail("data._target_", target, "must name a Source class: module.Class, e.g. my_data.Moons")
-    module, _, attribute = target.rpartition(".")
-    try:  # not hydra.utils.get_class: it logs a multi-line error of its own
-        found = getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"data._target_={target}: cannot import {target} ({err})") from err
-    if not (isinstance(found, type) and issubclass(found, Source)):
-        raise ConfigError(f"data._target_={target}: not a subclass of dllab.data.source.Source")
-    return found
+    return import_class(target, "data._target_", Source, example="my_data.Moons")
 
 
 def split_data_config(data: Mapping[str, Any] | DictConfig) -> tuple[Source, dict[str, Any]]:

@@ -6,10 +6,10 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hydra.utils import get_class
 from torch import nn
 
 from dllab.errors import ConfigError
+from dllab.targets import import_class
 
 DEFAULT_NETWORK: dict[str, Any] = {"_target_": "dllab.models.mlp.MLP"}
 # What dllab knows of the data and hands to every network whose __init__ takes it by this name.
@@ -28,14 +28,7 @@ def build_network(
     or a class that is not an ``nn.Module`` is a ConfigError naming the ``model.`` field."""
     options = dict(config or DEFAULT_NETWORK)
     target = options.pop("_target_", None)
-    if not isinstance(target, str):
-        raise ConfigError(f"model._target_={target!r}: must name a torch.nn.Module class, e.g. dllab.models.mlp.MLP")
-    try:
-        cls = get_class(target)
-    except Exception as err:  # ImportError, AttributeError, or Hydra's wrapper of them
-        raise ConfigError(f"model._target_={target}: cannot import it ({err})") from err
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ConfigError(f"model._target_={target}: not a torch.nn.Module class")
+    cls = import_class(target, "model._target_", nn.Module, example="dllab.models.mlp.MLP")
     for key in DATA_SIZES:
         if key in options:
             raise ConfigError(f"model.{key}: comes from the data; remove it from the model config")

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch.nn.functional as F
-from hydra.utils import get_class
 from torch import Tensor, nn
 
 from dllab.catalog import ALL_LOSSES, AUTO, LOSSES, default_loss
 from dllab.errors import ConfigError
+from dllab.targets import import_class
 
 
 class MSELoss(nn.Module):
@@ -59,17 +59,14 @@ def build_loss(task: str, config: Mapping[str, Any] | None = None) -> nn.Module:
     if known is not None:
         if name not in LOSSES[task]:
             raise ConfigError(f"loss={name} does not fit the {task} task; valid for {task}: {', '.join(LOSSES[task])}")
-        if target is not None and get_class(str(target)) is not get_class(known):
+        if target is not None and import_class(target, "loss._target_") is not import_class(known, "loss"):
             raise ConfigError(f"loss._target_={target}: loss.name={name} is {known}; change one of them")
     elif target is None:
         raise ConfigError(
             f"loss.name={name}: unknown; choose one of {', '.join((AUTO, *ALL_LOSSES))}, "
             "or give loss._target_ (a torch.nn.Module loss class)"
         )
-    try:
-        cls = get_class(str(known or target))
-    except Exception as err:  # ImportError, AttributeError, or Hydra's wrapper of them
-        raise ConfigError(f"loss._target_={target}: cannot import it ({err})") from err
+    cls = import_class(known or target, "loss._target_", example="torch.nn.CrossEntropyLoss")
     try:
         loss = cls(**options)
     except TypeError as err:

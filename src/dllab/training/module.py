@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 import torch.distributed as dist
-from hydra.utils import get_class
 from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -32,6 +31,7 @@ from dllab.checkpoints import read_checkpoint
 from dllab.data.datamodule import EpochBatch
 from dllab.errors import ConfigError, DivergedError
 from dllab.models.network import DEFAULT_NETWORK, build_network
+from dllab.targets import import_class
 from dllab.training import compat
 from dllab.training.epoch_loop import EpochLoop, EpochResult
 from dllab.training.losses import build_loss, resolved_loss_name
@@ -445,11 +445,8 @@ def module_class(task: str, path: str | None = None) -> type[TaskModule]:
     base = MODULES[task]
     if not path:
         return base
-    try:
-        cls = get_class(path)
-    except Exception as err:  # ImportError, AttributeError, or Hydra's wrapper of them
-        raise ConfigError(f"module={path}: cannot import it ({err})") from err
-    if not (isinstance(cls, type) and issubclass(cls, base)):
+    cls = import_class(path, "module", example="my_pkg.modules.MyModule")
+    if not issubclass(cls, base):
         raise ConfigError(f"module={path}: must be a subclass of {base.__module__}.{base.__name__} for a {task} task")
     return cls
 
