@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import BIN
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-FILE = re.compile(r"^`([\w/.]+)`:\n\n```\w+\n(.*?)^```", re.S | re.M)
+FILE = re.compile(r"^`([\w/.]+)`[^\n]*:\n\n```\w+\n(.*?)^```", re.S | re.M)
 COMMANDS = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 
 
@@ -72,6 +72,15 @@ def test_a_network_of_ones_own(tmp_path: Path) -> None:
     assert checkpoint["state_dict"]["net.hidden.1.weight"].shape == (16, 64)
     evaluated = json.loads((run_dir / "eval_metrics.json").read_text())  # the recipe's dllab-eval
     assert evaluated["test"] == pytest.approx(metrics["test"], abs=1e-6)
+
+
+def test_a_dataset_of_ones_own(tmp_path: Path) -> None:
+    (run_dir,) = run_recipe("A dataset of your own", tmp_path)
+    metrics = completed(run_dir)
+    assert run_dir.parts[-3] == "moons"  # task_name follows data.name
+    assert metrics["test"]["test/acc"] > 0.75  # two noisy half moons, 10 epochs
+    config = (run_dir / "config.yaml").read_text()
+    assert "_target_: my_data.Moons" in config and "noise: 0.2" in config
 
 
 def test_a_loss_of_ones_own(tmp_path: Path) -> None:
