@@ -42,7 +42,8 @@ def test_data_options(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert dm.task == (task if task != "auto" else "classification")
     assert dm.image_shape == dm.source.image_shape
     batch = next(iter(dm.train_dataloader()))
-    assert batch.x.shape[1] == dm.input_size and batch.batch_size == cfg.data.batch_size
+    assert batch.x[0].numel() == dm.input_size and batch.batch_size == cfg.data.batch_size
+    assert batch.x.shape[1:] == (dm.image_shape or (dm.input_size,))  # images as (N, C, H, W)
 
 
 @pytest.mark.parametrize("name", options("loss"))

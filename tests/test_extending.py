@@ -56,6 +56,9 @@ def completed(run_dir: Path) -> dict:
 
 
 def test_the_recipes_are_the_ones_the_tests_cover() -> None:
+    section = README.read_text().split("## Extending dllab\n", 1)[1].split("\n## ", 1)[0]
+    blocks = section.count("```python") + section.count("```yaml")
+    assert sum(len(files) for files, _ in recipes().values()) == blocks  # every file block is named
     assert set(recipes()) == {
         "A network of your own", "A dataset of your own", "A loss of your own", "A callback of your own",
         "What a batch does",

@@ -181,3 +181,35 @@ def test_a_loss_of_ones_own_by_target() -> None:
 def test_bad_losses_are_one_line_errors(task: str, config: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_loss(task, config)
+
+
+class ImagesOnly(nn.Module):
+    """A network that only takes (N, C, H, W) images."""
+
+    def __init__(self, image_shape: list[int], output_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(image_shape[0], 4, 3, padding=1)
+        self.head = nn.LazyLinear(output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.dim() == 4, x.shape
+        return self.head(self.conv(x).flatten(1))
+
+
+def test_image_data_reaches_a_network_as_images_in_training_test_and_pictures() -> None:
+    from dllab.data.datamodule import InMemoryDataModule
+    from dllab.data.sklearn_sets import SklearnSet
+    from dllab.pictures.callbacks import predict
+    from dllab.training.module import ClassificationModule
+    from tests.conftest import bare_trainer
+
+    dm = InMemoryDataModule(SklearnSet("digits"), batch_size=64, seed=0)
+    dm.setup()
+    module = ClassificationModule(
+        dm.input_size, dm.output_size, net={"_target_": f"{__name__}.ImagesOnly"}, image_shape=list(dm.image_shape)
+    )
+    trainer = bare_trainer(max_epochs=2)
+    trainer.fit(module, dm)
+    assert trainer.test(module, dm, verbose=False)[0]["test/acc"] > 0.5
+    probs = predict(module, dm.arrays["test"][0], dm.image_shape)
+    assert probs.shape == (len(dm.arrays["test"][0]), 10)

@@ -20,10 +20,10 @@ def readme_command(start: str) -> list[str]:
     return shlex.split(line)
 
 
-@pytest.mark.parametrize("data", ["csv", "image_folder"])
-def test_bring_your_own_data_example(data: str, tmp_path: Path) -> None:
-    command, *args = readme_command(f"dllab-train data={data} ")
-    if data == "csv":
+@pytest.mark.parametrize("start", ["data=csv", "data=image_folder", "model=cnn data=image_folder"])
+def test_bring_your_own_data_example(start: str, tmp_path: Path) -> None:
+    command, *args = readme_command(f"dllab-train {start} ")
+    if start == "data=csv":
         make_table(tmp_path / "my_table.csv", n=120)
         assert "height,weight,colour,species" in README.read_text()
     else:

@@ -140,3 +140,29 @@ def test_the_module_class_is_a_config_choice() -> None:
         module_class("regression", f"{__name__}.PenalisedModule")
     with pytest.raises(ConfigError, match=r"module=nowhere\.Module: cannot import nowhere\.Module"):
         module_class("classification", "nowhere.Module")
+
+
+def test_a_default_run_has_no_per_step_hooks(make_cfg) -> None:
+    """dllab's default callbacks (checkpoints, lr monitor, bar, ...) override per-step hooks that
+    do nothing as configured: the loop calls none of them."""
+    from dllab.train import instantiate_enabled
+    from dllab.training.step_hooks import lightning_step_hooks
+
+    module = ClassificationModule(2, 2, net=mlp([4]))
+    for overrides, batch_starts in (((), 0), (("callbacks.lr_monitor.logging_interval=step",), 1)):
+        callbacks = instantiate_enabled(make_cfg(*overrides).callbacks)
+        assert {type(c).__name__ for c in callbacks} >= {"BestCheckpoint", "LearningRateMonitor", "LastCheckpoint"}
+        trainer = bare_trainer(callbacks=callbacks, enable_checkpointing=True, enable_progress_bar=True)
+        hooks = lightning_step_hooks(trainer, module, ClassificationModule)
+        assert len(hooks.batch_start) == batch_starts  # a monitor that logs per step is called per step
+        assert not hooks.batch_end and not hooks.before_optimizer_step and not hooks.before_backward
+
+
+class OwnOptimizerStep(ClassificationModule):
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+
+
+def test_what_the_loop_does_itself_cannot_be_overridden_and_says_so() -> None:
+    with pytest.raises(ConfigError, match=r"OwnOptimizerStep\.optimizer_step: not called, since dllab's epoch loop"):
+        bare_trainer(limit_val_batches=0).fit(OwnOptimizerStep(2, 2, net=mlp([4])), circle())

@@ -2,8 +2,8 @@
 
 This module imports nothing heavy, so the config checks that run before torch is
 imported (and the ``--help``/``--cfg`` paths) can name every valid choice.
-The builders in ``mlp`` and ``losses`` and the data configs use the same names, and
-tests keep them in step.
+The builders (``dllab.models.activations``, ``dllab.training.losses``) and the data
+configs use the same names, and tests keep them in step.
 """
 
 from __future__ import annotations

@@ -74,6 +74,14 @@ def check_config(cfg: DictConfig) -> None:
 def check_checkpoints(cfg: DictConfig) -> None:
     """dllab.training.checkpointing.BestCheckpoint writes on a time budget; last.ckpt is LastCheckpoint's."""
     best = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
+    for field in ("every_n_train_steps", "train_time_interval"):
+        if best.get(field):
+            raise _fail(
+                f"callbacks.model_checkpoint.{field}",
+                best.get(field),
+                "not supported: dllab checks for a new best once per epoch (a checkpoint inside an epoch "
+                "cannot be resumed exactly); use every_n_epochs",
+            )
     if best.get("save_last") and best.get("write_every_seconds", 0) > 0:
         raise _fail(
             "callbacks.model_checkpoint.save_last",
@@ -192,6 +200,8 @@ def check_loss(cfg: DictConfig) -> None:
     task = source_of(cfg.data).task
     if task != AUTO:  # else known once the data is read
         check_loss_fits(loss, task, f"data={cfg.data.name}")
+    if loss not in ALL_LOSSES:
+        return  # a loss of one's own: its class checks its arguments
     for field, ok, allowed in (
         ("label_smoothing", lambda v: 0 <= v < 1, "must be a number in [0, 1)"),
         ("margin", lambda v: v > 0, "must be a positive number"),

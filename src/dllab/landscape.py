@@ -206,7 +206,6 @@ def checkpoint_slice(
 ) -> dict[str, Any]:
     """The slice for a finished run: its module from the checkpoint, its data (same split,
     same scaling) from the run's config.yaml."""
-    import torch
 
     from dllab.evaluate import load_run
 
@@ -214,7 +213,7 @@ def checkpoint_slice(
     datamodule.setup()
     if split not in datamodule.arrays:
         raise ValueError(f"split={split}: choose one of {', '.join(datamodule.arrays)}")
-    x, y = (torch.from_numpy(a) for a in datamodule.arrays[split])
+    x, y = datamodule.tensors(split)  # as in training: images as (N, C, H, W)
     alphas, betas, loss = loss_slice(module.net, module.criterion, x, y, resolution, span, seed)
     return {"run_dir": run_dir, "alphas": alphas, "betas": betas, "loss": loss, "data": datamodule.data_name}
 

@@ -1,11 +1,11 @@
 """Batch augmentation of training images on the training device (kornia), and the
 TensorBoard grid that shows what it does.
 
-The data path holds every split as one tensor of flat rows, so augmentation works on
-whole micro-batches: the module's training step hands each training micro-batch to an
-:class:`Augmenter`, which undoes the data's scaling, reshapes the rows to (C, H, W)
-images, applies the kornia augmentations of the ``augmentation/`` config group, clamps
-to the pixel range, and flattens and scales back. Validation and test batches never
+The data path holds every split as one tensor, so augmentation works on whole
+micro-batches: the epoch loop (:mod:`dllab.training.epoch_loop`) hands each training
+micro-batch to an :class:`Augmenter`, which undoes the data's scaling (per pixel), applies
+the kornia augmentations of the ``augmentation/`` config group to the (C, H, W) images,
+clamps to the pixel range, and scales back, keeping the batch's shape. Validation and test batches never
 pass through it. The augmenter draws its random numbers from its own generator state,
 seeded by the run seed, so a run is reproducible and dropout or shuffling do not change
 which augmentations are drawn.

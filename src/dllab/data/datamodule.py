@@ -2,9 +2,9 @@
 batches sliced from tensors that live on the training device.
 
 The train "loader" yields one :class:`EpochBatch` per epoch: the whole split plus a
-shuffled index order. The LightningModule slices micro-batches from it inside one
-``training_step``, so the Trainer's per-step bookkeeping is paid once per epoch, not
-once per batch (see ``dllab.training.module``). There is no per-sample ``__getitem__`` and no
+shuffled index order. The module's ``training_step`` runs an epoch loop
+(:mod:`dllab.training.epoch_loop`) that takes micro-batches from it, so the Trainer's
+per-step bookkeeping is paid once per epoch, not once per batch. There is no per-sample ``__getitem__`` and no
 collate: this is the framework's only data path.
 """
 
@@ -209,7 +209,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.dataset = data
 
     def train_dataloader(self) -> TrainEpochs:
-        x, y = self._on_device("train")
+        x, y = self.tensors("train")
         limit = _limit(self.limits["train"], x.shape[0], self.batch_size, "limit_train_batches")
         trainer = self.trainer
         return TrainEpochs(
@@ -234,16 +234,16 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """The splits already live on the device (see ``_on_device``): batches pass through.
+        """The splits already live on the device (see ``tensors``): batches pass through.
         Lightning's default walks each batch and calls ``.to`` on every tensor, every epoch."""
         tensors = batch[:-1] if isinstance(batch, EpochBatch) else batch
         if isinstance(batch, tuple) and all(isinstance(t, Tensor) and t.device == device for t in tensors):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    # --- helpers ----------------------------------------------------------------------
-    def _on_device(self, split: str) -> tuple[Tensor, Tensor]:
-        """The split's tensors on the training device, moved there once."""
+    def tensors(self, split: str) -> tuple[Tensor, Tensor]:
+        """A split's (scaled) inputs and targets as the network sees them (images as (N, C, H, W)),
+        on the training device (the CPU before a Trainer is attached), moved there once."""
         self.setup()
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         x, y = self._tensors[split]
@@ -252,8 +252,9 @@ class InMemoryDataModule(L.LightningDataModule):
             self._tensors[split] = (x, y)
         return x, y
 
+    # --- helpers ----------------------------------------------------------------------
     def _eval_loader(self, split: str) -> EvalBatches:
-        x, y = self._on_device(split)
+        x, y = self.tensors(split)
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             x, y = x[trainer.global_rank :: trainer.world_size], y[trainer.global_rank :: trainer.world_size]

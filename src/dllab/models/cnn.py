@@ -17,8 +17,8 @@ class CNN(nn.Module):
     [-> 2x2 pooling], then an :class:`MLP` head over the flattened feature maps
     (``hidden_sizes``, the same activation, ``dropout`` and ``batch_norm``).
 
-    Input: (N, C, H, W) images, or the same images as (N, C*H*W) rows (the pictures and the
-    loss landscape feed rows); ``image_shape`` is (C, H, W). Output: (N, output_size).
+    Input: (N, C, H, W) images (as dllab's data path delivers them), or the same images as
+    (N, C*H*W) rows; ``image_shape`` is (C, H, W). Output: (N, output_size).
     A block pools only while both sides are at least 2 pixels, so any image size works.
     """
 

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -71,16 +71,20 @@ def unscale_targets(datamodule: Any, y: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict(module: torch.nn.Module, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """Model outputs for model inputs ``x`` in eval mode (the mode is restored): class
-    probabilities for classification modules, raw outputs otherwise."""
+def predict(
+    module: torch.nn.Module, x: np.ndarray, image_shape: Sequence[int] | None = None, batch_size: int = 65536
+) -> np.ndarray:
+    """Model outputs for model inputs ``x`` (rows; images of ``image_shape`` reach the model as
+    (N, C, H, W), as in training) in eval mode (the mode is restored): class probabilities for
+    classification modules, raw outputs otherwise."""
     was_training = module.training
     module.eval()
     try:
         first = next(module.parameters())  # device and dtype (64-true precision runs in float64)
         outputs = []
         for start in range(0, len(x), batch_size):
-            out = module(torch.from_numpy(x[start : start + batch_size]).to(first.device, first.dtype)).float()
+            batch = torch.from_numpy(x[start : start + batch_size]).to(first.device, first.dtype)
+            out = module(batch if image_shape is None else batch.view(-1, *image_shape)).float()
             if getattr(module, "task", None) == CLASSIFICATION:
                 out = out.softmax(-1)
             outputs.append(out.cpu().numpy())
@@ -323,7 +327,7 @@ class ConfusionMatrix(PlotCallback):
         from torchmetrics.functional.classification import multiclass_confusion_matrix
 
         x_test, y_test = datamodule.arrays["test"]
-        predicted = torch.from_numpy(predict(module, x_test).argmax(1))
+        predicted = torch.from_numpy(predict(module, x_test, datamodule.image_shape).argmax(1))
         names = datamodule.class_names
         matrix = multiclass_confusion_matrix(predicted, torch.from_numpy(y_test), num_classes=len(names)).numpy()
         accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))

@@ -65,6 +65,19 @@ def should_save_on_exception(callback: ModelCheckpoint, trainer: L.Trainer) -> b
     return callback._should_save_on_exception(trainer)
 
 
+def is_overridden(method_name: str, instance: Any, parent: type) -> bool:
+    """Whether ``instance``'s class overrides ``parent``'s ``method_name`` (Lightning's helper)."""
+    from lightning.pytorch.utilities.model_helpers import is_overridden as lightning_is_overridden
+
+    return lightning_is_overridden(method_name, instance, parent)
+
+
+def checkpoints_within_epochs(callback: ModelCheckpoint) -> bool:
+    """Whether a ModelCheckpoint saves by training steps or time (``every_n_train_steps``,
+    ``train_time_interval``), i.e. inside an epoch, in its ``on_train_batch_end``."""
+    return bool(callback._every_n_train_steps) or callback._train_time_interval is not None
+
+
 def tensorboard_file_writer(logger: Any) -> Any:
     """The event-file writer of a Lightning TensorBoardLogger (torch's ``SummaryWriter``'s)."""
     return logger.experiment._get_file_writer()

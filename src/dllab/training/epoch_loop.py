@@ -65,7 +65,6 @@ class EpochResult:
     outputs: Tensor
     targets: Tensor
     steps: int
-    stopped_early: bool  # a step limit or a batch_start hook ended it before its last sample
 
 
 class EpochLoop:
@@ -118,15 +117,13 @@ class EpochLoop:
         losses: list[Tensor] = []
         sizes: list[int] = []
         outputs: list[Tensor] = []
-        targets: list[Tensor] = []
         steps = counted = 0
-        stopped = done < order.numel()
         try:
             for batch_idx, (features, target, weight, ends_group) in enumerate(
                 self._micro_batches(x, y, order[:done], batch_size, group)
             ):
                 if hooks.batch_start and any(h((features, target), batch_idx) == -1 for h in hooks.batch_start):
-                    stopped = True
+                    optimizer.zero_grad(set_to_none=True)  # a group cut short leaves no gradients behind
                     break
                 loss, output = step(features if transform is None else transform(features), target)
                 scaled = loss if weight is None else loss * weight  # exact accumulation, last group too
@@ -139,7 +136,6 @@ class EpochLoop:
                 losses.append(detached)
                 sizes.append(target.shape[0])
                 outputs.append(output.detach())
-                targets.append(target)
                 if ends_group:
                     if plain:
                         optimizer.step()
@@ -156,14 +152,8 @@ class EpochLoop:
         finally:  # the step count is right also when interrupted
             if steps > counted:
                 self._count(steps - counted)
-        return EpochResult(
-            losses,
-            sizes,
-            _cat(outputs),
-            _cat(targets),
-            steps,
-            stopped,
-        )
+        visited = order[: sum(sizes)]
+        return EpochResult(losses, sizes, _cat(outputs), y[visited], steps)
 
     def _micro_batches(
         self, x: Tensor, y: Tensor, order: Tensor, batch_size: int, group: int

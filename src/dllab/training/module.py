@@ -256,7 +256,7 @@ class TaskModule(L.LightningModule, ABC):
         self.net.train()
 
     def on_validation_model_zero_grad(self) -> None:
-        pass  # the epoch step leaves no gradients behind (zero_grad(set_to_none=True) after each step)
+        pass  # the epoch loop leaves no gradients behind (zero_grad(set_to_none=True) after each step)
 
     def on_test_model_eval(self) -> None:
         self.net.eval()
@@ -313,7 +313,8 @@ class TaskModule(L.LightningModule, ABC):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dllab_task"] = self.task
-        checkpoint["dllab_module"] = f"{type(self).__module__}.{type(self).__qualname__}"  # rebuilt on reload
+        if type(self) not in MODULES.values():  # a subclass of one's own: rebuilt from its class path
+            checkpoint["dllab_module"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["torch_rng_state"] = torch.get_rng_state()  # dropout draws continue after a resume
         if torch.cuda.is_available():
             checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()

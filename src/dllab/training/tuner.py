@@ -70,16 +70,15 @@ def lr_range_test(
     eval_samples: int = 2048,
     seed: int = 0,
 ) -> LRFinderResult:
-    """Run the range test on a copy of ``module.net`` with the module's optimizer config and
-    loss on ``datamodule``'s training split. After each step the loss is measured on a fixed
-    sample of up to ``eval_samples`` training samples (smoother than the batch's own loss,
-    which with batches of 10 is mostly noise) and smoothed with ``beta``."""
-    net = copy.deepcopy(module.net).train()
-    criterion = module.criterion
+    """Run the range test on a copy of ``module`` (its ``step``: network and loss) with the
+    module's optimizer config on ``datamodule``'s training split. After each step the loss is
+    measured on a fixed sample of up to ``eval_samples`` training samples (smoother than the
+    batch's own loss, which with batches of 10 is mostly noise) and smoothed with ``beta``."""
+    trial = copy.deepcopy(module).train()
     options = dict(module.hparams["optimizer"] or {"_target_": "torch.optim.Adam"})
-    optimizer = build_optimizer({**options, "lr": min_lr}, net.parameters())
-    device = next(net.parameters()).device
-    x_all, y_all = (torch.from_numpy(a).to(device) for a in datamodule.arrays["train"])
+    optimizer = build_optimizer({**options, "lr": min_lr}, trial.parameters())
+    device = next(trial.parameters()).device
+    x_all, y_all = (t.to(device) for t in datamodule.tensors("train"))
     n = x_all.shape[0]
     batch = min(n, int(datamodule.batch_size) * int(module.hparams.get("accumulate_grad_batches", 1)))
     generator = torch.Generator().manual_seed(seed)
@@ -98,14 +97,14 @@ def lr_range_test(
             order, position = torch.randperm(n, generator=generator), 0
         index = order[position : position + batch].to(device)
         position += batch
-        loss = criterion(net(x_all[index]), y_all[index])
+        loss, _ = trial.step(x_all[index], y_all[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        net.eval()
+        trial.eval()
         with torch.no_grad():
-            value = float(criterion(net(x_eval), y_eval))
-        net.train()
+            value = float(trial.step(x_eval, y_eval)[0])
+        trial.train()
         average = beta * average + (1 - beta) * value
         smoothed = average / (1 - beta ** (step + 1))
         lrs.append(lr)
