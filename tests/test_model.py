@@ -213,3 +213,19 @@ def test_image_data_reaches_a_network_as_images_in_training_test_and_pictures() 
     assert trainer.test(module, dm, verbose=False)[0]["test/acc"] > 0.5
     probs = predict(module, dm.arrays["test"][0], dm.image_shape)
     assert probs.shape == (len(dm.arrays["test"][0]), 10)
+
+
+def test_the_cnn_learns_the_digits_as_images(tmp_path) -> None:
+    """model=cnn end to end: images (1, 8, 8) reach the conv layers, and it learns."""
+    import json
+
+    from tests.conftest import run_cli, run_dirs
+
+    result = run_cli("dllab-train", "model=cnn", "trainer.max_epochs=8", "plots=none", "threads=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test"]["test/acc"] >= 0.95
+    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["image_shape"] == [1, 8, 8]
+    assert checkpoint["state_dict"]["net.features.0.weight"].shape == (32, 1, 3, 3)
