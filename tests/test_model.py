@@ -26,6 +26,24 @@ def test_catalog_names_match_the_builders() -> None:
     assert set(LOSS_CLASSES) == set(LOSSES["classification"]) | set(LOSSES["regression"])
 
 
+def test_the_torch_free_checks_know_the_keys_of_dllabs_networks() -> None:
+    """checks.NETWORK_KEYS (checked before torch is imported) are the arguments of MLP and CNN,
+    but the sizes that come from the data; and each default yaml sets exactly those keys."""
+    import inspect
+
+    from dllab.checks import NETWORK_KEYS
+    from dllab.models.network import DATA_SIZES
+
+    for cls in (MLP, CNN):
+        target = f"{cls.__module__}.{cls.__name__}"
+        arguments = [k for k in inspect.signature(cls).parameters if k not in DATA_SIZES]
+        assert sorted(NETWORK_KEYS[target]) == sorted(arguments)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for name in ("mlp", "cnn"):
+            model = compose("train", overrides=[f"model={name}"]).model
+            assert sorted(k for k in model if k != "_target_") == sorted(NETWORK_KEYS[model._target_])
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_mlp_shapes_and_activation(activation: str) -> None:
     model = MLP(64, 10, hidden_sizes=[32, 16], activation=activation)

@@ -124,7 +124,7 @@ def old_data_configs(tmp_path: Path) -> dict[str, dict]:
     common = DATAMODULE | {"_target_": "dllab.datamodule.InMemoryDataModule"}
     return {
         "circle": common | {"name": "circle", "n_samples": 120, "noise": 0.1, "features": ["x1", "x2", "x1x2"]},
-        "digits": common | {"_target_": "dllab.data.datamodule.InMemoryDataModule", "name": "digits"},
+        "digits": common | {"name": "digits"},
         "csv": common
         | {"name": "csv", "path": str(make_table(tmp_path / "t.csv")), "target": "species", "task": "auto"}
         | {"missing": "error"},

@@ -38,6 +38,9 @@ BUILTIN_SOURCES: dict[str, str] = {
     "function": "dllab.data.functions.FunctionSet",
 }
 
+# Pooling of dllab.models.cnn.CNN after each conv block.
+POOLING = ("max", "avg", "none")
+
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "leaky_relu", "elu", "silu", "identity")
 
 # Losses that fit each task. Classification accepts "mse" on softmax probabilities

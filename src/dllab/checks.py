@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from dllab.catalog import ACTIVATIONS, ALL_LOSSES, AUTO, LOSSES
+from dllab.catalog import ACTIVATIONS, ALL_LOSSES, AUTO, LOSSES, POOLING
 from dllab.data.source import fail as _fail
 from dllab.data.source import image_sets, source_of
 from dllab.data.source import is_int as _is_int
@@ -142,7 +142,11 @@ def check_plots_and_tuner(cfg: DictConfig) -> None:
 
 MLP_TARGET = "dllab.models.mlp.MLP"
 CNN_TARGET = "dllab.models.cnn.CNN"
-POOLING = ("max", "avg", "none")
+# The config keys of dllab's own networks (a test keeps them in step with their signatures).
+NETWORK_KEYS = {
+    MLP_TARGET: ("hidden_sizes", "activation", "dropout", "batch_norm"),
+    CNN_TARGET: ("channels", "kernel_size", "pooling", "activation", "hidden_sizes", "dropout", "batch_norm"),
+}
 
 
 def check_model(cfg: DictConfig) -> None:
@@ -152,7 +156,7 @@ def check_model(cfg: DictConfig) -> None:
     target = cfg.model.get("_target_", MLP_TARGET)
     if not isinstance(target, str) or "." not in target:
         raise _fail("model._target_", target, "must be a class path, e.g. dllab.models.mlp.MLP or my_pkg.nets.MyNet")
-    if target in (MLP_TARGET, CNN_TARGET):
+    if target in NETWORK_KEYS:
         _check_network_options(cfg, target)
     if target == CNN_TARGET and source_of(cfg.data).image_shape is None:
         raise no_images("model=cnn", cfg.data.name, "a CNN needs", "model=mlp")
@@ -161,9 +165,7 @@ def check_model(cfg: DictConfig) -> None:
 
 def _check_network_options(cfg: DictConfig, target: str) -> None:
     model = cfg.model
-    keys = ["hidden_sizes", "activation", "dropout", "batch_norm"]
-    if target == CNN_TARGET:
-        keys += ["channels", "kernel_size", "pooling"]
+    keys = NETWORK_KEYS[target]
     unknown = [k for k in model if k not in (*keys, "_target_")]
     if unknown:
         name = target.rsplit(".", 1)[-1]

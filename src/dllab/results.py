@@ -60,13 +60,13 @@ MOVED_TARGETS = {
     "dllab.callbacks.DataSummary": "dllab.training.callbacks.DataSummary",
     "dllab.augmentation.AugmentationPreview": "dllab.data.augmentation.AugmentationPreview",
     "dllab.loggers.TensorBoardLogger": "dllab.training.loggers.TensorBoardLogger",
-    "dllab.datamodule.InMemoryDataModule": "dllab.data.datamodule.InMemoryDataModule",
-}
+}  # data configs of earlier versions: dllab.data.source.upgrade_data_config
 
 
 def upgrade_config(cfg: DictConfig) -> DictConfig:
     """A run's saved config in today's form: moved class paths renamed, and a model without
-    ``_target_`` (saved before networks were chosen by class) is the MLP it was."""
+    ``_target_`` (saved before networks were chosen by class) is the MLP it was. (Its data
+    config is upgraded wherever data configs are read, by ``upgrade_data_config``.)"""
     container = OmegaConf.to_container(cfg)
     assert isinstance(container, dict)
     upgraded = _rename_targets(container)

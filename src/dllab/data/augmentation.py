@@ -5,8 +5,8 @@ The data path holds every split as one tensor, so augmentation works on whole
 micro-batches: the epoch loop (:mod:`dllab.training.epoch_loop`) hands each training
 micro-batch to an :class:`Augmenter`, which undoes the data's scaling (per pixel), applies
 the kornia augmentations of the ``augmentation/`` config group to the (C, H, W) images,
-clamps to the pixel range, and scales back, keeping the batch's shape. Validation and test batches never
-pass through it. The augmenter draws its random numbers from its own generator state,
+clamps to the pixel range, and scales back, keeping the batch's shape. Validation and test
+batches never pass through it. The augmenter draws its random numbers from its own generator state,
 seeded by the run seed, so a run is reproducible and dropout or shuffling do not change
 which augmentations are drawn.
 """
@@ -34,8 +34,8 @@ PIXEL_RANGE = (0.0, 1.0)  # every image loader yields pixels in [0, 1]
 
 
 class Augmenter:
-    """Augments flat, possibly standardized rows of images; a plain callable, not an
-    ``nn.Module``, so it never enters the model's parameters or checkpoints."""
+    """Augments batches of (possibly standardized) images, (N, C, H, W) or flat rows; a plain
+    callable, not an ``nn.Module``, so it never enters the model's parameters or checkpoints."""
 
     def __init__(
         self,

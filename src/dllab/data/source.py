@@ -27,7 +27,7 @@ from dllab.targets import import_class
 DATAMODULE_KEYS = ("batch_size", "val_fraction", "test_fraction", "seed", "standardize", "eval_batch_size")
 # The _target_ of data configs saved before sources existed (a run dir's config.yaml): the
 # DataModule itself, with the dataset chosen by data.name.
-OLD_TARGETS = ("dllab.datamodule.InMemoryDataModule", "dllab.data.datamodule.InMemoryDataModule")
+OLD_TARGETS = ("dllab.datamodule.InMemoryDataModule",)
 
 
 @dataclass

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from dllab.catalog import POOLING
 from dllab.models.activations import activation_layer
 from dllab.models.mlp import MLP
 
-POOLING = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+POOLING_LAYERS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}  # and "none"
 
 
 class CNN(nn.Module):
@@ -37,8 +38,8 @@ class CNN(nn.Module):
         super().__init__()
         if len(image_shape) != 3:
             raise ValueError(f"image_shape={list(image_shape)}: a CNN needs images as (channels, height, width)")
-        if pooling not in (*POOLING, "none"):
-            raise ValueError(f"pooling={pooling!r}: unknown; choose one of {', '.join((*POOLING, 'none'))}")
+        if pooling not in POOLING:
+            raise ValueError(f"pooling={pooling!r}: unknown; choose one of {', '.join(POOLING)}")
         self.image_shape = tuple(int(s) for s in image_shape)
         depth, height, width = self.image_shape
         blocks: list[nn.Module] = []
@@ -48,7 +49,7 @@ class CNN(nn.Module):
                 blocks.append(nn.BatchNorm2d(size))
             blocks.append(activation_layer(activation))
             if pooling != "none" and min(height, width) >= 2:
-                blocks.append(POOLING[pooling](2))
+                blocks.append(POOLING_LAYERS[pooling](2))
                 height, width = height // 2, width // 2
             depth = size
         self.features = nn.Sequential(*blocks)

@@ -75,7 +75,7 @@ class TaskModule(L.LightningModule, ABC):
         # Training-only batch augmentation (dllab.data.augmentation), set by dllab-train; only its
         # random-number state goes into checkpoints.
         self.augment: Callable[[Tensor], Tensor] | None = None
-        self.net = build_network(net or DEFAULT_NETWORK, input_size, output_size, image_shape)
+        self.net = build_network(net, input_size, output_size, image_shape)
         self.loss_name = resolved_loss_name(self.task, str((loss or {}).get("name", AUTO)))
         self.criterion = build_loss(self.task, loss)
         self.test_metrics = self.make_metrics()

@@ -24,6 +24,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+from dllab.data.datamodule import EpochBatch
 from dllab.errors import ConfigError
 from dllab.training import compat
 from dllab.training.epoch_loop import StepHooks
@@ -99,7 +100,6 @@ _FIELDS = {
 
 def _skipping_epoch_batches(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` for every batch but the Trainer's whole-epoch one (the loop calls it per micro-batch)."""
-    from dllab.data.datamodule import EpochBatch
 
     @functools.wraps(method)
     def hook(*args: Any, **kwargs: Any) -> Any:
