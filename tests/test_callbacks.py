@@ -27,11 +27,13 @@ class History(L.Callback):
     def __init__(self, checkpoints: Path) -> None:
         self.checkpoints = checkpoints
         self.acc: list[float] = []
+        self.loss: list[float] = []
         self.weights: list[dict[str, torch.Tensor]] = []
         self.files: list[set[str]] = []
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.acc.append(float(trainer.callback_metrics["val/acc"]))
+        self.loss.append(float(trainer.callback_metrics["val/loss"]))
         self.weights.append({k: v.clone() for k, v in pl_module.net.state_dict().items()})
         self.files.append({p.name for p in self.checkpoints.glob("*.ckpt")})
 
@@ -51,7 +53,7 @@ def best(tmp_path: Path, **kwargs) -> BestCheckpoint:
 
 
 def test_best_is_kept_in_memory_and_written_at_the_end_with_the_best_epochs_weights(tmp_path: Path) -> None:
-    t, history = fit(tmp_path, best(tmp_path, write_every_seconds=60))
+    t, history = fit(tmp_path, best(tmp_path, write_every_seconds=60, tie_breaker=None))
     assert history.files == [set()] * 8  # nothing written during training
     saved = torch.load(tmp_path / "best.ckpt", weights_only=True)
     best_epoch = history.acc.index(max(history.acc))  # the first epoch with the best value
@@ -59,6 +61,33 @@ def test_best_is_kept_in_memory_and_written_at_the_end_with_the_best_epochs_weig
     for name, value in history.weights[best_epoch].items():
         assert torch.equal(saved["state_dict"][f"net.{name}"], value)
     assert t.checkpoint_callback is not None and t.checkpoint_callback.best_model_score == max(history.acc)
+
+
+def test_ties_on_the_monitored_value_go_to_the_lowest_validation_loss(tmp_path: Path) -> None:
+    t, history = fit(tmp_path, best(tmp_path, write_every_seconds=60), epochs=30)
+    top = max(history.acc)
+    tied = [epoch for epoch, acc in enumerate(history.acc) if acc == top]
+    assert len(tied) > 1  # iris' 15 validation samples: accuracy saturates early
+    expected = min(tied, key=lambda epoch: history.loss[epoch])  # the lowest val/loss among them
+    assert expected != tied[0]  # so the rule changes which model is tested
+    saved = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    assert saved["epoch"] == expected
+    for name, value in history.weights[expected].items():
+        assert torch.equal(saved["state_dict"][f"net.{name}"], value)
+    callback = t.checkpoint_callback
+    assert isinstance(callback, BestCheckpoint)
+    assert (callback.best_epoch, callback.best_first_epoch) == (expected + 1, tied[0] + 1)  # epochs done
+    assert callback.best_step == (expected + 1) * 7  # 105 samples in batches of 16: 7 steps an epoch
+    assert callback.best_tie_value == pytest.approx(history.loss[expected])
+    assert float(callback.best_model_score) == top
+
+
+def test_tie_breaking_survives_a_resume_through_the_callback_state(tmp_path: Path) -> None:
+    callback = best(tmp_path, write_every_seconds=60)
+    fit(tmp_path, callback, epochs=6)
+    again = best(tmp_path, write_every_seconds=60)
+    again.load_state_dict(callback.state_dict())
+    assert again.kept_at == callback.kept_at and again.best_epoch == callback.best_epoch is not None
 
 
 def test_write_every_seconds_zero_writes_each_new_best_at_once(tmp_path: Path) -> None:
@@ -229,7 +258,7 @@ def test_top_k_with_the_version_counter_names_pending_snapshots_apart(tmp_path: 
 
     options = {"filename": "best", "save_top_k": 2, "enable_version_counter": True}
     lightning_k = run(ModelCheckpoint(dirpath=tmp_path / "a", monitor="val/acc", mode="max", **options), tmp_path / "a")
-    ours_k = run(best(tmp_path / "b", write_every_seconds=60, **options), tmp_path / "b")
+    ours_k = run(best(tmp_path / "b", write_every_seconds=60, tie_breaker=None, **options), tmp_path / "b")
     assert ours_k == lightning_k and len(ours_k) == 2  # best.ckpt and best-v1.ckpt, the same scores
     assert {p.name for p in (tmp_path / "b").glob("*.ckpt")} == set(ours_k)
 

@@ -22,11 +22,12 @@ def read_metrics(run_dir: Path) -> dict:
 def test_fast_dev_run(tmp_path: Path) -> None:
     result = run_cli("dllab-train", "debug=fast_dev_run", "data=circle", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    (run_dir,) = run_dirs(tmp_path)
-    metrics = read_metrics(run_dir)
-    assert metrics["status"] == "completed" and metrics["epochs"] == 1
-    assert set(metrics["test"]) == {"test/acc", "test/f1", "test/loss"}
-    assert f"tensorboard --logdir {run_dir}" in result.stdout
+    # a smoke test: it says what it tested, and leaves nothing behind (no run dir, no command for one)
+    assert "result: test/acc " in result.stdout and "debug=fast_dev_run (nothing written)" in result.stdout
+    assert "tensorboard" not in result.stdout and "run dir" not in result.stdout
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*")), list(
+        (tmp_path / "logs").rglob("*")
+    )
 
 
 def test_short_real_run_then_eval(tmp_path: Path) -> None:

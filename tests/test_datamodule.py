@@ -99,9 +99,19 @@ def test_summary_reports_splits_classes_and_ratio() -> None:
     lines = dm.summary(num_parameters=1000)
     text = "\n".join(lines)
     assert "samples: train 105, val 15, test 30" in text
-    assert "classes in test: setosa 10 (33%)" in text
+    assert "classes (3): setosa, versicolor, virginica; balanced in every split (33% each)" in text
     assert "0.10 (105 / 1000)" in text and "warning: fewer than 10" in text
     assert not any(line.startswith("warning") for line in dm.summary(num_parameters=10))
+
+
+def test_summary_counts_classes_per_split_when_unbalanced() -> None:
+    dm = InMemoryDataModule(SklearnSet("wine"), seed=0)  # 59, 71 and 48 samples
+    dm.setup()
+    lines = dm.summary(num_parameters=10)
+    per_split = [line for line in lines if line.startswith("classes in ")]
+    assert [line.split(":")[0] for line in per_split] == ["classes in train", "classes in val", "classes in test"]
+    train_counts = [int(part.split()[1]) for part in per_split[0].split(": ", 1)[1].split(", ")]
+    assert sum(train_counts) == len(dm.arrays["train"][0]) and len(set(train_counts)) == 3
 
 
 @pytest.mark.parametrize(

@@ -40,16 +40,79 @@ def write_metrics(directory: Path, status: str, **fields: Any) -> Path:
     return path
 
 
-def save_config(cfg: DictConfig, run_dir: Path, show: bool = True) -> Path:
+def save_config(cfg: DictConfig, run_dir: Path, show: bool = False) -> Path:
     """Write the fully resolved config of the run (Hydra's .hydra/config.yaml keeps
-    interpolations) to the run dir and print it as a tree, one block per config group."""
+    interpolations) to the run dir; ``show`` also prints it as a compact tree."""
     path = run_dir / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = OmegaConf.to_yaml(cfg, resolve=True)
-    path.write_text(text)
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if show:
-        print(f"config ({path}):\n" + "\n".join(f"  {line}" for line in text.splitlines()), flush=True)
+        print(f"config ({path}):\n" + "\n".join(config_tree(cfg)), flush=True)
     return path
+
+
+def config_tree(cfg: DictConfig) -> list[str]:
+    """The resolved config as one line per config group (``  data: {name: digits, ...}``),
+    nested groups (``callbacks``) one level deeper, the top-level keys in one line first: the
+    whole config at a glance."""
+    import yaml
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+
+    def flow(value: Any) -> str:
+        return str(yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False)).strip()
+
+    scalars = {k: v for k, v in container.items() if not isinstance(v, (dict, list))}
+    lines = ["  " + flow(scalars)[1:-1]] if scalars else []  # the top-level keys in one line
+    for key, value in container.items():
+        nested = isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values())
+        if nested:
+            lines.append(f"  {key}:")
+            lines += [f"    {k}: {flow(v)}" for k, v in value.items()]
+        elif key not in scalars:
+            lines.append(f"  {key}: {flow(value)}")
+    return lines
+
+
+def result_lines(result: Mapping[str, Any], tensorboard: bool = True) -> list[str]:
+    """What a finished run says last (terminal and train.log): the tested model's test metrics,
+    where that model came from and why, the time, and where to look."""
+    test = result.get("test") or {}
+    shown = " · ".join(f"{k} {_number(v)}" for k, v in test.items()) or "no test metrics"
+    lines = [f"result: {shown}"]
+    epochs, steps = result.get("epochs"), result.get("global_step")
+    best_epoch, metric = result.get("best_epoch"), result.get("optimized_metric")
+    if result.get("best_checkpoint") and best_epoch is not None:
+        why = f"best {metric} {_number(result.get('objective'))}"
+        first = result.get("best_first_epoch")
+        if result.get("tie_breaker") and first is not None and first != best_epoch:
+            why += (
+                f", first reached at epoch {first}; of the epochs tied on it, "
+                f"the lowest {result['tie_breaker']} ({_number(result.get('best_tie_value'))})"
+            )
+        lines.append(
+            f"tested: {Path(result['best_checkpoint']).name} from epoch {best_epoch} of {epochs} "
+            f"(optimizer step {result.get('best_step')} of {steps}): {why}"
+        )
+    else:
+        reason = result.get("tested_reason") or "no best checkpoint (callbacks.model_checkpoint is off)"
+        lines.append(f"tested: the last weights, after epoch {epochs} (optimizer step {steps}): {reason}")
+    others = {k: v for k, v in (result.get("best_val") or {}).items() if k != f"{metric}_best"}
+    if others:
+        lines.append("best over epochs: " + " · ".join(f"{k} {_number(v)}" for k, v in others.items()))
+    fit = result.get("fit_seconds")
+    lines.append(f"time: {result.get('wall_seconds', 0):.1f} s" + (f" (training {fit:.1f} s)" if fit else ""))
+    if result.get("written", True):
+        run_dir = result.get("run_dir")
+        lines.append(f"run dir: {run_dir}")
+        if tensorboard:
+            lines.append(f"look at it: tensorboard --logdir {run_dir}")
+    return lines
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 # Class paths that configs saved by earlier versions of dllab name (config.yaml of a run dir).

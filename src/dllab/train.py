@@ -8,6 +8,7 @@ quickly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -32,6 +33,7 @@ from dllab.results import (
     DIVERGED,
     FAILED,
     finite_or_none,
+    result_lines,
     save_config,
     short_hparams,
     to_float,
@@ -129,14 +131,14 @@ def build(cfg: DictConfig) -> Run:
     from dllab.pictures.callbacks import build_plot_callbacks
     from dllab.training.module import module_class
 
-    quiet_library_logs()
+    quiet_library_logs(bool(cfg.get("verbose")))
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
     if cfg.get("ckpt_path"):
         read_checkpoint(cfg.ckpt_path, "resume" if cfg.get("resume") else "ckpt_path")
     threads = sweep_jobs.job_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
-    log.info("torch threads: %d", torch.get_num_threads())
+    log.debug("torch threads: %d", torch.get_num_threads())
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 
@@ -191,7 +193,8 @@ def build(cfg: DictConfig) -> Run:
         from dllab.training.tuner import find_and_use_batch_size
 
         run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
-    save_config(cfg, run_dir)
+    if not trainer.fast_dev_run:  # the smoke test writes nothing
+        save_config(cfg, run_dir, show=bool(cfg.get("print_config")))
     return run
 
 
@@ -202,7 +205,7 @@ def fit_and_test(run: Run) -> dict[str, Any]:
 
     cfg, trainer, module, datamodule = run.cfg, run.trainer, run.module, run.datamodule
     run_dir = Path(cfg.paths.output_dir)
-    log.info("run dir: %s", run_dir)
+    log.debug("run dir: %s", run_dir)
     fit_started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - fit_started
@@ -236,6 +239,18 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         "best_checkpoint": best_path or None,
         "run_dir": str(run_dir),
     }
+    if best_path:
+        result["best_epoch"] = getattr(best_checkpoint, "best_epoch", None)
+        result["best_step"] = getattr(best_checkpoint, "best_step", None)
+        tie_breaker = getattr(best_checkpoint, "tie_breaker", None)
+        if tie_breaker:
+            result["tie_breaker"] = tie_breaker
+            result["best_tie_value"] = getattr(best_checkpoint, "best_tie_value", None)
+            result["best_first_epoch"] = getattr(best_checkpoint, "best_first_epoch", None)
+    elif trainer.fast_dev_run:
+        result["tested_reason"] = "debug=fast_dev_run (nothing written)"
+    elif best_checkpoint is not None:
+        result["tested_reason"] = f"{best_checkpoint.monitor} was never logged, so no best checkpoint was kept"
     # a callback may end a run early with its own status (the Optuna pruner: "pruned")
     statuses = [getattr(c, "run_status", None) for c in run.callbacks]
     result["status"] = next((s for s in statuses if s), COMPLETED)
@@ -250,9 +265,11 @@ def record(run: Run, result: dict[str, Any]) -> None:
     log_hparams(run.trainer, hparams, {**result["test"], **result["best_val"]})
 
 
-def quiet_library_logs() -> None:
+def quiet_library_logs(verbose: bool = False) -> None:
     """Lightning logs through Hydra's handlers only (no second copy of each line), without
-    its advertising tips and the deprecation noise of its own dependencies."""
+    its advertising tips and the deprecation noise of its own dependencies; its info lines
+    (devices found, checkpoint restored) only with ``verbose=true``: the console keeps what
+    the run says about the data and its result."""
     import warnings
 
     import lightning  # noqa: F401  (adds its handlers on import; cleared below)
@@ -261,6 +278,7 @@ def quiet_library_logs() -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "Tip:" not in record.getMessage()
     )
@@ -338,9 +356,15 @@ def run(cfg: DictConfig) -> float | None:
         return _fail(cfg, run_dir, FAILED, err, exit_code=1, wall=time.perf_counter() - started)
     if sweep_jobs.global_rank() != 0:  # a DDP worker: rank 0 records the run
         return result["objective"]
-    write_metrics(run_dir, result.pop("status"), **result)
-    print(f"\nrun dir: {run_dir}\nmetrics: {run_dir / 'metrics.json'}")
-    print(f"look at it: tensorboard --logdir {run_dir}")
+    status = result.pop("status")
+    fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
+    if fast_dev_run and not is_multirun():
+        remove_written_by_hydra(run_dir, cfg)  # a smoke test: no run dir left behind
+        result["written"] = False
+    else:
+        write_metrics(run_dir, status, **result)
+    for line in result_lines(result | {"status": status}, tensorboard=not is_multirun()):
+        log.info(line)  # the terminal and train.log
     if result["objective"] is None and is_multirun():
         return sweep_jobs.worst_value(cfg)
     return result["objective"]
@@ -359,6 +383,8 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
         remove_if_made_by_hydra(run_dir, cfg)  # a resumed run's own metrics.json stays as it was
     elif status == CONFIG_ERROR and not is_multirun() and remove_if_made_by_hydra(run_dir, cfg):
         pass  # nothing was made but Hydra's files: no half-made run dir left behind
+    elif cfg.trainer.get("fast_dev_run") and not is_multirun() and remove_written_by_hydra(run_dir, cfg):
+        pass  # a smoke test leaves nothing behind, also when it fails
     else:
         write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
         print(f"run dir: {run_dir}", file=sys.stderr)
@@ -386,6 +412,16 @@ def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
         except OSError:
             break
     return True
+
+
+def remove_written_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
+    """A smoke test's run dir: removed when it holds only Hydra's files and the empty folders
+    the run made (Lightning makes checkpoints/ before it knows that nothing will be saved)."""
+    for folder in sorted(run_dir.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+        if folder != run_dir and folder.name != ".hydra":
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+    return remove_if_made_by_hydra(run_dir, cfg)
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:

@@ -337,13 +337,19 @@ class InMemoryDataModule(L.LightningDataModule):
             "samples: " + ", ".join(f"{s} {len(self.arrays[s][0])}" for s in SPLITS),
         ]
         if data.task == CLASSIFICATION:
+            shares = {}
             for split in SPLITS:
                 counts = np.bincount(self.arrays[split][1], minlength=len(data.class_names))
-                share = counts / max(counts.sum(), 1)
-                lines.append(
-                    f"classes in {split}: "
-                    + ", ".join(f"{c} {n} ({p:.0%})" for c, n, p in zip(data.class_names, counts, share, strict=True))
-                )
+                shares[split] = (counts, counts / max(counts.sum(), 1))
+            even = 1 / max(len(data.class_names), 1)
+            if all(np.abs(share - even).max() <= 0.02 for _, share in shares.values()):
+                # a balanced set in one line; the counts per split only where they tell something
+                names = ", ".join(map(str, data.class_names))
+                lines.append(f"classes ({len(data.class_names)}): {names}; balanced in every split ({even:.0%} each)")
+            else:
+                for split, (counts, share) in shares.items():
+                    shown = zip(data.class_names, counts, share, strict=True)
+                    lines.append(f"classes in {split}: " + ", ".join(f"{c} {n} ({p:.0%})" for c, n, p in shown))
         ratio = n_train / max(num_parameters, 1)
         lines.append(f"training samples per model parameter: {ratio:.2f} ({n_train} / {num_parameters})")
         if ratio < 10:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import os
 import sys
@@ -34,7 +35,17 @@ UNFINISHED = "unfinished"
 PRUNED = "pruned"
 # A pruned job was stopped on purpose by the search: not a failure.
 OK_STATUSES = (COMPLETED, PRUNED)
-FIXED_COLUMNS = ("job", "status", "metric", "objective", "epochs", "wall_seconds", "overrides")
+FIXED_COLUMNS = (
+    "job",
+    "status",
+    "metric",
+    "objective",
+    "epochs",
+    "global_step",
+    "best_epoch",
+    "wall_seconds",
+    "overrides",
+)
 CURVES_PNG = "summary_curves.png"
 
 
@@ -73,6 +84,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         "metric": metrics.get("optimized_metric"),
         "objective": float(objective) if objective is not None else math.nan,
         "epochs": metrics.get("epochs"),
+        "global_step": metrics.get("global_step"),
+        "best_epoch": metrics.get("best_epoch"),
         "wall_seconds": metrics.get("wall_seconds"),
         "error": metrics.get("error", ""),
     }
@@ -198,6 +211,7 @@ def read_curves(job_dir: Path, tags: list[str]) -> dict[str, Curve]:
     a step logged twice (a resumed run) keeps its last value."""
     from tensorboard.backend.event_processing import event_accumulator as ea
 
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # no line per events file read
     guidance = {ea.SCALARS: 0, ea.IMAGES: 1, ea.TENSORS: 1, ea.HISTOGRAMS: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1}
     run_dirs = sorted({p.parent for p in (job_dir / "tensorboard").rglob("events.out.tfevents.*")})
     by_step: dict[str, dict[int, float]] = {}
@@ -278,6 +292,29 @@ def write_summary(sweep_dir: Path) -> SweepResult:
     return SweepResult(jobs=len(rows), failed=failed, by_status=by_status)
 
 
+def results_table(rows: list[dict[str, Any]], limit: int = 20) -> list[str]:
+    """The sweep's results for the terminal, best first: a column per swept key, the
+    optimized metric, the matching test metric, the epoch tested, and the status."""
+    params = swept_parameters(rows)
+    metric = next((r["metric"] for r in rows if r.get("metric")), "objective")
+    tests = sorted({k for r in rows for k in r if k.startswith("test/")})
+    test = f"test/{metric.split('/', 1)[-1]}"
+    test = test if test in tests else (tests[0] if tests else None)
+    header = ["job", *params, metric, *([test] if test else []), "best epoch", "status"]
+    table = [header]
+    for row in rows[:limit]:
+        best = row.get("best_epoch")
+        epochs = f"{best}/{row.get('epochs')}" if best is not None else fmt(row.get("epochs"))
+        status = row["status"] if row["status"] in OK_STATUSES else f"{row['status']}: {row.get('error', '')}"[:60]
+        cells = [str(row["job"]), *(str(row["params"].get(p, "")) for p in params), fmt(row.get("objective"))]
+        table.append([*cells, *([fmt(row.get(test))] if test else []), epochs, status])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    if len(rows) > limit:
+        lines.append(f"... {len(rows) - limit} more in summary.md")
+    return lines
+
+
 def report(result: SweepResult, sweep_dir: Path) -> str:
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(result.by_status.items()))
     lines = [f"sweep: {result.jobs} jobs, {result.failed} failed ({statuses})"]
@@ -318,6 +355,7 @@ class SweepSummaryCallback(Callback):
             return
         LAST_SWEEP.jobs, LAST_SWEEP.failed, LAST_SWEEP.by_status = result.jobs, result.failed, result.by_status
         print("\n" + report(result, sweep_dir))
+        print("\n".join(["", *results_table(collect(sweep_dir))]))
         if result.failed == result.jobs:
             print("error: every job of the sweep failed; see the error column of summary.md", file=sys.stderr)
 
@@ -335,8 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print((args.sweep_dir / "summary.md").read_text())
     print(report(result, args.sweep_dir))
+    print("\n".join(["", *results_table(collect(args.sweep_dir))]))
 
 
 if __name__ == "__main__":

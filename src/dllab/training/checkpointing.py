@@ -4,6 +4,7 @@ from) and ``best.ckpt`` (Lightning's ``ModelCheckpoint``, new bests kept in memo
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -61,7 +62,15 @@ class LastCheckpoint(Checkpoint):
 
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (monitor, mode, top-k, file names: all its options but
-    ``save_last``, which ``LastCheckpoint`` covers), with the files written on a time budget.
+    ``save_last``, which ``LastCheckpoint`` covers), with ties broken and the files written on
+    a time budget.
+
+    Ties on the monitored value are broken by ``tie_breaker`` (lower is better; default
+    ``val/loss``): accuracy on a small validation set saturates early, and ModelCheckpoint
+    would keep the first epoch that reached it for the rest of the run. A later epoch with the
+    same accuracy and a lower validation loss replaces it. ``tie_breaker: null`` keeps the
+    first, as ModelCheckpoint does. The epoch and optimizer step of each kept file are
+    recorded (``best_epoch``, ``best_step``: epochs done, 1-based).
 
     A new best is snapshotted in memory (Lightning's checkpoint dict with its tensors copied
     on their device) and written to disk when
@@ -78,8 +87,15 @@ class BestCheckpoint(ModelCheckpoint):
 
     MAX_PENDING = 8  # more snapshots than this in memory (save_top_k=-1, say) are written at once
 
-    def __init__(self, *args: Any, write_every_seconds: float = 30.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, write_every_seconds: float = 30.0, tie_breaker: str | None = "val/loss", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.tie_breaker = tie_breaker if tie_breaker != self.monitor else None
+        # file path -> (epochs done, optimizer steps, tie-breaker value, the epoch that first
+        # reached its monitored value) when it was kept
+        self.kept_at: dict[str, tuple[int, int, float, int]] = {}
+        self._tie_of: int | None = None  # a tie is being kept: the first epoch of the value
         if self.save_last and write_every_seconds > 0:
             raise ValueError(
                 "save_last: not with write_every_seconds > 0 (the last file would lag behind); "
@@ -106,7 +122,67 @@ class BestCheckpoint(ModelCheckpoint):
         candidates["step"] = step.int() if isinstance(step, Tensor) else torch.tensor(trainer.global_step)
         return candidates
 
+    def _tie_value(self, trainer: L.Trainer) -> float:
+        value = trainer.callback_metrics.get(self.tie_breaker) if self.tie_breaker else None
+        number = float(value) if value is not None else math.inf
+        return number if math.isfinite(number) else math.inf
+
+    def _rank(self, path: str) -> tuple[float, float]:
+        """Lower is better: the monitored value (negated for mode max), then the tie-breaker."""
+        score = float(self.best_k_models[path])
+        return (-score if self.mode == "max" else score, self.kept_at[path][2] if path in self.kept_at else math.inf)
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: Tensor | None = None) -> bool:
+        self._tie_of = None
+        if super().check_monitor_top_k(trainer, current):
+            return True
+        kth = self.kth_best_model_path
+        if current is None or not self.tie_breaker or self.save_top_k < 1 or kth not in self.kept_at:
+            return False
+        tied = float(current) == float(self.best_k_models[kth])
+        better = trainer.strategy.reduce_boolean_decision(tied and self._tie_value(trainer) < self.kept_at[kth][2])
+        if better:
+            self._tie_of = self.kept_at[kth][3]
+        return better
+
+    def _update_best_and_save(self, current: Tensor, trainer: L.Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        super()._update_best_and_save(current, trainer, monitor_candidates)
+        self.kept_at = {p: at for p, at in self.kept_at.items() if p in self.best_k_models}
+        if len(self.best_k_models) > 1:  # ModelCheckpoint ranks ties by insertion: rank by the tie-breaker too
+            self.best_model_path = min(self.best_k_models, key=self._rank)
+            self.best_model_score = self.best_k_models[self.best_model_path]
+            if self.save_top_k > 0 and len(self.best_k_models) == self.save_top_k:
+                self.kth_best_model_path = max(self.best_k_models, key=self._rank)
+                self.kth_value = self.best_k_models[self.kth_best_model_path]
+
+    @property
+    def best_epoch(self) -> int | None:
+        """Epochs done when the best file was kept (1-based), None before any."""
+        at = self.kept_at.get(self.best_model_path)
+        return at[0] if at else None
+
+    @property
+    def best_step(self) -> int | None:
+        """Optimizer steps done when the best file was kept, None before any."""
+        at = self.kept_at.get(self.best_model_path)
+        return at[1] if at else None
+
+    @property
+    def best_tie_value(self) -> float | None:
+        at = self.kept_at.get(self.best_model_path)
+        return at[2] if at and math.isfinite(at[2]) else None
+
+    @property
+    def best_first_epoch(self) -> int | None:
+        """The first epoch whose monitored value equalled the best one (before tie-breaking)."""
+        at = self.kept_at.get(self.best_model_path)
+        return at[3] if at else None
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        epoch = trainer.current_epoch + 1
+        first = self._tie_of if self._tie_of is not None else epoch
+        self.kept_at[filepath] = (epoch, trainer.global_step, self._tie_value(trainer), first)
+        self._tie_of = None
         if self.write_every_seconds <= 0:
             compat.write_model_checkpoint(self, trainer, filepath)
             return
@@ -176,7 +252,12 @@ class BestCheckpoint(ModelCheckpoint):
     def state_dict(self) -> dict[str, Any]:
         if self._pending and not self._snapshotting and self._trainer is not None:
             self.write_pending(self._trainer)  # another checkpoint is being taken: ours first
-        return super().state_dict()
+        return super().state_dict() | {"kept_at": dict(self.kept_at)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:  # as ModelCheckpoint's own state
+            self.kept_at = {p: tuple(at) for p, at in state_dict.get("kept_at", {}).items()}  # type: ignore[misc]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
