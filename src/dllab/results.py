@@ -65,11 +65,12 @@ def config_tree(cfg: DictConfig) -> list[str]:
 
     scalars = {k: v for k, v in container.items() if not isinstance(v, (dict, list))}
     lines = ["  " + flow(scalars)[1:-1]] if scalars else []  # the top-level keys in one line
-    for key, value in container.items():
+    for name, value in container.items():
+        key = str(name)
         nested = isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values())
         if nested:
             lines.append(f"  {key}:")
-            lines += [f"    {k}: {flow(v)}" for k, v in value.items()]
+            lines += [f"    {k!s}: {flow(v)}" for k, v in value.items()]
         elif key not in scalars:
             lines.append(f"  {key}: {flow(value)}")
     return lines

@@ -298,8 +298,8 @@ def results_table(rows: list[dict[str, Any]], limit: int = 20) -> list[str]:
     params = swept_parameters(rows)
     metric = next((r["metric"] for r in rows if r.get("metric")), "objective")
     tests = sorted({k for r in rows for k in r if k.startswith("test/")})
-    test = f"test/{metric.split('/', 1)[-1]}"
-    test = test if test in tests else (tests[0] if tests else None)
+    matching = f"test/{metric.split('/', 1)[-1]}"
+    test = matching if matching in tests else (tests[0] if tests else None)
     header = ["job", *params, metric, *([test] if test else []), "best epoch", "status"]
     table = [header]
     for row in rows[:limit]:

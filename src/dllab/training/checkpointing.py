@@ -257,7 +257,7 @@ class BestCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         if state_dict.get("dirpath", self.dirpath) == self.dirpath:  # as ModelCheckpoint's own state
-            self.kept_at = {p: tuple(at) for p, at in state_dict.get("kept_at", {}).items()}  # type: ignore[misc]
+            self.kept_at = {p: (at[0], at[1], at[2], at[3]) for p, at in state_dict.get("kept_at", {}).items()}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
