@@ -43,6 +43,7 @@ from dllab.results import (
 from dllab.sweeps import jobs as sweep_jobs
 
 log = logging.getLogger("dllab.train")
+details = logging.getLogger("dllab.details")  # train.log only (conf/hydra/job_logging/dllab.yaml)
 
 
 def config_dir() -> str:
@@ -138,7 +139,7 @@ def build(cfg: DictConfig) -> Run:
     threads = sweep_jobs.job_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
-    log.debug("torch threads: %d", torch.get_num_threads())
+    details.info("torch threads: %d", torch.get_num_threads())
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 
@@ -205,7 +206,7 @@ def fit_and_test(run: Run) -> dict[str, Any]:
 
     cfg, trainer, module, datamodule = run.cfg, run.trainer, run.module, run.datamodule
     run_dir = Path(cfg.paths.output_dir)
-    log.debug("run dir: %s", run_dir)
+    details.info("run dir: %s", run_dir)
     fit_started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - fit_started
