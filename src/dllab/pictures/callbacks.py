@@ -37,6 +37,7 @@ from dllab.catalog import CLASSIFICATION, REGRESSION
 from dllab.data.functions import FORMULAS, FUNCTION_DOMAIN, TARGET_FUNCTIONS, FunctionSet
 from dllab.data.playground import SURFACES, Playground, expand_features
 from dllab.pictures import plots
+from dllab.training.loggers import job_swept_keys, run_title
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,30 @@ def log_figure(loggers: Iterable[Any], tag: str, figure: Figure, step: int) -> b
     return png
 
 
+def saved_run_hparams(trainer: L.Trainer, module: L.LightningModule) -> tuple[dict[str, Any], list[str]] | None:
+    """The run's HParams-tab hyperparameters (``short_hparams | swept_hparams``) and the keys
+    its sweep varies, from the resolved config ``dllab-train`` saves in the run dir
+    (``trainer.default_root_dir``) before fitting; None without one."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from dllab.results import short_hparams, upgrade_config
+    from dllab.sweeps.jobs import swept_hparams
+
+    path = Path(trainer.default_root_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        cfg = OmegaConf.load(path)
+        if not isinstance(cfg, DictConfig) or Path(str(cfg.paths.output_dir)).resolve() != path.parent.resolve():
+            return None  # not this run's config
+        cfg = upgrade_config(cfg)
+        hparams = short_hparams(cfg, str(getattr(module, "loss_name", cfg.loss.get("name", ""))))
+        return hparams | swept_hparams(cfg), job_swept_keys()
+    except Exception as err:  # a picture's title is never worth a failed run
+        log.warning("picture titles without the run's hyperparameters: %s: %s", type(err).__name__, err)
+        return None
+
+
 class PlotCallback(L.Callback, ABC):
     """Base: decides where a picture applies, when to draw it, and where it goes."""
 
@@ -143,6 +168,8 @@ class PlotCallback(L.Callback, ABC):
         self.active = False
         self.written: list[Path] = []
         self.surface = False
+        self.run_hparams: tuple[dict[str, Any], list[str]] | None = None  # hparams, swept keys
+        self.tested_epoch: int | None = None  # the epoch index of the checkpoint trainer.test loaded
 
     @abstractmethod
     def applies(self, datamodule: Any) -> bool:
@@ -171,6 +198,12 @@ class PlotCallback(L.Callback, ABC):
         self.active = bool(
             datamodule is not None and not getattr(trainer, "fast_dev_run", False) and self.applies(datamodule)
         )
+        self.tested_epoch = None
+        if self.active and self.run_hparams is None:
+            self.run_hparams = saved_run_hparams(trainer, pl_module)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.tested_epoch = checkpoint.get("epoch")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done = trainer.current_epoch + 1
@@ -198,7 +231,19 @@ class PlotCallback(L.Callback, ABC):
         return self.during_fit
 
     def title(self, trainer: L.Trainer, final: bool) -> str:
-        return "tested model" if final else f"epoch {trainer.current_epoch + 1}"
+        """What the picture shows, by epochs done: the tested model (the best checkpoint's
+        epoch, else the last) or the model during fit."""
+        if not final:
+            return f"epoch {trainer.current_epoch + 1}"
+        done = getattr(trainer, "current_epoch", None) if self.tested_epoch is None else self.tested_epoch + 1
+        return "tested" if done is None else f"tested (epoch {done})"
+
+    def run_label(self, datamodule: Any, first: str | None = None) -> str:
+        """The run's data and key hyperparameters, one short line (:func:`run_title`):
+        ``circle · relu · sgd lr 0.03``; the data name alone when the run's config is unknown."""
+        if self.run_hparams:
+            return run_title(*self.run_hparams, first=first)
+        return first if first is not None else str(getattr(datamodule, "data_name", ""))
 
 
 class DecisionBoundary(PlotCallback):
@@ -234,7 +279,7 @@ class DecisionBoundary(PlotCallback):
         return plots.decision_boundary_figure(
             **parts,
             class_names=datamodule.class_names,
-            title=f"{datamodule.data_name}, {self.title(trainer, final)}: test accuracy {accuracy:.3f}",
+            title=f"{self.run_label(datamodule)} · {self.title(trainer, final)}: acc {accuracy:.3f}",
             dpi=self.dpi,
         )
 
@@ -275,7 +320,7 @@ class RegressionFit(PlotCallback):
         y_true = unscale_targets(datamodule, y_test)
         y_pred = unscale_targets(datamodule, predict(module, x_test))
         r2 = 1 - float(((y_pred - y_true) ** 2).sum() / max(((y_true - y_true.mean(0)) ** 2).sum(), 1e-12))
-        title = f"{datamodule.data_name}, test split: R² {r2:.3f}"
+        title = f"{self.run_label(datamodule)} · {self.title(trainer, final)}: R² {r2:.3f}"
         surface = self.surface_parts(module, datamodule) if self.surface else None
         return plots.regression_fit_figure(y_true, y_pred, title=title, surface=surface, dpi=self.dpi)
 
@@ -301,16 +346,15 @@ class FunctionFit(PlotCallback):
 
     def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
         x, predicted, true = self.curves(module, datamodule)
-        hidden = list(module.hparams.get("hidden_sizes", []))
-        activation = module.hparams.get("activation", "")
         fn = datamodule.source.fn
+        label = self.run_label(datamodule, first=f"y = {FORMULAS[fn]}")
         return plots.function_fit_figure(
             x,
             predicted,
             true,
             split_points(datamodule, "train"),
             split_points(datamodule, "test"),
-            title=f"y = {FORMULAS[fn]}; MLP {hidden} {activation}, {self.title(trainer, final)}",
+            title=f"{label} · {self.title(trainer, final)}",
             dpi=self.dpi,
         )
 
@@ -331,7 +375,7 @@ class ConfusionMatrix(PlotCallback):
         names = datamodule.class_names
         matrix = multiclass_confusion_matrix(predicted, torch.from_numpy(y_test), num_classes=len(names)).numpy()
         accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
-        title = f"{datamodule.data_name}, test split ({int(matrix.sum())}): accuracy {accuracy:.3f}"
+        title = f"{self.run_label(datamodule)} · {self.title(trainer, final)}: acc {accuracy:.3f}"
         return plots.confusion_matrix_figure(matrix, names, title=title, dpi=self.dpi)
 
 
@@ -374,7 +418,7 @@ class LearningCurves(PlotCallback):
 
     def draw(self, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, final: bool) -> Figure:
         metric = getattr(module, "main_metric", "loss")
-        title = f"{getattr(datamodule, 'data_name', '')}: {len(self.history['epoch'])} epochs"
+        title = f"{self.run_label(datamodule)} · {len(self.history['epoch'])} epochs"
         return plots.curves_figure(self.history, metric, title=title, dpi=self.dpi)
 
     def state_dict(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.colors import to_rgb as color_rgb
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 # The TensorFlow Playground's colours: orange for -1 (class 0), blue for +1 (class 1).
@@ -32,6 +33,22 @@ ORANGE, BLUE, NEUTRAL = "#f59322", "#0877bd", "#e8eaeb"
 PLAYGROUND = LinearSegmentedColormap.from_list("playground", [ORANGE, NEUTRAL, BLUE])
 CLASS_COLORS = [ORANGE, BLUE, "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 DPI = 80
+
+
+def fit_title(text: Text, right: float = 0.99, smallest: float = 6.5) -> Text:
+    """Shrink a title's font (not below ``smallest`` points) until its one line lies within
+    the figure, left of ``right`` (a share of the figure's width); a title that fits keeps its size."""
+    figure = text.get_figure()
+    if figure is None or not text.get_text():
+        return text
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    low, high = 0.01 * figure.bbox.width, right * figure.bbox.width
+    while float(text.get_fontsize()) > smallest:
+        extent = text.get_window_extent(renderer)
+        if extent.x0 >= low and extent.x1 <= high:
+            break
+        text.set_fontsize(max(smallest, float(text.get_fontsize()) * 0.94))
+    return text
 
 
 def new_figure(
@@ -318,7 +335,7 @@ def decision_boundary_figure(
     ax.set_ylim(grid.extent[2:])
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.set_title(title, fontsize=9)
+    fit_title(ax.set_title(title, fontsize=9))
     return figure
 
 
@@ -347,7 +364,7 @@ def regression_fit_figure(
     left.set_xlabel("true")
     left.set_ylabel("predicted")
     left.legend(fontsize=7, loc="upper left")
-    left.set_title(title, fontsize=9)
+    fit_title(left.set_title(title, fontsize=9), right=0.52)
     right.hist(residual, bins=min(40, max(5, len(residual) // 5)), color=ORANGE, alpha=0.85)
     right.axvline(0, c="black", lw=1, ls="--")
     right.set_xlabel("residual (predicted - true)")
@@ -433,7 +450,7 @@ def function_fit_figure(
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.legend(fontsize=7, loc="best")
-    ax.set_title(title, fontsize=9)
+    fit_title(ax.set_title(title, fontsize=9))
     return figure
 
 
@@ -456,7 +473,7 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], titl
     ax.set_yticks(ticks, [str(c) for c in class_names], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    fit_title(ax.set_title(title, fontsize=9))
     figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
     return figure
 
@@ -480,7 +497,7 @@ def curves_figure(history: Mapping[str, Sequence[float]], metric: str, title: st
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0].set_title(title, fontsize=9, loc="left")
+    fit_title(axes[0].set_title(title, fontsize=9, loc="left"))
     return figure
 
 
