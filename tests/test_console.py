@@ -24,7 +24,8 @@ def test_the_default_run_is_quiet_and_ends_with_its_result(tmp_path: Path) -> No
     assert (int(tested[1]), int(tested[2])) == (metrics["best_epoch"], metrics["best_step"])
     assert metrics["best_step"] == 40 * metrics["best_epoch"]  # 1258 samples in batches of 32
     assert lines[-3].startswith("time: ")
-    assert lines[-2:] == [f"run dir: {run_dir}", f"look at it: tensorboard --logdir {run_dir}"]
+    tensorboard = f"look at it: tensorboard --logdir {run_dir}  (curves: http://localhost:6006/#custom_scalars)"
+    assert lines[-2:] == [f"run dir: {run_dir}", tensorboard]
     # the data summary is there, the config and Lightning's info lines are not
     assert "samples: train 1258, val 180, test 359" in lines
     assert any(line.startswith("warning: fewer than 10 training samples per parameter") for line in lines)

@@ -49,7 +49,7 @@ def test_layout_puts_train_and_val_of_each_metric_on_one_chart() -> None:
     layout = scalars_layout(["lr-SGD", "train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc"])
     assert layout is not None
     found = charts(layout)
-    assert list(found) == ["loss (x: epoch)", "acc (x: epoch)"]  # one chart per metric, the x axis said
+    assert list(found) == ["loss (x: epochs done)", "acc (x: epochs done)"]  # one chart per metric, the x axis said
     for title, (pattern,) in found.items():
         name = title.split(" ")[0]
         matched = [t for t in ("train/" + name, "val/" + name, "val/acc_best", "test/" + name) if re.match(pattern, t)]
@@ -119,7 +119,7 @@ def test_a_run_writes_layout_hparams_and_titled_pictures(
 
     (layout_event,) = events.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(layout_event.tensor_proto.string_val[0])
-    assert set(charts(layout)) == {"loss (x: epoch)", "acc (x: epoch)", "f1 (x: epoch)"}
+    assert set(charts(layout)) == {"loss (x: epochs done)", "acc (x: epochs done)", "f1 (x: epochs done)"}
 
     content = events.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment

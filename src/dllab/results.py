@@ -108,7 +108,7 @@ def result_lines(result: Mapping[str, Any], tensorboard: bool = True) -> list[st
         run_dir = result.get("run_dir")
         lines.append(f"run dir: {run_dir}")
         if tensorboard:
-            lines.append(f"look at it: tensorboard --logdir {run_dir}")
+            lines.append(f"look at it: tensorboard --logdir {run_dir}  (curves: http://localhost:6006/#custom_scalars)")
     return lines
 
 

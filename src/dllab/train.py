@@ -263,7 +263,9 @@ def fit_and_test(run: Run) -> dict[str, Any]:
 def record(run: Run, result: dict[str, Any]) -> None:
     """TensorBoard's HParams session: the run's short hyperparameters and its final metrics."""
     hparams = short_hparams(run.cfg, run.module.loss_name) | sweep_jobs.swept_hparams(run.cfg)
-    log_hparams(run.trainer, hparams, {**result["test"], **result["best_val"]})
+    from dllab.training.loggers import log_run_hparams  # Lightning: imported only once a run trains
+
+    log_run_hparams(run.trainer, hparams, {**result["test"], **result["best_val"]})
 
 
 def quiet_library_logs(verbose: bool = False) -> None:
@@ -325,16 +327,6 @@ def trainer_flags_for(callbacks: list[Any]) -> dict[str, bool]:
         "enable_checkpointing": any(isinstance(c, Checkpoint) for c in callbacks),
         "enable_model_summary": any(isinstance(c, ModelSummary) for c in callbacks),
     }
-
-
-def log_hparams(trainer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    """HParams tab: the short hyperparameter set with the final metrics as its columns."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, metrics={k: v for k, v in metrics.items() if v == v})
-            logger.finalize("success")
 
 
 def run(cfg: DictConfig) -> float | None:

@@ -320,7 +320,7 @@ def report(result: SweepResult, sweep_dir: Path) -> str:
     lines = [f"sweep: {result.jobs} jobs, {result.failed} failed ({statuses})"]
     pictures = "summary.png, " + CURVES_PNG if (sweep_dir / CURVES_PNG).exists() else "summary.png"
     lines.append(f"summary: {sweep_dir / 'summary.md'} (also summary.csv, {pictures})")
-    lines.append(f"look at it: tensorboard --logdir {sweep_dir}")
+    lines.append(f"look at it: tensorboard --logdir {sweep_dir}  (curves: http://localhost:6006/#custom_scalars)")
     return "\n".join(lines)
 
 

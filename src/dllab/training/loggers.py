@@ -1,8 +1,9 @@
 """Loggers: Lightning's TensorBoard logger with scalars kept in memory and written in batches,
 the Custom Scalars layout (train and val of each metric on one chart) and the HParams tab.
 
-TensorBoard's x axis: dllab logs train and val values once per epoch at step = the epoch's index
-(0 is the first epoch), not per optimizer update; the charts of the Custom Scalars tab say so.
+TensorBoard's x axis: dllab logs train and val values once per epoch at step = epochs done
+(1 after the first epoch, as the pictures and ``best_epoch``), not per optimizer update; the
+charts of the Custom Scalars tab say so.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import Tensor
 from dllab.sweeps import jobs as sweep_jobs
 from dllab.training import compat
 
-X_AXIS = "x: epoch"  # what a step is in dllab's scalars: the epoch's index, 0 first
+X_AXIS = "x: epochs done"  # what a step is in dllab's scalars (not an optimizer update)
 STAGES = ("train", "val")  # the per-epoch stages; test is one value after fit
 # Lightning adds "epoch" to what self.log logs (here only the test values: one dot at the
 # end); the step already is the epoch, so dllab's TensorBoard logger leaves it out.
@@ -153,7 +154,7 @@ def scalars_layout(tags: Iterable[str]) -> layout_pb2.Layout | None:
         )
         for name in names
     ]
-    title = f"{' and '.join(STAGES)} per epoch ({X_AXIS} index, 0 = first; a step here is an epoch, not an update)"
+    title = f"{' and '.join(STAGES)} per epoch ({X_AXIS}; a step here is an epoch, not an optimizer update)"
     return layout_pb2.Layout(category=[layout_pb2.Category(title=title, chart=charts)])
 
 

@@ -195,7 +195,7 @@ class TaskModule(L.LightningModule, ABC):
         tensors = torch.tensor(list(values.values()), dtype=torch.float32).unbind()
         self.trainer.callback_metrics.update(zip(values, tensors, strict=True))
         for logger in self.trainer.loggers:
-            logger.log_metrics(dict(values), step=self.current_epoch)
+            logger.log_metrics(dict(values), step=self.current_epoch + 1)  # epochs done, as the pictures
             logger.save()
 
     def _sum_over_processes(self, numbers: list[float]) -> list[float]:
