@@ -128,3 +128,36 @@ def test_eval_uses_the_runs_own_test_slice(tmp_path: Path) -> None:
     assert evaluated.returncode == 0, evaluated.stderr
     again = json.loads((run_dir / "eval_metrics.json").read_text())["test"]
     assert again == pytest.approx(read_metrics(run_dir)["test"], abs=1e-6)
+
+
+def test_eval_and_landscape_take_threads(tmp_path: Path) -> None:
+    """threads=N sets torch's threads in dllab-eval and dllab-landscape as in dllab-train."""
+    args = ("data=circle", "model.hidden_sizes=[8]", "trainer.max_epochs=2", "plots=none", "threads=1")
+    assert run_cli("dllab-train", *args, cwd=tmp_path).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    best = run_dir / "checkpoints" / "best.ckpt"
+
+    evaluated = run_cli("dllab-eval", f"ckpt_path={best}", "threads=1", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "torch threads: 1" in evaluated.stdout
+    assert (run_dir / "eval_metrics.json").is_file()
+
+    out = tmp_path / "landscape"
+    drawn = run_cli("dllab-landscape", f"ckpt_path={best}", "resolution=5", "threads=1", f"out={out}", cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+    assert (out / "landscape_contour.png").is_file() and (out / "landscape_surface.png").is_file()
+
+    for command in ("dllab-eval", "dllab-landscape"):
+        refused = run_cli(command, f"ckpt_path={best}", "threads=0", cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "threads=0: must be null (torch's default) or a positive integer" in refused.stderr
+
+
+def test_landscape_sets_torch_threads(tmp_path: Path) -> None:
+    from dllab import landscape
+
+    try:
+        (written,) = landscape.run(["activations", "threads=2", f"out={tmp_path}"])
+        assert torch.get_num_threads() == 2 and written.is_file()
+    finally:
+        torch.set_num_threads(1)  # as conftest set it
