@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dllab.checkpoints import read_checkpoint
 from dllab.checks import check_accelerator_present, check_threads
 from dllab.errors import ConfigError
+from dllab.hydra_help import install as install_help
 from dllab.results import to_float, upgrade_config, write_json
 from dllab.train import config_dir, quiet_library_logs, verbose_errors
 
@@ -99,6 +100,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point of ``dllab-eval``."""
+    install_help()
     _hydra_main()
 
 
