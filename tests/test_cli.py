@@ -130,3 +130,71 @@ def test_eval_uses_the_runs_own_test_slice(tmp_path: Path) -> None:
     assert evaluated.returncode == 0, evaluated.stderr
     again = json.loads((run_dir / "eval_metrics.json").read_text())["test"]
     assert again == pytest.approx(read_metrics(run_dir)["test"], abs=1e-6)
+
+
+def test_eval_and_landscape_take_threads(tmp_path: Path) -> None:
+    """threads=N sets torch's threads in dllab-eval and dllab-landscape as in dllab-train."""
+    args = ("data=circle", "model.hidden_sizes=[8]", "trainer.max_epochs=2", "plots=none", "threads=1")
+    assert run_cli("dllab-train", *args, cwd=tmp_path).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    best = run_dir / "checkpoints" / "best.ckpt"
+
+    evaluated = run_cli("dllab-eval", f"ckpt_path={best}", "threads=1", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "torch threads: 1" in evaluated.stdout
+    assert (run_dir / "eval_metrics.json").is_file()
+
+    out = tmp_path / "landscape"
+    drawn = run_cli("dllab-landscape", f"ckpt_path={best}", "resolution=5", "threads=1", f"out={out}", cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+    assert (out / "landscape_contour.png").is_file() and (out / "landscape_surface.png").is_file()
+
+    for command in ("dllab-eval", "dllab-landscape"):
+        refused = run_cli(command, f"ckpt_path={best}", "threads=0", cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "threads=0: must be null (torch's default) or a positive integer" in refused.stderr
+
+
+def test_landscape_sets_torch_threads(tmp_path: Path) -> None:
+    from dllab import landscape
+
+    try:
+        (written,) = landscape.run(["activations", "threads=2", f"out={tmp_path}"])
+        assert torch.get_num_threads() == 2 and written.is_file()
+    finally:
+        torch.set_num_threads(1)  # as conftest set it
+
+
+def test_help_lists_the_groups_to_choose_from(tmp_path: Path) -> None:
+    """--help lists the groups one chooses from (data, model, optimizer, ...), not conf/_base,
+    whose base configs the data configs use through their defaults."""
+    result = run_cli("dllab-train", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    groups = {line.split(":")[0] for line in result.stdout.splitlines() if ": " in line and " " not in line[:1]}
+    assert {"data", "model", "optimizer", "loss", "trainer", "experiment"} <= groups
+    assert "_base" not in result.stdout
+    assert "model: cnn, mlp" in result.stdout and "optimizer: adagrad, adam, adamw, rmsprop, sgd" in result.stdout
+
+    evaluated = run_cli("dllab-eval", "--help", cwd=tmp_path)  # its own keys, not dllab-train's groups
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "threads: null" in evaluated.stdout and "data:" not in evaluated.stdout
+
+
+def test_help_listing_is_hydras_without_internal_groups() -> None:
+    """dllab.hydra_help lists exactly the groups and options Hydra's own listing finds (it asks
+    the config loader, which copies the whole repository per question), but those under _base."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+
+    from dllab import hydra_help
+    from dllab.train import config_dir
+
+    hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=create_config_search_path(config_dir()))
+    loader = hydra.config_loader
+    groups = hydra.list_all_config_groups()
+    assert "_base" in groups  # Hydra's own listing has it
+    expected = "".join(
+        f"{g}: {', '.join(sorted(loader.get_group_options(g)))}\n" for g in sorted(groups) if g != "_base"
+    )
+    assert hydra_help.format_config_groups(loader.repository, lambda g: True) == expected
+    assert hydra_help.is_internal("_base") and hydra_help.is_internal("a/_b") and not hydra_help.is_internal("data")

@@ -59,6 +59,7 @@ def _get(cfg: DictConfig, field: str) -> Any:
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first bad field of a composed training config."""
     _int(cfg, "seed", 0, "must be a non-negative integer")
+    check_threads(cfg.get("threads"))
     module = cfg.get("module")
     if module is not None and (not isinstance(module, str) or "." not in module):
         raise _fail("module", module, "must be null or a class path, e.g. my_pkg.modules.MyModule")
@@ -69,6 +70,17 @@ def check_config(cfg: DictConfig) -> None:
     check_trainer(cfg)
     check_plots_and_tuner(cfg)
     check_checkpoints(cfg)
+
+
+def check_threads(value: Any) -> int | None:
+    """``threads`` (dllab-train, dllab-eval, dllab-landscape): null, torch's default, or a
+    positive integer (a number given as text on dllab-landscape's command line counts);
+    returns it as an int, or None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value is not None and (not _is_int(value) or value < 1):
+        raise _fail("threads", value, "must be null (torch's default) or a positive integer")
+    return value
 
 
 def check_checkpoints(cfg: DictConfig) -> None:

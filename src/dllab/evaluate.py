@@ -16,8 +16,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.checkpoints import read_checkpoint
-from dllab.checks import check_accelerator_present
+from dllab.checks import check_accelerator_present, check_threads
 from dllab.errors import ConfigError
+from dllab.hydra_help import install as install_help
 from dllab.results import to_float, upgrade_config, write_json
 from dllab.train import config_dir, quiet_library_logs, verbose_errors
 
@@ -54,11 +55,18 @@ def load_run(ckpt_path: str | Path) -> tuple[Any, Any, Path]:
     return module_from_checkpoint(checkpoint), build_datamodule(run_cfg.data, **data_kwargs), run_dir
 
 
-def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
-    """Test metrics of the checkpoint on its run's test split; also written to eval_metrics.json."""
+def evaluate(ckpt_path: str, accelerator: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """Test metrics of the checkpoint on its run's test split; also written to eval_metrics.json.
+    ``threads``: torch threads for this process (None: torch's default)."""
+    threads = check_threads(threads)
     check_accelerator_present(accelerator, torch_checked=True)
     quiet_library_logs()
     import lightning as L
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    log.info("torch threads: %d", torch.get_num_threads())
 
     module, datamodule, run_dir = load_run(ckpt_path)
     trainer = L.Trainer(
@@ -79,7 +87,7 @@ def evaluate(ckpt_path: str, accelerator: str = "cpu") -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        payload = evaluate(cfg.ckpt_path, cfg.accelerator)
+        payload = evaluate(cfg.ckpt_path, cfg.accelerator, cfg.get("threads"))
     except ConfigError as err:
         if verbose_errors(cfg):
             raise
@@ -92,6 +100,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point of ``dllab-eval``."""
+    install_help()
     _hydra_main()
 
 

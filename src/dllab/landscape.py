@@ -10,7 +10,8 @@ Options (``key=value``): ``out`` (folder; default the run dir for ``ckpt_path``,
 ``$DLLAB_LOG_DIR/landscape`` or ``logs/landscape``), ``seed``, ``resolution`` (grid points per
 axis); for ``ckpt_path`` also ``split`` (train, val or test; default train) and ``span``
 (the slice covers -span..span along both directions; default 1); for the two-parameter
-model ``steps``, ``sgd_lr``, ``momentum`` and ``adam_lr``.
+model ``steps``, ``sgd_lr``, ``momentum`` and ``adam_lr``; for every command ``threads`` (torch
+threads for the process, as dllab-train's ``threads``; default torch's, all cores).
 
 The two-parameter model is the lecture's: y = θ1·x + θ2 with θ* = [3, 2], fitted by mean
 squared error on two datasets whose inputs are distributed differently (centred, x ~ N(0, 1);
@@ -240,9 +241,10 @@ def activation_curves(x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]
 # --- command line ----------------------------------------------------------------------------
 
 USAGE = """  dllab-landscape [two_param] [out=DIR] [seed=0] [resolution=121] [steps=100]
-                  [sgd_lr=0.04] [momentum=0.9] [adam_lr=0.1]
+                  [sgd_lr=0.04] [momentum=0.9] [adam_lr=0.1] [threads=N]
   dllab-landscape ckpt_path=RUN/checkpoints/best.ckpt [split=train] [span=1] [resolution=31] [seed=0] [out=RUN]
-  dllab-landscape activations [out=DIR]"""
+                  [threads=N]
+  dllab-landscape activations [out=DIR] [threads=N]"""
 
 
 def parse(argv: Sequence[str]) -> tuple[str, dict[str, str]]:
@@ -260,9 +262,9 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str]]:
     if "ckpt_path" in options:
         command = "ckpt"
     allowed = {
-        "two_param": {"out", "seed", "resolution", "steps", "sgd_lr", "momentum", "adam_lr"},
-        "activations": {"out"},
-        "ckpt": {"out", "seed", "resolution", "ckpt_path", "split", "span"},
+        "two_param": {"out", "seed", "resolution", "steps", "sgd_lr", "momentum", "adam_lr", "threads"},
+        "activations": {"out", "threads"},
+        "ckpt": {"out", "seed", "resolution", "ckpt_path", "split", "span", "threads"},
     }[command]
     for key in options:
         if key not in allowed:
@@ -274,6 +276,17 @@ def default_out() -> Path:
     return Path(os.environ.get("DLLAB_LOG_DIR", "logs")) / "landscape"
 
 
+def use_threads(threads: str | None) -> None:
+    """``threads=N``: torch uses N threads in this process (checked: a positive integer)."""
+    from dllab.checks import check_threads
+
+    value = check_threads(threads)
+    if value:
+        import torch
+
+        torch.set_num_threads(value)
+
+
 def run(argv: Sequence[str]) -> list[Path]:
     """Draw what ``argv`` asks for; return the written files."""
     from dllab.pictures import plots
@@ -282,6 +295,7 @@ def run(argv: Sequence[str]) -> list[Path]:
     if command == "help":
         print(__doc__)
         return []
+    use_threads(options.get("threads"))
     seed = int(options.get("seed", 0))
     resolution = int(options.get("resolution", 0)) or None
     if command == "activations":
