@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The lecture's activation demo: circle and xor × relu, sigmoid, tanh with plain SGD,
-# lr 0.03, batch 10 (6 jobs, 2 at a time). Extra arguments are passed on (trainer.max_epochs=100).
+# The lecture's activation demo (conf/experiment/activations.yaml): relu, tanh and sigmoid on
+# the circle with plain SGD, lr 0.03, batch 10 (3 jobs, in parallel). Extra arguments are passed
+# on (seed=2, trainer.max_epochs=20, model.activation=relu,tanh,sigmoid,gelu).
 set -euo pipefail
-exec dllab-train -m hydra/launcher=joblib \
-  data=circle,xor model.activation=relu,sigmoid,tanh \
-  optimizer=sgd optimizer.lr=0.03 data.batch_size=10 trainer.max_epochs=50 "$@"
+exec dllab-train -m hydra/launcher=joblib experiment=activations "$@"
