@@ -27,6 +27,7 @@ from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
 from dllab.checkpoints import read_checkpoint
 from dllab.checks import check_accelerator_present, check_config, check_loss_fits
 from dllab.errors import ConfigError, DivergedError
+from dllab.hydra_help import install as install_help
 from dllab.results import (
     COMPLETED,
     CONFIG_ERROR,
@@ -482,10 +483,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point of ``dllab-train`` (also ``python -m dllab.train``)."""
+    install_help()  # --help lists the config groups in one pass, without conf/_base
     _hydra_main()
-    from dllab.sweeps.summary import LAST_SWEEP
-
-    if LAST_SWEEP.jobs and LAST_SWEEP.failed == LAST_SWEEP.jobs:
+    summary = sys.modules.get("dllab.sweeps.summary")  # loaded by a multirun's callback, else not needed
+    if summary is not None and summary.LAST_SWEEP.jobs and summary.LAST_SWEEP.failed == summary.LAST_SWEEP.jobs:
         sys.exit(1)  # a multirun whose every job failed
 
 

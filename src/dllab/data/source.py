@@ -13,14 +13,16 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.catalog import BUILTIN_SOURCES
-from dllab.data.dataset import Dataset
 from dllab.errors import ConfigError
 from dllab.targets import import_class
+
+if TYPE_CHECKING:  # numpy: not imported by --help and --cfg job
+    from dllab.data.dataset import Dataset
 
 # The keys of a data config that InMemoryDataModule takes (a test keeps them in step with its
 # signature); every other key but _target_ is the source's.
