@@ -81,6 +81,10 @@ def test_short_real_run_then_eval(tmp_path: Path) -> None:
     for name, value in metrics["test"].items():
         assert again[name] == pytest.approx(value, abs=1e-6)
     assert f"test/acc: {metrics['test']['test/acc']:.4f}" in evaluated.stdout
+    # which model it is: the epoch and step the run's result named
+    assert f"tested: best.ckpt from epoch {metrics['best_epoch']} (optimizer step {metrics['best_step']})" in (
+        evaluated.stdout
+    )
 
 
 def test_regression_follows_from_the_data(tmp_path: Path) -> None:

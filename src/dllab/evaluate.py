@@ -36,17 +36,19 @@ def run_dir_of(ckpt_path: Path) -> Path:
     return run_dir
 
 
-def load_run(ckpt_path: str | Path) -> tuple[Any, Any, Path]:
+def load_run(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) -> tuple[Any, Any, Path]:
     """The module of a checkpoint and the data of its run, as the run had them: the module
     from the checkpoint's primitive hyperparameters (read once, ``weights_only=True``), the
     DataModule from the run's resolved config.yaml with its trainer limits (same splits, same
-    scaling, same test slice). Returns (module, datamodule, run dir)."""
+    scaling, same test slice). Returns (module, datamodule, run dir). ``checkpoint``: its
+    contents, when the caller has read them already."""
     from dllab.data.datamodule import build_datamodule
     from dllab.train import split_trainer_config
     from dllab.training.module import module_from_checkpoint
 
     path = Path(ckpt_path)
-    checkpoint = read_checkpoint(path)  # a clear error for a missing or corrupt file, first
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path)  # a clear error for a missing or corrupt file, first
     run_dir = run_dir_of(path)
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
     assert isinstance(run_cfg, DictConfig)
@@ -68,7 +70,8 @@ def evaluate(ckpt_path: str, accelerator: str = "cpu", threads: int | None = Non
         torch.set_num_threads(threads)
     log.info("torch threads: %d", torch.get_num_threads())
 
-    module, datamodule, run_dir = load_run(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path)
+    module, datamodule, run_dir = load_run(ckpt_path, checkpoint)
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -79,7 +82,14 @@ def evaluate(ckpt_path: str, accelerator: str = "cpu", threads: int | None = Non
     )
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = {k: to_float(v) for k, v in results[0].items()}
-    payload = {"checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(run_dir), "test": metrics}
+    payload = {
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        # which model this is: the epochs (from 1) and optimizer steps it was trained for
+        "epoch": int(checkpoint.get("epoch", -1)) + 1,
+        "global_step": checkpoint.get("global_step"),
+        "run_dir": str(run_dir),
+        "test": metrics,
+    }
     write_json(run_dir / "eval_metrics.json", payload)
     return payload
 
@@ -93,6 +103,10 @@ def _hydra_main(cfg: DictConfig) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    where = (
+        f"{Path(payload['checkpoint']).name} from epoch {payload['epoch']} (optimizer step {payload['global_step']})"
+    )
+    print(f"tested: {where}")
     for name, value in payload["test"].items():
         print(f"{name}: {value:.4f}")
     print(f"written: {Path(payload['run_dir']) / 'eval_metrics.json'}")
