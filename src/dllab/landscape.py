@@ -208,15 +208,25 @@ def checkpoint_slice(
     """The slice for a finished run: its module from the checkpoint, its data (same split,
     same scaling) from the run's config.yaml."""
 
+    from dllab.checkpoints import read_checkpoint
     from dllab.evaluate import load_run
 
-    module, datamodule, run_dir = load_run(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path)
+    module, datamodule, run_dir = load_run(ckpt_path, checkpoint)
     datamodule.setup()
     if split not in datamodule.arrays:
         raise ValueError(f"split={split}: choose one of {', '.join(datamodule.arrays)}")
     x, y = datamodule.tensors(split)  # as in training: images as (N, C, H, W)
     alphas, betas, loss = loss_slice(module.net, module.criterion, x, y, resolution, span, seed)
-    return {"run_dir": run_dir, "alphas": alphas, "betas": betas, "loss": loss, "data": datamodule.data_name}
+    epoch = int(checkpoint.get("epoch", -1)) + 1  # which model: epochs done, from 1
+    return {
+        "run_dir": run_dir,
+        "alphas": alphas,
+        "betas": betas,
+        "loss": loss,
+        "data": datamodule.data_name,
+        "epoch": epoch,
+    }
 
 
 # --- activations ---------------------------------------------------------------------------
@@ -317,7 +327,9 @@ def run(argv: Sequence[str]) -> list[Path]:
     result = checkpoint_slice(options["ckpt_path"], options.get("split", "train"), resolution or 31, span, seed)
     out = Path(options.get("out") or result["run_dir"])
     split = options.get("split", "train")
-    title = f"{result['data']}: {split} loss around the trained weights (Li et al. 2018)"
+    where = f"{Path(options['ckpt_path']).name}, epoch {result['epoch']}"
+    title = f"{result['data']}: {split} loss around the trained weights ({where}; Li et al. 2018)"
+    print(f"slice around {options['ckpt_path']} (trained for {result['epoch']} epochs)")
     a, b, loss = result["alphas"], result["betas"], result["loss"]
     return [
         plots.save(plots.landscape_contour_figure(a, b, loss, title), out / "landscape_contour.png"),
