@@ -1,8 +1,10 @@
-"""The README's "Bring your own data" examples run exactly as written."""
+"""The README's examples run: "Bring your own data" exactly as written, every other dllab
+command line shortened to 2 epochs."""
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -34,3 +36,68 @@ def test_bring_your_own_data_example(start: str, tmp_path: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs"] == 20
     assert metrics["test"]["test/acc"] >= 0.9  # both tiny sets are easy to separate
+
+
+def readme_commands() -> list[str]:
+    """Every dllab command line of the README's code blocks, comments stripped, as written."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", README.read_text(), re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [" ".join(shlex.split(line, comments=True)) for line in lines if line.startswith(("dllab-", "PYTHONPATH="))]
+
+
+# Lines another test runs exactly as written (their files: tests/test_readme.py above, test_extending.py).
+RUN_ELSEWHERE = ("PYTHONPATH=", "dllab-train data=csv", "dllab-train data=image_folder", "dllab-train model=cnn data=")
+# What a line needs to run in a test's time: 2 epochs, small searches, no cluster.
+SHORTER = {"trainer.max_epochs": "2", "hydra.sweeper.n_trials": "2"}
+
+
+def shortened(args: list[str]) -> list[str]:
+    """The arguments with trainer.max_epochs (and an Optuna search's trials) set small: an
+    override the line already has is replaced, else added."""
+    args = [a for a in args if a.split("=", 1)[0] not in SHORTER]
+    extra = [f"{key}={value}" for key, value in SHORTER.items() if key != "hydra.sweeper.n_trials"]
+    if any(a.startswith("hparams_search=") for a in args):
+        extra.append("hydra.sweeper.n_trials=2")
+    return [*args, *extra, "threads=1"]
+
+
+def test_readme_lists_the_commands_it_explains() -> None:
+    commands = readme_commands()
+    assert "dllab-train" in commands and "dllab-train -m experiment=activations" in commands
+    assert any(c.startswith("dllab-eval ckpt_path=logs/digits/runs/<run>/") for c in commands)
+    assert len(commands) >= 25
+
+
+def test_every_readme_example_runs(tmp_path: Path) -> None:
+    """Each dllab-train line of the README trains (2 epochs) and completes; the SLURM line
+    composes (a cluster run: tests/test_sweeps.py's launcher tests); dllab-eval,
+    dllab-landscape and dllab-summary run on the dirs these made."""
+    ran: list[str] = []
+    for line in readme_commands():
+        if line.startswith(RUN_ELSEWHERE):
+            continue
+        command, *args = shlex.split(line)
+        if command != "dllab-train":
+            continue
+        if "hydra/launcher=slurm" in args:
+            args = [a for a in args if a != "-m"] + ["--cfg", "job"]
+            result = run_cli(command, *args, cwd=tmp_path)
+            assert result.returncode == 0 and "accelerator:" in result.stdout, (line, result.stderr)
+            continue
+        result = run_cli(command, *shortened(args), cwd=tmp_path, timeout=600)
+        assert result.returncode == 0, (line, result.stderr[-2000:])
+        ran.append(line)
+    assert len(ran) >= 10, ran
+    statuses = [json.loads(p.read_text())["status"] for p in (tmp_path / "logs").rglob("metrics.json")]
+    assert statuses and set(statuses) == {"completed"}, statuses
+
+    digits_run = sorted((tmp_path / "logs" / "digits" / "runs").iterdir())[0]
+    sweep = next(p.parent for p in (tmp_path / "logs").rglob("summary.md"))
+    places = {"<run>": digits_run.name, "logs/<task>/multiruns/<sweep>": str(sweep)}
+    for line in readme_commands():
+        command = line.split()[0]
+        if command in ("dllab-eval", "dllab-landscape", "dllab-summary") and not line.startswith(RUN_ELSEWHERE):
+            for placeholder, value in places.items():
+                line = line.replace(placeholder, value)
+            result = run_cli(command, *shlex.split(line)[1:], cwd=tmp_path)
+            assert result.returncode == 0, (line, result.stderr[-2000:])
