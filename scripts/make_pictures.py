@@ -1,6 +1,6 @@
-"""Generate the README's pictures from real short runs into docs/ (one of each kind).
+"""Generate the README's and docs/lab.md's pictures from real short runs into docs/.
 
-    python scripts/make_pictures.py            # about a minute on 2 CPU cores
+    python scripts/make_pictures.py            # about three minutes on 2 CPU cores
     python scripts/make_pictures.py --out docs --keep-logs
 
 Each picture is what a run (or ``dllab-landscape``) writes; here it is only copied and
@@ -40,6 +40,29 @@ RUNS = [
         "optimizer.lr=0.01 trainer.max_epochs=150",
         {"function_fit": "function_fit"},
     ),
+]
+
+# docs/lab.md: pictures of datasets, drawn by dllab-data: (data, overrides, name under docs/)
+DATA = [
+    ("circle", "data=circle", "data_circle"),
+    ("digits", "data=digits", "data_digits"),
+    ("diabetes", "data=diabetes", "data_diabetes"),
+]
+
+# docs/lab.md: sweeps whose summary_curves.png it shows: (task name, overrides, name under docs/)
+SWEEPS = [
+    (
+        "widths",
+        "data=function data.fn=sin model.hidden_sizes=[2],[8],[64] model.activation=tanh "
+        "trainer.max_epochs=100 optimizer.lr=0.01",
+        "lab_widths",
+    ),
+    (
+        "batch_sizes",
+        "data=circle optimizer=sgd optimizer.lr=0.03 data.batch_size=1,10,350 trainer.max_epochs=20",
+        "lab_batch_sizes",
+    ),
+    ("optimizers", "optimizer=sgd,adagrad,adam trainer.max_epochs=10", "lab_optimizers"),
 ]
 
 
@@ -86,6 +109,19 @@ def main() -> None:
         run(["-m", "dllab.landscape", "activations", f"out={logs / 'landscape'}"], env)
         for name in ("two_param", "activations"):
             store(logs / "landscape" / f"{name}.png", out / f"{name}.png")
+        print("data (dllab-data):")
+        for data, overrides, name in DATA:
+            picture = logs / "data" / f"{data}.png"
+            run(["-m", "dllab.data_report", *overrides.split(), "trainer.accelerator=cpu", f"out={picture}"], env)
+            store(picture, out / f"{name}.png")
+        print("sweeps:")
+        for task, overrides, name in SWEEPS:
+            run(
+                ["-m", "dllab.train", "-m", f"task_name=docs_{task}", "trainer.accelerator=cpu", *overrides.split()],
+                env,
+            )
+            (sweep_dir,) = sorted((logs / f"docs_{task}" / "multiruns").iterdir())
+            store(sweep_dir / "summary_curves.png", out / f"{name}.png")
     finally:
         if options.keep_logs:
             print(f"runs kept in {logs}")

@@ -757,3 +757,165 @@ def activations_figure(x: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.
     for ax in axes[n:]:
         ax.set_visible(False)
     return figure
+
+
+# --- pictures of a dataset (dllab-data) -------------------------------------------------------
+
+SPLIT_COLORS = {"train": BLUE, "val": ORANGE, "test": "#2ca02c"}
+
+
+def data_scatter_figure(
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+    dpi: int = DPI,
+) -> Figure:
+    """A 2-D set, one panel per split (``splits``: name -> (points (n, 2), targets)), on the
+    same axes: points coloured by class (``class_names`` given) or by the target value on one
+    colour scale with a colorbar (regression)."""
+    from matplotlib.lines import Line2D
+
+    n = len(splits)
+    classification = class_names is not None
+    figure = new_figure(3.2 * n + (0.9 if not classification else 0.0), 3.6, dpi, left=0.55, right=0.9, top=0.6)
+    axes = np.atleast_1d(figure.subplots(1, n, sharex=True, sharey=True))
+    everything = np.concatenate([np.asarray(p, dtype=float) for p, _ in splits.values()])
+    values = np.concatenate([np.ravel(v) for _, v in splits.values()])
+    low, high = float(values.min()), float(values.max())
+    scatter = None
+    for ax, (split, (points, targets)) in zip(axes, splits.items(), strict=True):
+        points = np.asarray(points, dtype=float)
+        if classification:
+            ax.scatter(points[:, 0], points[:, 1], c=class_colors(np.asarray(targets)), s=10, edgecolors="none")
+        else:
+            scatter = ax.scatter(
+                points[:, 0], points[:, 1], c=np.ravel(targets), cmap="coolwarm", vmin=low, vmax=high, s=10
+            )
+        ax.set_title(f"{split}: {len(points)} samples", fontsize=9)
+        ax.set_xlabel("x1")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("x2")
+    pad = (everything.max(0) - everything.min(0)) * 0.05
+    axes[0].set_xlim(everything[:, 0].min() - pad[0], everything[:, 0].max() + pad[0])
+    axes[0].set_ylim(everything[:, 1].min() - pad[1], everything[:, 1].max() + pad[1])
+    if classification:
+        handles = [
+            Line2D([], [], ls="", marker="o", c=class_color(i), label=f"class {name}")
+            for i, name in enumerate(class_names or [])
+        ]
+        axes[-1].legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.8)
+    elif scatter is not None:
+        figure.colorbar(scatter, ax=list(axes), shrink=0.85, label="target")
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def data_function_figure(
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "", dpi: int = DPI
+) -> Figure:
+    """A 1-D regression set: y over x, one colour per split."""
+    figure = new_figure(6.0, 3.6, dpi)
+    ax = figure.add_subplot()
+    for split, (x, y) in splits.items():
+        ax.scatter(
+            np.ravel(x), np.ravel(y), s=12, c=SPLIT_COLORS.get(split, "#7f7f7f"), label=f"{split} ({len(x)})", alpha=0.8
+        )
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=9)
+    return figure
+
+
+def image_grid_figure(
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    per_class: int = 8,
+    max_classes: int = 10,
+    title: str = "",
+    dpi: int = DPI,
+) -> Figure:
+    """The first ``per_class`` images of each class (one row per class, at most
+    ``max_classes`` rows), from (N, C, H, W) images with 1 (grey) or 3 (RGB) channels,
+    shown on one common intensity scale."""
+    images = np.asarray(images, dtype=float)
+    labels = np.asarray(labels)
+    classes = list(range(min(len(class_names), max_classes)))
+    low, high = float(images.min()), float(images.max())
+    scaled = (images - low) / max(high - low, 1e-12)
+    cell = 0.7
+    longest = max((len(str(class_names[c])) for c in classes), default=1)
+    left = 0.25 + 0.07 * longest
+    figure = new_figure(
+        left + cell * per_class + 0.1, cell * len(classes) + 0.55, dpi, left=left, right=0.1, bottom=0.05, top=0.45,
+        wspace=0.05, hspace=0.05,
+    )  # fmt: skip
+    axes = np.atleast_2d(figure.subplots(len(classes), per_class, squeeze=False))
+    for row, c in zip(axes, classes, strict=True):
+        chosen = np.flatnonzero(labels == c)[:per_class]
+        for column, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column < len(chosen):
+                image = scaled[chosen[column]]
+                if image.shape[0] == 1:
+                    ax.imshow(image[0], cmap="gray_r", vmin=0, vmax=1)
+                else:
+                    ax.imshow(np.clip(np.transpose(image[:3], (1, 2, 0)), 0, 1))
+            else:
+                ax.set_axis_off()
+        row[0].set_ylabel(str(class_names[c]), rotation=0, ha="right", va="center", fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def pairs_figure(
+    x: np.ndarray,
+    y: np.ndarray,
+    feature_names: Sequence[str],
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+    dpi: int = DPI,
+) -> Figure:
+    """A pairs view of a table: histograms of each feature on the diagonal (per class for
+    classification), scatter plots of each pair below it; for regression the target is the
+    last variable (and colours the points)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y)
+    classification = class_names is not None
+    names = list(feature_names)
+    columns = [x[:, i] for i in range(x.shape[1])]
+    if not classification:
+        target = np.asarray(y, dtype=float).reshape(len(y), -1)[:, 0]
+        columns.append(target)
+        names.append("target")
+    k = len(columns)
+    colours: Any = class_colors(y) if classification else target
+    figure = new_figure(1.9 * k + 0.8, 1.9 * k + 0.5, dpi, left=0.7, right=0.15, bottom=0.55, top=0.45)
+    axes = np.atleast_2d(figure.subplots(k, k, squeeze=False))
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            ax.tick_params(labelsize=6)
+            if j > i:
+                ax.set_axis_off()
+                continue
+            if i == j:
+                if classification:
+                    bins = np.histogram_bin_edges(columns[i], bins=20)
+                    for c, name in enumerate(class_names or []):
+                        ax.hist(columns[i][y == c], bins=bins, color=class_color(c), alpha=0.55, label=str(name))
+                else:
+                    ax.hist(columns[i], bins=20, color=BLUE, alpha=0.8)
+            else:
+                ax.scatter(columns[j], columns[i], c=colours, cmap=None if classification else "coolwarm", s=5)
+            if i == k - 1:
+                ax.set_xlabel(names[j], fontsize=7)
+            if j == 0:
+                ax.set_ylabel(names[i] if i else "count", fontsize=7)
+    if classification and len(class_names or []) <= 12:
+        axes[0, 0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.05, 1.0), title="class", title_fontsize=6)
+    figure.suptitle(title, fontsize=9)
+    return figure
