@@ -63,6 +63,7 @@ SWEEPS = [
         "lab_batch_sizes",
     ),
     ("optimizers", "optimizer=sgd,adagrad,adam trainer.max_epochs=10", "lab_optimizers"),
+    ("activations", "experiment=activations", "lab_activations"),
 ]
 
 

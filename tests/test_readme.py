@@ -71,7 +71,7 @@ def test_readme_lists_the_commands_it_explains() -> None:
 def test_every_readme_example_runs(tmp_path: Path) -> None:
     """Each dllab-train line of the README trains (2 epochs) and completes; the SLURM line
     composes (a cluster run: tests/test_sweeps.py's launcher tests); dllab-eval,
-    dllab-landscape and dllab-summary run on the dirs these made."""
+    dllab-landscape and dllab-summary run on the dirs these made, dllab-data as written."""
     ran: list[str] = []
     for line in readme_commands():
         if line.startswith(RUN_ELSEWHERE):
@@ -96,7 +96,7 @@ def test_every_readme_example_runs(tmp_path: Path) -> None:
     places = {"<run>": digits_run.name, "logs/<task>/multiruns/<sweep>": str(sweep)}
     for line in readme_commands():
         command = line.split()[0]
-        if command in ("dllab-eval", "dllab-landscape", "dllab-summary") and not line.startswith(RUN_ELSEWHERE):
+        if command in ("dllab-data", "dllab-eval", "dllab-landscape", "dllab-summary"):
             for placeholder, value in places.items():
                 line = line.replace(placeholder, value)
             result = run_cli(command, *shlex.split(line)[1:], cwd=tmp_path)

@@ -323,5 +323,5 @@ def run_title(hparams: Mapping[str, Any], swept: Sequence[str] = (), first: str 
             parts.append(_title_part(sweep_jobs.short_key(name), columns[name]))
     if "optimizer" in columns:
         lr = columns.get("lr")
-        parts.append(f"{columns['optimizer']} lr {lr:g}" if isinstance(lr, float) else str(columns["optimizer"]))
+        parts.append(f"{columns['optimizer']} lr {lr:.3g}" if isinstance(lr, float) else str(columns["optimizer"]))
     return " · ".join(dict.fromkeys(p for p in parts if p))
