@@ -35,15 +35,10 @@ CHEAP = ("plots=none", "+callbacks.progress_bar.enabled=false", "threads=1")
 
 def val_acc_curve(run_dir: Path) -> list[float]:
     """val/acc per epoch (first epoch first) from the run's TensorBoard events."""
-    from tensorboard.backend.event_processing import event_accumulator as ea
+    from dllab.sweeps.summary import read_curves
 
-    values: dict[int, float] = {}
-    for events_file in sorted((run_dir / "tensorboard").rglob("events.out.tfevents.*")):
-        events = ea.EventAccumulator(str(events_file), size_guidance={ea.SCALARS: 0})
-        events.Reload()
-        if "val/acc" in events.Tags().get("scalars", []):
-            values |= {e.step: e.value for e in events.Scalars("val/acc")}
-    return [values[step] for step in sorted(values)]
+    curve = read_curves(run_dir, ["val/acc"]).get("val/acc")
+    return [] if curve is None else [float(v) for v in curve[1]]
 
 
 def train(activation: str, seed: int, log_dir: Path, overrides: list[str]) -> dict:
@@ -75,14 +70,14 @@ def first_epoch(curve: list[float], predicate: Callable[[float], bool]) -> int |
 def table(results: dict[str, list[dict]], threshold: float) -> str:
     reach = f"epochs to val acc ≥ {threshold:g}"
     lines = [
-        f"| activation | test acc (mean ± std) | min | max | best-val epoch (mean) | {reach} |",
+        f"| activation | test acc (mean ± std) | min | max | tested epoch (mean) | {reach} |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for activation, runs in results.items():
         accs = [run["test"]["test/acc"] for run in runs]
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         curves = [run["val_acc_curve"] for run in runs if run["val_acc_curve"]]
-        best = [c.index(max(c)) + 1 for c in curves]  # the first best epoch: the tested checkpoint
+        best = [run["best_epoch"] for run in runs if run.get("best_epoch")]  # the tested checkpoint's epoch
         best_cell = f"{statistics.mean(best):.1f}" if best else "n/a"
         reached = [e for e in (first_epoch(c, lambda v: v >= threshold) for c in curves) if e is not None]
         if not curves:

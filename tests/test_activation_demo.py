@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -28,6 +29,7 @@ def test_activations_experiment_is_the_lecture_setting(tmp_path: Path) -> None:
     assert dict(hydra_cfg.sweeper.params) == {"model.activation": "relu,tanh,sigmoid"}
 
 
+@pytest.mark.slow
 def test_activations_sweep_runs_three_jobs_and_relu_learns_faster_than_tanh(tmp_path: Path) -> None:
     """The experiment's own seed (a typical one of those scripts/measure_activations.py measured);
     the runs are deterministic on the CPU with one thread."""

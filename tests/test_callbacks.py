@@ -82,6 +82,24 @@ def test_ties_on_the_monitored_value_go_to_the_lowest_validation_loss(tmp_path: 
     assert float(callback.best_model_score) == top
 
 
+def test_a_running_best_is_monitored_without_tie_breaking(tmp_path: Path) -> None:
+    # val/acc_best never changes after its best epoch: every later epoch would "tie" with it
+    assert best(tmp_path, monitor="val/acc_best").tie_breaker is None
+    assert best(tmp_path).tie_breaker == "val/loss" and best(tmp_path, monitor="val/loss").tie_breaker is None
+
+
+def test_top_k_ranks_tied_files_by_the_tie_breaker_in_their_saved_state(tmp_path: Path) -> None:
+    t, history = fit(tmp_path, best(tmp_path, filename="{epoch}", save_top_k=3, write_every_seconds=0), epochs=30)
+    callback = t.checkpoint_callback
+    assert isinstance(callback, BestCheckpoint)
+    top = max(history.acc)
+    tied = [epoch for epoch, acc in enumerate(history.acc) if acc == top]
+    assert callback.best_epoch == min(tied, key=lambda epoch: history.loss[epoch]) + 1
+    saved = torch.load(callback.best_model_path, weights_only=True)
+    state = next(v for k, v in saved["callbacks"].items() if k.startswith("BestCheckpoint"))
+    assert state["best_model_path"] == callback.best_model_path  # ranked before its own state was taken
+
+
 def test_tie_breaking_survives_a_resume_through_the_callback_state(tmp_path: Path) -> None:
     callback = best(tmp_path, write_every_seconds=60)
     fit(tmp_path, callback, epochs=6)

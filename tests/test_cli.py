@@ -189,16 +189,20 @@ def test_help_listing_is_hydras_without_internal_groups() -> None:
     the config loader, which copies the whole repository per question), but those under _base."""
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
 
     from dllab import hydra_help
     from dllab.train import config_dir
 
     hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=create_config_search_path(config_dir()))
-    loader = hydra.config_loader
-    groups = hydra.list_all_config_groups()
+    try:
+        loader = hydra.config_loader
+        groups = hydra.list_all_config_groups()
+        expected = "".join(
+            f"{g}: {', '.join(sorted(loader.get_group_options(g)))}\n" for g in sorted(groups) if g != "_base"
+        )
+    finally:
+        GlobalHydra.instance().clear()  # the tests after this one compose their own configs
     assert "_base" in groups  # Hydra's own listing has it
-    expected = "".join(
-        f"{g}: {', '.join(sorted(loader.get_group_options(g)))}\n" for g in sorted(groups) if g != "_base"
-    )
     assert hydra_help.format_config_groups(loader.repository, lambda g: True) == expected
     assert hydra_help.is_internal("_base") and hydra_help.is_internal("a/_b") and not hydra_help.is_internal("data")

@@ -7,7 +7,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_default_run_is_quiet_and_ends_with_its_result(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ def test_readme_lists_the_commands_it_explains() -> None:
     assert len(commands) >= 25
 
 
+@pytest.mark.slow
 def test_every_readme_example_runs(tmp_path: Path) -> None:
     """Each dllab-train line of the README trains (2 epochs) and completes; the SLURM line
     composes (a cluster run: tests/test_sweeps.py's launcher tests); dllab-eval,

@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 
 from dllab.catalog import CLASSIFICATION
 from dllab.errors import ConfigError
+from dllab.hydra_help import install as install_help
 from dllab.train import config_dir, plain, verbose_errors
 
 # Hydra settings of this command: no run dir, no .hydra/ and no log file; logs to stdout.
@@ -154,6 +155,7 @@ def main() -> None:
         print("error: dllab-data reports one dataset; run it once per data= option", file=sys.stderr)
         sys.exit(2)
     sys.argv = [sys.argv[0], *argv, *HYDRA_OVERRIDES]
+    install_help()  # --help lists the config groups in one pass, without conf/_base
     _hydra_main()
 
 

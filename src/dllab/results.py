@@ -84,7 +84,8 @@ def result_lines(result: Mapping[str, Any], tensorboard: bool = True) -> list[st
     lines = [f"result: {shown}"]
     epochs, steps = result.get("epochs"), result.get("global_step")
     best_epoch, metric = result.get("best_epoch"), result.get("optimized_metric")
-    if result.get("best_checkpoint") and best_epoch is not None:
+    if result.get("best_checkpoint"):
+        best_epoch = "?" if best_epoch is None else best_epoch  # a checkpoint callback that did not record it
         why = f"best {metric} {_number(result.get('objective'))}"
         first = result.get("best_first_epoch")
         if result.get("tie_breaker") and first is not None and first != best_epoch:
@@ -94,7 +95,7 @@ def result_lines(result: Mapping[str, Any], tensorboard: bool = True) -> list[st
             )
         lines.append(
             f"tested: {Path(result['best_checkpoint']).name} from epoch {best_epoch} of {epochs} "
-            f"(optimizer step {result.get('best_step')} of {steps}): {why}"
+            f"(optimizer step {'?' if result.get('best_step') is None else result['best_step']} of {steps}): {why}"
         )
     else:
         reason = result.get("tested_reason") or "no best checkpoint (callbacks.model_checkpoint is off)"

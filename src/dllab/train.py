@@ -195,7 +195,12 @@ def build(cfg: DictConfig) -> Run:
         from dllab.training.tuner import find_and_use_batch_size
 
         run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
-    if not trainer.fast_dev_run:  # the smoke test writes nothing
+    if trainer.fast_dev_run and not is_multirun():  # a smoke test writes nothing (a sweep's jobs: their records)
+        if cfg.get("print_config"):
+            from dllab.results import config_tree
+
+            print("config:\n" + "\n".join(config_tree(cfg)), flush=True)
+    else:
         save_config(cfg, run_dir, show=bool(cfg.get("print_config")))
     return run
 
@@ -219,6 +224,11 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         # a resumed run dir that was moved: its checkpoint remembers the old location
         moved = run_dir / "checkpoints" / Path(best_path).name
         best_path = str(moved) if moved.is_file() else best_path
+    # which model is tested, read before trainer.test restores the callbacks' state from it
+    tested = {
+        key: getattr(best_checkpoint, key, None)
+        for key in ("best_epoch", "best_step", "tie_breaker", "best_tie_value", "best_first_epoch")
+    }
     test_results = trainer.test(
         module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
     )
@@ -242,13 +252,7 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         "run_dir": str(run_dir),
     }
     if best_path:
-        result["best_epoch"] = getattr(best_checkpoint, "best_epoch", None)
-        result["best_step"] = getattr(best_checkpoint, "best_step", None)
-        tie_breaker = getattr(best_checkpoint, "tie_breaker", None)
-        if tie_breaker:
-            result["tie_breaker"] = tie_breaker
-            result["best_tie_value"] = getattr(best_checkpoint, "best_tie_value", None)
-            result["best_first_epoch"] = getattr(best_checkpoint, "best_first_epoch", None)
+        result |= {k: v for k, v in tested.items() if v is not None or k in ("best_epoch", "best_step")}
     elif trainer.fast_dev_run:
         result["tested_reason"] = "debug=fast_dev_run (nothing written)"
     elif best_checkpoint is not None:
@@ -353,8 +357,7 @@ def run(cfg: DictConfig) -> float | None:
     status = result.pop("status")
     fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
     if fast_dev_run and not is_multirun():
-        remove_written_by_hydra(run_dir, cfg)  # a smoke test: no run dir left behind
-        result["written"] = False
+        result["written"] = not remove_written_by_hydra(run_dir, cfg)  # a smoke test: no run dir left behind
     else:
         write_metrics(run_dir, status, **result)
     for line in result_lines(result | {"status": status}, tensorboard=not is_multirun()):
@@ -410,11 +413,11 @@ def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
 
 def remove_written_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
     """A smoke test's run dir: removed when it holds only Hydra's files and the empty folders
-    the run made (Lightning makes checkpoints/ before it knows that nothing will be saved)."""
-    for folder in sorted(run_dir.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-        if folder != run_dir and folder.name != ".hydra":
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if empty
+    the run's callbacks made (Lightning's checkpoint callbacks make checkpoints/ before they
+    know that nothing will be saved)."""
+    for name in ("checkpoints", "tensorboard"):
+        with contextlib.suppress(OSError):
+            (run_dir / name).rmdir()  # only if empty
     return remove_if_made_by_hydra(run_dir, cfg)
 
 

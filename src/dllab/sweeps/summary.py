@@ -56,6 +56,7 @@ class SweepResult:
     jobs: int = 0
     failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # best first, as collect() returns them
 
 
 LAST_SWEEP = SweepResult()
@@ -289,7 +290,7 @@ def write_summary(sweep_dir: Path) -> SweepResult:
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
     failed = sum(n for s, n in by_status.items() if s not in OK_STATUSES)
-    return SweepResult(jobs=len(rows), failed=failed, by_status=by_status)
+    return SweepResult(jobs=len(rows), failed=failed, by_status=by_status, rows=rows)
 
 
 def results_table(rows: list[dict[str, Any]], limit: int = 20) -> list[str]:
@@ -305,7 +306,8 @@ def results_table(rows: list[dict[str, Any]], limit: int = 20) -> list[str]:
     for row in rows[:limit]:
         best = row.get("best_epoch")
         epochs = f"{best}/{row.get('epochs')}" if best is not None else fmt(row.get("epochs"))
-        status = row["status"] if row["status"] in OK_STATUSES else f"{row['status']}: {row.get('error', '')}"[:60]
+        error = " ".join(str(row.get("error", "")).split())  # one line, whatever the message
+        status = row["status"] if row["status"] in OK_STATUSES else f"{row['status']}: {error}"[:60]
         cells = [str(row["job"]), *(str(row["params"].get(p, "")) for p in params), fmt(row.get("objective"))]
         table.append([*cells, *([fmt(row.get(test))] if test else []), epochs, status])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
@@ -355,7 +357,7 @@ class SweepSummaryCallback(Callback):
             return
         LAST_SWEEP.jobs, LAST_SWEEP.failed, LAST_SWEEP.by_status = result.jobs, result.failed, result.by_status
         print("\n" + report(result, sweep_dir))
-        print("\n".join(["", *results_table(collect(sweep_dir))]))
+        print("\n".join(["", *results_table(result.rows)]))
         if result.failed == result.jobs:
             print("error: every job of the sweep failed; see the error column of summary.md", file=sys.stderr)
 
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(report(result, args.sweep_dir))
-    print("\n".join(["", *results_table(collect(args.sweep_dir))]))
+    print("\n".join(["", *results_table(result.rows)]))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,10 @@ class BestCheckpoint(ModelCheckpoint):
         self, *args: Any, write_every_seconds: float = 30.0, tie_breaker: str | None = "val/loss", **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.tie_breaker = tie_breaker if tie_breaker != self.monitor else None
+        # a running best (val/acc_best) never changes after its best epoch: every later epoch
+        # would tie with it, so ties are broken only on a per-epoch value
+        running_best = str(self.monitor).endswith("_best")
+        self.tie_breaker = tie_breaker if tie_breaker != self.monitor and not running_best else None
         # file path -> (epochs done, optimizer steps, tie-breaker value, the epoch that first
         # reached its monitored value) when it was kept
         self.kept_at: dict[str, tuple[int, int, float, int]] = {}
@@ -148,7 +151,11 @@ class BestCheckpoint(ModelCheckpoint):
     def _update_best_and_save(self, current: Tensor, trainer: L.Trainer, monitor_candidates: dict[str, Tensor]) -> None:
         super()._update_best_and_save(current, trainer, monitor_candidates)
         self.kept_at = {p: at for p, at in self.kept_at.items() if p in self.best_k_models}
-        if len(self.best_k_models) > 1:  # ModelCheckpoint ranks ties by insertion: rank by the tie-breaker too
+
+    def _rerank(self) -> None:
+        """ModelCheckpoint ranks equal scores by insertion: rank the kept files by the
+        tie-breaker too (before the checkpoint's own state is taken)."""
+        if len(self.best_k_models) > 1 and all(p in self.kept_at for p in self.best_k_models):
             self.best_model_path = min(self.best_k_models, key=self._rank)
             self.best_model_score = self.best_k_models[self.best_model_path]
             if self.save_top_k > 0 and len(self.best_k_models) == self.save_top_k:
@@ -183,6 +190,7 @@ class BestCheckpoint(ModelCheckpoint):
         first = self._tie_of if self._tie_of is not None else epoch
         self.kept_at[filepath] = (epoch, trainer.global_step, self._tie_value(trainer), first)
         self._tie_of = None
+        self._rerank()
         if self.write_every_seconds <= 0:
             compat.write_model_checkpoint(self, trainer, filepath)
             return
