@@ -106,13 +106,14 @@ def test_callback_options(name: str, tmp_path: Path) -> None:
             "BestCheckpoint",
             "LastCheckpoint",
             "LearningRateMonitor",
-            "ModelSummary",
             "EpochProgressBar",
             "DataSummary",
             "AugmentationPreview",
         }
         on = instantiate_enabled(compose_train(["callbacks.early_stopping.enabled=true"], tmp_path).callbacks)
         assert "EarlyStopping" in {type(c).__name__ for c in on}
+        verbose = instantiate_enabled(compose_train(["verbose=true"], tmp_path).callbacks)
+        assert "ModelSummary" in {type(c).__name__ for c in verbose}  # the layer table: on request
     else:
         assert callbacks == []
 
