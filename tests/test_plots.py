@@ -386,7 +386,7 @@ def images(run_dir: Path) -> dict[str, list[int]]:
 
 
 @pytest.mark.slow
-def test_a_classification_run_logs_and_saves_its_pictures(tmp_path: Path) -> None:
+def test_a_classification_run_logs_and_saves_its_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = run_cli(
         "dllab-train",
         "data=circle",
@@ -417,6 +417,8 @@ def test_a_classification_run_logs_and_saves_its_pictures(tmp_path: Path) -> Non
 
     # the loss landscape around its weights
     landscape.main([f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "resolution=7"])
+    tested = json.loads((run_dir / "metrics.json").read_text())["best_epoch"]
+    assert f"(trained for {tested} epochs)" in capsys.readouterr().out  # which model the slice is around
     for name in ("landscape_contour", "landscape_surface"):
         assert imread(run_dir / f"{name}.png").shape[:2] == (352, 400)
 

@@ -340,3 +340,23 @@ def test_optuna_empty_search_space_is_refused(tmp_path: Path) -> None:
     result = run_cli("dllab-train", "-m", "hydra/sweeper=dllab_optuna", "data=circle", cwd=tmp_path)
     assert result.returncode != 0
     assert "hydra.sweeper.params: the search space is empty" in result.stderr
+
+
+def test_results_table_puts_swept_keys_first_and_failures_on_one_line() -> None:
+    def row(job: int, lr: str, status: str, objective: float, **extra: object) -> dict[str, object]:
+        base = {"job": job, "params": {"optimizer.lr": lr, "seed": "1"}, "status": status, "metric": "val/acc"}
+        return base | {"objective": objective} | extra
+
+    rows = [
+        row(1, "0.1", "completed", 0.9, **{"test/acc": 0.88, "best_epoch": 7, "epochs": 10}),
+        row(0, "0.01", "completed", 0.7, **{"test/acc": 0.69, "best_epoch": 10, "epochs": 10}),
+        row(2, "nan", "diverged", float("nan"), error="training diverged:\n  loss is nan at optimizer step 3"),
+    ]
+    rows[2]["params"]["seed"] = "2"  # a second swept key
+    header, first, second, failed = summary.results_table(rows)
+    assert header.split() == ["job", "optimizer.lr", "seed", "val/acc", "test/acc", "best", "epoch", "status"]
+    assert first.split() == ["1", "0.1", "1", "0.9000", "0.8800", "7/10", "completed"]
+    assert second.split()[:2] == ["0", "0.01"]
+    assert failed.split()[:3] == ["2", "nan", "2"] and "diverged: training diverged: loss is nan at" in failed
+    many = summary.results_table([row(i, str(i), "completed", 0.5) for i in range(25)], limit=20)
+    assert len(many) == 22 and many[-1] == "... 5 more in summary.md"

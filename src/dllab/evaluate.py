@@ -57,12 +57,14 @@ def load_run(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) ->
     return module_from_checkpoint(checkpoint), build_datamodule(run_cfg.data, **data_kwargs), run_dir
 
 
-def evaluate(ckpt_path: str, accelerator: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+def evaluate(
+    ckpt_path: str, accelerator: str = "cpu", threads: int | None = None, verbose: bool = False
+) -> dict[str, Any]:
     """Test metrics of the checkpoint on its run's test split; also written to eval_metrics.json.
     ``threads``: torch threads for this process (None: torch's default)."""
     threads = check_threads(threads)
     check_accelerator_present(accelerator, torch_checked=True)
-    quiet_library_logs()
+    quiet_library_logs(verbose)
     import lightning as L
     import torch
 
@@ -97,7 +99,7 @@ def evaluate(ckpt_path: str, accelerator: str = "cpu", threads: int | None = Non
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        payload = evaluate(cfg.ckpt_path, cfg.accelerator, cfg.get("threads"))
+        payload = evaluate(cfg.ckpt_path, cfg.accelerator, cfg.get("threads"), bool(cfg.get("verbose")))
     except ConfigError as err:
         if verbose_errors(cfg):
             raise

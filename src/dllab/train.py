@@ -109,6 +109,7 @@ class Run:
     callbacks: list[Any]
     plotters: list[Any]
     tuned: dict[str, Any] = field(default_factory=dict)  # lr_find, batch_size_find results
+    hparams: dict[str, Any] = field(default_factory=dict)  # the HParams tab's set, also in picture titles
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -195,6 +196,12 @@ def build(cfg: DictConfig) -> Run:
         from dllab.training.tuner import find_and_use_batch_size
 
         run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
+    # after the tuner: its learning rate is the run's
+    run.hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
+    from dllab.training.loggers import job_swept_keys
+
+    for plotter in plotters:
+        plotter.run_hparams = (run.hparams, job_swept_keys())
     if trainer.fast_dev_run and not is_multirun():  # a smoke test writes nothing (a sweep's jobs: their records)
         if cfg.get("print_config"):
             from dllab.results import config_tree
@@ -267,10 +274,9 @@ def fit_and_test(run: Run) -> dict[str, Any]:
 
 def record(run: Run, result: dict[str, Any]) -> None:
     """TensorBoard's HParams session: the run's short hyperparameters and its final metrics."""
-    hparams = short_hparams(run.cfg, run.module.loss_name) | sweep_jobs.swept_hparams(run.cfg)
     from dllab.training.loggers import log_run_hparams  # Lightning: imported only once a run trains
 
-    log_run_hparams(run.trainer, hparams, {**result["test"], **result["best_val"]})
+    log_run_hparams(run.trainer, run.hparams, {**result["test"], **result["best_val"]})
 
 
 def quiet_library_logs(verbose: bool = False) -> None:

@@ -19,7 +19,6 @@ adds the seconds it spends to ``seconds``; ``dllab-train`` reports the sum.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from abc import ABC, abstractmethod
@@ -37,9 +36,7 @@ from dllab.catalog import CLASSIFICATION, REGRESSION
 from dllab.data.functions import FORMULAS, FUNCTION_DOMAIN, TARGET_FUNCTIONS, FunctionSet
 from dllab.data.playground import SURFACES, Playground, expand_features
 from dllab.pictures import plots
-from dllab.training.loggers import job_swept_keys, run_title
-
-log = logging.getLogger(__name__)
+from dllab.training.loggers import run_title
 
 FIT_PREFIX, FINAL_PREFIX = "plots", "final"
 
@@ -128,30 +125,6 @@ def log_figure(loggers: Iterable[Any], tag: str, figure: Figure, step: int) -> b
     return png
 
 
-def saved_run_hparams(trainer: L.Trainer, module: L.LightningModule) -> tuple[dict[str, Any], list[str]] | None:
-    """The run's HParams-tab hyperparameters (``short_hparams | swept_hparams``) and the keys
-    its sweep varies, from the resolved config ``dllab-train`` saves in the run dir
-    (``trainer.default_root_dir``) before fitting; None without one."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from dllab.results import short_hparams, upgrade_config
-    from dllab.sweeps.jobs import swept_hparams
-
-    path = Path(trainer.default_root_dir) / "config.yaml"
-    if not path.is_file():
-        return None
-    try:
-        cfg = OmegaConf.load(path)
-        if not isinstance(cfg, DictConfig) or Path(str(cfg.paths.output_dir)).resolve() != path.parent.resolve():
-            return None  # not this run's config
-        cfg = upgrade_config(cfg)
-        hparams = short_hparams(cfg, str(getattr(module, "loss_name", cfg.loss.get("name", ""))))
-        return hparams | swept_hparams(cfg), job_swept_keys()
-    except Exception as err:  # a picture's title is never worth a failed run
-        log.warning("picture titles without the run's hyperparameters: %s: %s", type(err).__name__, err)
-        return None
-
-
 class PlotCallback(L.Callback, ABC):
     """Base: decides where a picture applies, when to draw it, and where it goes."""
 
@@ -168,7 +141,8 @@ class PlotCallback(L.Callback, ABC):
         self.active = False
         self.written: list[Path] = []
         self.surface = False
-        self.run_hparams: tuple[dict[str, Any], list[str]] | None = None  # hparams, swept keys
+        # the run's HParams set and the keys its sweep varies (dllab.train.build sets them)
+        self.run_hparams: tuple[dict[str, Any], list[str]] | None = None
         self.tested_epoch: int | None = None  # the epoch index of the checkpoint trainer.test loaded
 
     @abstractmethod
@@ -199,8 +173,6 @@ class PlotCallback(L.Callback, ABC):
             datamodule is not None and not getattr(trainer, "fast_dev_run", False) and self.applies(datamodule)
         )
         self.tested_epoch = None
-        if self.active and self.run_hparams is None:
-            self.run_hparams = saved_run_hparams(trainer, pl_module)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.tested_epoch = checkpoint.get("epoch")
