@@ -19,6 +19,7 @@ adds the seconds it spends to ``seconds``; ``dllab-train`` reports the sum.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from abc import ABC, abstractmethod
@@ -37,6 +38,8 @@ from dllab.data.functions import FORMULAS, FUNCTION_DOMAIN, TARGET_FUNCTIONS, Fu
 from dllab.data.playground import SURFACES, Playground, expand_features
 from dllab.pictures import plots
 from dllab.training.loggers import run_title
+
+log = logging.getLogger(__name__)
 
 FIT_PREFIX, FINAL_PREFIX = "plots", "final"
 
@@ -144,6 +147,7 @@ class PlotCallback(L.Callback, ABC):
         # the run's HParams set and the keys its sweep varies (dllab.train.build sets them)
         self.run_hparams: tuple[dict[str, Any], list[str]] | None = None
         self.tested_epoch: int | None = None  # the epoch index of the checkpoint trainer.test loaded
+        self.error: str | None = None  # why the picture was not drawn (see not_fatal)
 
     @abstractmethod
     def applies(self, datamodule: Any) -> bool:
@@ -183,7 +187,7 @@ class PlotCallback(L.Callback, ABC):
             return
         if not any(type(lg).__name__ == "TensorBoardLogger" for lg in trainer.loggers):
             return
-        with self.timed():
+        with self.timed(), self.not_fatal():
             rgb = self.raster(pl_module, trainer.datamodule)  # type: ignore[attr-defined]
             tag = f"{FIT_PREFIX}/{self.fit_name or self.name}"
             log_png(trainer.loggers, tag, plots.png_of(rgb), done, rgb.shape[0], rgb.shape[1])
@@ -191,13 +195,27 @@ class PlotCallback(L.Callback, ABC):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not (self.active and trainer.is_global_zero):
             return
-        with self.timed():
+        with self.timed(), self.not_fatal():
             figure = self.draw(trainer, pl_module, trainer.datamodule, final=True)  # type: ignore[attr-defined]
             png = log_figure(trainer.loggers, f"{FINAL_PREFIX}/{self.name}", figure, trainer.current_epoch)
             path = self.dirpath / f"{self.name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(png)
             self.written.append(path)
+
+    @contextmanager
+    def not_fatal(self) -> Iterator[None]:
+        """A picture that cannot be drawn or saved (out of memory, a full disk) is a warning,
+        and no more pictures of its kind are tried: it must never cost the run its record."""
+        try:
+            yield
+        except Exception as err:
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            self.active = False
+            self.error = f"{self.name}: {type(err).__name__}: {err}".strip()
+            log.warning("warning: picture %s not drawn (%s: %s); the run goes on", self.name, type(err).__name__, err)
 
     def draws_during_fit(self) -> bool:
         return self.during_fit

@@ -7,6 +7,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,18 @@ from torch import Tensor
 from dllab.training import compat
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def naming_the_file(path: str | Path) -> Iterator[None]:
+    """A failed write (a full disk) names the checkpoint it was writing: the library's
+    OSError often names none."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename or err.filename2:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 class LastCheckpoint(Checkpoint):
@@ -55,7 +69,8 @@ class LastCheckpoint(Checkpoint):
             self._save(trainer)
 
     def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)
+        with naming_the_file(self.path):
+            trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
         self._last_save = time.monotonic()
 
@@ -216,7 +231,8 @@ class BestCheckpoint(ModelCheckpoint):
     def write_pending(self, trainer: L.Trainer) -> None:
         """Write the snapshots not yet on disk (rank 0 writes; every rank may call)."""
         for filepath, checkpoint in self._pending.items():
-            trainer.strategy.save_checkpoint(checkpoint, filepath)
+            with naming_the_file(filepath):
+                trainer.strategy.save_checkpoint(checkpoint, filepath)
         if self._pending and trainer.is_global_zero:
             for logger in trainer.loggers:  # now that the files exist (loggers that upload them)
                 logger.after_save_checkpoint(self)
@@ -245,7 +261,11 @@ class BestCheckpoint(ModelCheckpoint):
         monitored file name, here ``best.ckpt``: the best would be lost, and after a divergence
         replaced by NaN weights.) As in ModelCheckpoint, nothing is saved when no optimizer step
         was taken since the last checkpoint (that state is already on disk), nor outside fit."""
-        self.write_pending(trainer)
+        try:
+            self.write_pending(trainer)
+        except OSError as err:  # a full disk: the error that stopped the run is the one to report
+            log.warning("warning: best checkpoint not written (%s)", err.strerror or err)
+            return
         if (
             compat.should_save_on_exception(self, trainer)
             and trainer.state.fn == TrainerFn.FITTING
