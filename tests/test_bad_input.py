@@ -72,6 +72,9 @@ BAD_INPUTS = [
     (["data=image_folder", "data.root={tmp}/images"], "bad.png"),
     (["data=iris", "augmentation=light"], "augmentation=light: data=iris holds no images"),
     (["resume={tmp}/no_run"], "resume={tmp}/no_run: not a dllab run dir (no config.yaml)"),
+    # the log dir, checked before Hydra makes the run dir (issue 18)
+    (["paths.log_dir={tmp}/nan.csv/logs"], "paths.log_dir={tmp}/nan.csv/logs: cannot write there (Not a directory)"),
+    (["paths.min_free_mb=1e12"], "MB free on its disk, below paths.min_free_mb=1e+12; free some space"),
     (["model=cnn", "data=circle"], "model=cnn: data=circle holds no images; a CNN needs image data (digits"),
     (["model=cnn", "model.channels=[16,0]"], "model.channels=[16, 0]: must be a non-empty list of positive integers"),
     (["model=cnn", "model.pooling=median"], "model.pooling='median': unknown; choose one of max, avg, none"),

@@ -12,7 +12,9 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from dllab.results import (
     CONFIG_ERROR,
     DIVERGED,
     FAILED,
+    INTERRUPTED,
     finite_or_none,
     result_lines,
     save_config,
@@ -45,6 +48,24 @@ from dllab.sweeps import jobs as sweep_jobs
 
 log = logging.getLogger("dllab.train")
 details = logging.getLogger("dllab.details")  # train.log only (conf/hydra/job_logging/dllab.yaml)
+
+# What the run is doing, for the message of a signal that stops it (set by run, build, fit_and_test).
+_PHASE = ["start-up"]
+_SIGNALS: list[int] = []  # SIGINT/SIGTERM received by this process
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def catch_signals() -> None:
+    """SIGTERM (a scheduler's stop) is handled as Ctrl-C is, from the first line on: whatever
+    phase it hits ends with ``status: interrupted`` and a message, not a silent kill.
+    (During fit, :class:`~dllab.training.callbacks.GracefulInterrupt` takes over and saves.)"""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
 
 
 def config_dir() -> str:
@@ -67,8 +88,66 @@ def _run_dir(resume: str | None, new: str) -> str:
     return resume or new
 
 
+_TAKEN: list[str] = []  # a run dir that already held another run when Hydra made this one's
+
+
+def _hydra_subdir(resume: str | None, output_dir: str | None = None) -> str | None:
+    """Hydra's own files of the run (.hydra/), resolved just before Hydra writes them: none
+    for a resume (the run's own stay), and none in a dir that holds another run, which
+    :func:`run` then refuses (two runs given one ``hydra.run.dir`` must not mix)."""
+    if resume:
+        return None
+    if output_dir and holds_a_run(Path(output_dir)):
+        _TAKEN.append(output_dir)
+        return None
+    return ".hydra"
+
+
+def holds_a_run(directory: Path) -> bool:
+    return any((directory / name).exists() for name in ("config.yaml", "metrics.json", "checkpoints", ".hydra"))
+
+
+_WRITABLE: dict[str, str] = {}
+
+
+def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
+    """``paths.log_dir``, checked once before Hydra makes a run or sweep dir in it: it can be
+    made and written to, with ``paths.min_free_mb`` free; else one line and exit 2, before
+    anything is written (a read-only or full disk would otherwise fail mid-run)."""
+    if log_dir in _WRITABLE:
+        return log_dir
+    import tempfile
+
+    path = Path(log_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(b"dllab")
+            probe.flush()
+            os.fsync(probe.fileno())
+        free_mb = shutil.disk_usage(path).free / 2**20
+    except OSError as err:
+        print(
+            f"error: paths.log_dir={log_dir}: cannot write there ({err.strerror or err}); "
+            "set DLLAB_LOG_DIR or paths.log_dir to a writable dir",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if free_mb < float(min_free_mb or 0):
+        print(
+            f"error: paths.log_dir={log_dir}: only {free_mb:.0f} MB free on its disk, below "
+            f"paths.min_free_mb={float(min_free_mb):g}; free some space, "
+            "or set DLLAB_LOG_DIR or paths.log_dir elsewhere",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    _WRITABLE[log_dir] = log_dir
+    return log_dir
+
+
 OmegaConf.register_new_resolver("dllab.run_dir", _run_dir, replace=True)
-OmegaConf.register_new_resolver("dllab.hydra_subdir", lambda resume: None if resume else ".hydra", replace=True)
+OmegaConf.register_new_resolver("dllab.hydra_subdir", _hydra_subdir, replace=True)
+OmegaConf.register_new_resolver("dllab.writable", _writable, replace=True)
 
 # Trainer keys that the in-memory step loop honours itself (see dllab.training.module and
 # dllab.data.datamodule); the Lightning Trainer gets its neutral values for them.
@@ -115,6 +194,7 @@ class Run:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one model; return the fields of metrics.json."""
     started = time.perf_counter()
+    _PHASE[0] = "set-up"  # from here: imports of torch and Lightning, data, model
     run = build(cfg)
     result = fit_and_test(run)
     result["wall_seconds"] = round(time.perf_counter() - started, 3)
@@ -184,6 +264,8 @@ def build(cfg: DictConfig) -> Run:
     plotters = build_plot_callbacks(**plain(cfg.plots)) if cfg.get("plots") else []
     callbacks += plotters
     loggers = instantiate_enabled(cfg.get("logger"))
+    if not loggers:
+        callbacks = without_logger_callbacks(callbacks)
     trainer_kwargs |= trainer_flags_for(callbacks)
     sweep_jobs.use_job_ddp_workers()
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
@@ -221,6 +303,7 @@ def fit_and_test(run: Run) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     details.info("run dir: %s", run_dir)
     fit_started = time.perf_counter()
+    _PHASE[0] = "training"
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - fit_started
     logged = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
@@ -236,6 +319,7 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         key: getattr(best_checkpoint, key, None)
         for key in ("best_epoch", "best_step", "tie_breaker", "best_tie_value", "best_first_epoch")
     }
+    _PHASE[0] = "testing"
     test_results = trainer.test(
         module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
     )
@@ -269,6 +353,8 @@ def fit_and_test(run: Run) -> dict[str, Any]:
     result["status"] = next((s for s in statuses if s), COMPLETED)
     if run.plotters:
         result["plot_seconds"] = round(sum(p.seconds for p in run.plotters), 3)
+        if any(p.error for p in run.plotters):
+            result["warnings"] = [f"picture not drawn: {p.error}" for p in run.plotters if p.error]
     return result | run.tuned
 
 
@@ -329,6 +415,21 @@ def instantiate_enabled(group: DictConfig | None) -> list[Any]:
     return objects
 
 
+def without_logger_callbacks(callbacks: list[Any]) -> list[Any]:
+    """With the logger off (``logger=[]``, ``~logger``) the callbacks that only write to it
+    are left out, with a word, instead of stopping the run (Lightning's LearningRateMonitor
+    refuses a Trainer without a logger)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from dllab.data.augmentation import AugmentationPreview
+
+    dropped = [c for c in callbacks if isinstance(c, (LearningRateMonitor, AugmentationPreview))]
+    if dropped:
+        names = ", ".join(type(c).__name__ for c in dropped)
+        log.info("no logger (logger=[]): %s left out, as they only write to it", names)
+    return [c for c in callbacks if not any(c is d for d in dropped)]
+
+
 def trainer_flags_for(callbacks: list[Any]) -> dict[str, bool]:
     """Lightning adds its own bar, checkpoint and summary unless told not to."""
     from lightning.pytorch.callbacks import Checkpoint, ModelSummary, ProgressBar
@@ -344,17 +445,31 @@ def run(cfg: DictConfig) -> float | None:
     """Check, train and record one run; errors become one line and a status in metrics.json."""
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
+    _PHASE[0] = "start-up"
+    if _TAKEN and not cfg.get("resume"):
+        print(
+            f"error: hydra.run.dir={_TAKEN[-1]}: holds another run; give a new dir, "
+            f"or resume={_TAKEN[-1]} to continue that run",
+            file=sys.stderr,
+        )
+        if is_multirun():
+            return sweep_jobs.worst_value(cfg)  # the other run's records stay untouched
+        sys.exit(2)
     try:
         if cfg.get("resume"):
             cfg = resume_config(cfg)
         check_config(cfg)
         with sweep_jobs.fresh_distributed_state():
             result = train(cfg)
+    except KeyboardInterrupt:
+        return _interrupted(cfg, run_dir, wall=time.perf_counter() - started)
     except ConfigError as err:
         return _fail(cfg, run_dir, CONFIG_ERROR, err, exit_code=2)
     except DivergedError as err:
         return _fail(cfg, run_dir, DIVERGED, err, exit_code=1, wall=time.perf_counter() - started)
     except Exception as err:
+        if _SIGNALS:  # the signal broke an import or a library call: the signal is the cause
+            return _interrupted(cfg, run_dir, wall=time.perf_counter() - started)
         if verbose_errors(cfg):
             raise
         return _fail(cfg, run_dir, FAILED, err, exit_code=1, wall=time.perf_counter() - started)
@@ -366,15 +481,85 @@ def run(cfg: DictConfig) -> float | None:
         result["written"] = not remove_written_by_hydra(run_dir, cfg)  # a smoke test: no run dir left behind
     else:
         write_metrics(run_dir, status, **result)
-    for line in result_lines(result | {"status": status}, tensorboard=not is_multirun()):
+    tensorboard = not is_multirun() and (run_dir / "tensorboard").is_dir()  # not with the logger off
+    for line in result_lines(result | {"status": status}, tensorboard=tensorboard):
         log.info(line)  # the terminal and train.log
     if result["objective"] is None and is_multirun():
         return sweep_jobs.worst_value(cfg)
     return result["objective"]
 
 
+def _interrupted(cfg: DictConfig, run_dir: Path, wall: float) -> float:
+    """A signal outside Lightning's fit and test (which :class:`GracefulInterrupt` handles):
+    metrics.json says ``interrupted``, in which phase, and the command that carries on."""
+    phase = _PHASE[0]
+    signum = _SIGNALS[-1] if _SIGNALS else signal.SIGINT
+    if sweep_jobs.global_rank() != 0:
+        sys.exit(128 + signum)
+    command = continue_command(run_dir)
+    if cfg.trainer.get("fast_dev_run") and not is_multirun() and remove_written_by_hydra(run_dir, cfg):
+        command = start_again_command()  # a smoke test leaves nothing behind
+    else:
+        write_metrics(
+            run_dir,
+            INTERRUPTED,
+            phase=phase,
+            resume_command=command,
+            wall_seconds=round(wall, 3),
+            run_dir=str(run_dir),
+        )
+    _PHASE[0] = "reported"
+    print(f"\ninterrupted ({signal.Signals(signum).name}) during {phase}; continue with:\n  {command}", file=sys.stderr)
+    logging.getLogger("torch").setLevel(logging.WARNING)  # an import cut short leaves its exit-time stats on
+    if is_multirun():
+        raise KeyboardInterrupt  # Ctrl-C stops the whole sweep, as it does during training
+    sys.exit(128 + signum)
+
+
+def continue_command(run_dir: Path) -> str:
+    """``resume=`` once the run dir holds its config (a resume without a checkpoint starts the
+    run over in its dir), else the command line that started it."""
+    if (run_dir / "config.yaml").is_file():
+        return f"dllab-train resume={run_dir}"
+    return start_again_command()
+
+
+def start_again_command() -> str:
+    import shlex
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return " ".join(["dllab-train", *(shlex.quote(o) for o in overrides)])
+
+
+def disk_error(err: BaseException, run_dir: Path) -> str | None:
+    """One line for a write that failed because the disk is full or read-only (an OSError,
+    or torch's RuntimeError around one), naming the file and how to carry on; else None."""
+    import errno
+
+    codes = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES)
+    chain: list[BaseException] = []
+    while err is not None and len(chain) < 10:
+        chain.append(err)
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.errno in codes:
+            path = cause.filename2 or cause.filename or run_dir
+            break
+    else:
+        try:
+            full = shutil.disk_usage(run_dir).free < 2**20
+        except OSError:
+            full = False
+        if not (full and any("write" in str(c) for c in chain)):
+            return None
+        path, cause = run_dir, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    resume = f"dllab-train resume={run_dir}" if (run_dir / "config.yaml").is_file() else "start the run again"
+    return f"{path}: cannot write ({cause.strerror}) during {_PHASE[0]}; free space or fix the disk, then: {resume}"
+
+
 def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_code: int, wall: float = 0.0) -> float:
     message = str(err) if isinstance(err, (ConfigError, DivergedError)) else f"{type(err).__name__}: {err}"
+    message = (disk_error(err, run_dir) if status == FAILED else None) or message
     print(f"error: {message}", file=sys.stderr)
     if verbose_errors(cfg) and status != FAILED:
         import traceback
@@ -389,7 +574,10 @@ def _fail(cfg: DictConfig, run_dir: Path, status: str, err: BaseException, exit_
     elif cfg.trainer.get("fast_dev_run") and not is_multirun() and remove_written_by_hydra(run_dir, cfg):
         pass  # a smoke test leaves nothing behind, also when it fails
     else:
-        write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
+        try:
+            write_metrics(run_dir, status, error=message, wall_seconds=round(wall, 3), run_dir=str(run_dir))
+        except OSError as write_err:  # the disk that failed the run may fail its record too
+            print(f"error: {run_dir / 'metrics.json'}: not written ({write_err.strerror})", file=sys.stderr)
         print(f"run dir: {run_dir}", file=sys.stderr)
     if status == FAILED and not verbose_errors(cfg):
         print("(set HYDRA_FULL_ERROR=1 or verbose=true for the traceback)", file=sys.stderr)
@@ -415,6 +603,12 @@ def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
         except OSError:
             break
     return True
+
+
+def _remove_hydra_only_dir(run_dir: Path) -> None:
+    """A run dir Hydra made and nothing else wrote into (its .hydra/ and log file): removed."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def remove_written_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
@@ -447,12 +641,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             f"resume={cfg.resume}: continues the run with its own config, so {' '.join(others)} cannot apply; "
             f"to change it, start a new run with ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"
         )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise ConfigError(
-            f"resume={cfg.resume}: no checkpoints/last.ckpt yet (it is written every "
-            "callbacks.last_checkpoint.every_seconds and when training ends); start the run again instead"
-        )
+    checkpoint = resume_checkpoint(run_dir)
     loaded = OmegaConf.load(saved)
     assert isinstance(loaded, DictConfig)
     loaded = upgrade_config(loaded)
@@ -462,10 +651,35 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         loaded = OmegaConf.create(_repoint(container, old_dir, new_dir))
     with open_dict(loaded):
         loaded.resume = str(run_dir)
-        loaded.ckpt_path = str(last)
+        loaded.ckpt_path = str(checkpoint) if checkpoint else None
         loaded.paths.output_dir = new_dir
-    log.info("resuming %s from %s", run_dir, last)
+    if checkpoint is None:
+        log.info("resuming %s: no checkpoint was written yet, so the run starts over in its dir", run_dir)
+    elif checkpoint.name == "last.ckpt":
+        log.info("resuming %s from %s", run_dir, checkpoint)
+    else:
+        log.info(
+            "resuming %s from %s (the weights at the interrupt, newer than any last.ckpt; "
+            "the interrupted epoch runs again from its start)",
+            run_dir,
+            checkpoint,
+        )
     return loaded
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """What ``resume=`` continues from: ``last.ckpt`` (the end of a whole epoch, so the resumed
+    run ends as one never stopped) unless ``interrupted.ckpt`` is at least one whole epoch
+    further (last.ckpt is written on a time budget, or not yet); None when neither exists."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
+    if not interrupted.is_file() or (last.is_file() and last.stat().st_mtime >= interrupted.stat().st_mtime):
+        return last if last.is_file() else None
+    if not last.is_file():
+        return interrupted
+    last_epoch = read_checkpoint(last, "resume").get("epoch", 0)
+    interrupted_epoch = read_checkpoint(interrupted, "resume").get("epoch", 0)
+    return interrupted if interrupted_epoch > last_epoch + 1 else last
 
 
 def _repoint(node: Any, old: str, new: str) -> Any:
@@ -492,8 +706,17 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point of ``dllab-train`` (also ``python -m dllab.train``)."""
+    catch_signals()
     install_help()  # --help lists the config groups in one pass, without conf/_base
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        signum = _SIGNALS[-1] if _SIGNALS else signal.SIGINT
+        if _PHASE[0] != "reported":  # a signal while Hydra composed the config: no run yet
+            if HydraConfig.initialized() and not is_multirun():
+                _remove_hydra_only_dir(Path(HydraConfig.get().runtime.output_dir))
+            print(f"interrupted ({signal.Signals(signum).name}) before the run started; nothing was written")
+        sys.exit(128 + signum)
     summary = sys.modules.get("dllab.sweeps.summary")  # loaded by a multirun's callback, else not needed
     if summary is not None and summary.LAST_SWEEP.jobs and summary.LAST_SWEEP.failed == summary.LAST_SWEEP.jobs:
         sys.exit(1)  # a multirun whose every job failed
