@@ -131,7 +131,7 @@ def test_default_seed_is_recorded(tmp_path: Path) -> None:
     ("make", "message"),
     [
         (lambda d: None, "not a dllab run dir (no config.yaml)"),
-        (lambda d: (d / "config.yaml").write_text("seed: 1\n"), "no checkpoints/last.ckpt"),
+        (lambda d: (d / "config.yaml").write_text("seed: 1\n"), "config.yaml is not a dllab run's config (no data,"),
     ],
 )
 def test_resume_of_a_wrong_dir_is_a_clear_error(tmp_path: Path, make, message: str) -> None:

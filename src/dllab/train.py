@@ -644,6 +644,9 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     checkpoint = resume_checkpoint(run_dir)
     loaded = OmegaConf.load(saved)
     assert isinstance(loaded, DictConfig)
+    missing = [key for key in ("data", "model", "trainer", "paths") if key not in loaded]
+    if missing:
+        raise ConfigError(f"resume={cfg.resume}: {saved} is not a dllab run's config (no {', '.join(missing)})")
     loaded = upgrade_config(loaded)
     old_dir, new_dir = str(loaded.paths.output_dir), str(run_dir.resolve())
     if old_dir != new_dir:
