@@ -3,11 +3,13 @@ image folders, CSV), so no test touches the network."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import pickle
 import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,28 @@ def local_data_overrides(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     else:
         return []
     return [f"data.data_dir={data_dir}", "data.download=false", "data.batch_size=4"]
+
+
+@functools.cache
+def gray_png(width: int, height: int, bit_depth: int, rows: bytes | None = None) -> bytes:
+    """A grayscale PNG file made chunk by chunk (zlib, no Pillow): ``rows`` are the filtered
+    scanlines, or zeros. Zeros compress to almost nothing: a 225-Mpixel image is a few KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    if rows is None:
+        line = b"\0" * (1 + (width * bit_depth + 7) // 8)  # filter byte 0, then the pixels
+        packer = zlib.compressobj(9)
+        data = b"".join(packer.compress(line) for _ in range(height)) + packer.flush()
+    else:
+        data = zlib.compress(rows)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)  # colour type 0: gray
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def write_gray16_png(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit grayscale PNG of ``pixels`` (uint16, height x width)."""
+    scanlines = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    path.write_bytes(gray_png(pixels.shape[1], pixels.shape[0], 16, scanlines))
+    return path

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli, run_dirs
+from tests.makedata import gray_png
 
 BAD_INPUTS = [
     (["model.activation=swish"], "model.activation='swish': unknown; choose one of relu, sigmoid, tanh"),
@@ -70,6 +71,38 @@ BAD_INPUTS = [
     (["data=csv"], "data.path: required; set data.path=FILE"),
     (["data=image_folder", "data.root={tmp}/nowhere"], "nowhere: no such folder (one sub-folder per class"),
     (["data=image_folder", "data.root={tmp}/images"], "bad.png"),
+    # data files (issues 15, 18)
+    (
+        ["data=csv", "data.path={tmp}/one_class.csv", "data.target=label"],
+        "data.target=label: holds one class (x) in all 30 rows; classification needs 2 or more classes",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/ids.csv", "data.target=label"],
+        "column id (30 distinct values in 30 rows, an ID or free text: one-hot encoding would make a feature of each)"
+        " identifies rows rather than describing them; drop it with data.drop_columns=[id]",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/numbered.csv", "data.target=label"],
+        "column n (the row number 1..30: it tells only where a row sits in the file, and leaks the label",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/ids.csv", "data.target=label", "data.drop_columns=[nope]"],
+        "data.drop_columns=['nope']: no column nope in {tmp}/ids.csv; columns: id, a, label",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/twice.csv", "data.target=label"],
+        "data.path={tmp}/twice.csv: duplicate column names in the header: label (columns 2 and 3);",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/query.csv", "data.target=label"],
+        "data.path={tmp}/query.csv: column a is numbers but for 1 of 30 cells: '?' (line 8); correct those cells in "
+        "the file, or read them as missing with data.na_values=['?'] and data.missing=drop (or mean)",
+    ),
+    (
+        ["data=image_folder", "data.root={tmp}/huge"],
+        "data.root={tmp}/huge: 1 image cannot be read: {tmp}/huge/dogs/huge.png (15000x15000 = 225000000 pixels; "
+        "Pillow opens at most 178956970, a guard against decompression bombs: resize it)",
+    ),
     (["data=iris", "augmentation=light"], "augmentation=light: data=iris holds no images"),
     (["resume={tmp}/no_run"], "resume={tmp}/no_run: not a dllab run dir (no config.yaml)"),
     # the log dir, checked before Hydra makes the run dir (issue 18)
@@ -87,7 +120,9 @@ BAD_INPUTS = [
 
 
 def bad_files(root: Path) -> None:
-    """A table with a missing value, one with inf, and an image folder with a corrupt file."""
+    """A table with a missing value, one with inf, and an image folder with a corrupt file; tables
+    with one class, an ID, the row number, a duplicate column name, a '?' among numbers; an
+    image folder with an image over Pillow's pixel limit."""
     rows = "".join(f"{i},{i * 2},{'xy'[i % 2]}\n" for i in range(20))
     (root / "nan.csv").write_text("a,b,label\n1,,x\n" + rows)
     (root / "inf.csv").write_text("a,b,label\n1,inf,x\n" + rows)
@@ -96,6 +131,22 @@ def bad_files(root: Path) -> None:
         for i in range(6):
             Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / "images" / name / f"{i}.png")
     (root / "images" / "cats" / "bad.png").write_bytes(b"not a png")
+    # tables that would train but give a wrong result, and an image Pillow refuses to open
+    labels = ["xy"[i % 2] for i in range(30)]
+    (root / "one_class.csv").write_text("a,b,label\n" + "".join(f"{i * 3 % 7},{i % 4},x\n" for i in range(30)))
+    (root / "ids.csv").write_text("id,a,label\n" + "".join(f"u{i},{i * 3 % 7},{y}\n" for i, y in enumerate(labels)))
+    (root / "numbered.csv").write_text(
+        "n,a,label\n" + "".join(f"{i + 1},{i * 3 % 7},{y}\n" for i, y in enumerate(labels))
+    )
+    (root / "twice.csv").write_text("a,label,label\n" + "".join(f"{i * 3 % 7},{y},{y}\n" for i, y in enumerate(labels)))
+    (root / "query.csv").write_text(
+        "a,b,label\n" + "".join(f"{'?' if i == 6 else i * 3 % 7},{i % 4},{y}\n" for i, y in enumerate(labels))
+    )
+    for name in ("cats", "dogs"):
+        (root / "huge" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / "huge" / name / f"{i}.png")
+    (root / "huge" / "dogs" / "huge.png").write_bytes(gray_png(15000, 15000, 1))  # 225 Mpixels of zeros: a few KB
 
 
 def test_the_table_is_long_enough() -> None:

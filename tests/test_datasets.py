@@ -1,6 +1,10 @@
-"""The Playground generators and feature maps, the function set, and the scikit-learn sets."""
+"""The Playground generators and feature maps (their names on the command line), the function
+set, and the scikit-learn sets."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +12,8 @@ import pytest
 from dllab.data.functions import FunctionSet
 from dllab.data.playground import FEATURES, GENERATORS, Playground, expand_features, multigauss_value
 from dllab.data.sklearn_sets import SKLEARN_SETS, SklearnSet
+from dllab.errors import ConfigError
+from tests.conftest import run_cli, run_dirs
 
 
 def rng() -> np.random.Generator:
@@ -80,6 +86,26 @@ def test_feature_map_columns() -> None:
     x = expand_features(points, FEATURES)
     expected = [[1, 2, 1, 4, 2, np.sin(1), np.sin(2)], [-0.5, 3, 0.25, 9, -1.5, np.sin(-0.5), np.sin(3)]]
     assert np.allclose(x, expected)
+
+
+def test_squares_take_a_name_a_command_line_needs_no_quotes_for(tmp_path: Path) -> None:
+    """x1sq, x2sq on the command line; the Playground's x1^2, x2^2 (a Hydra lexer error unquoted)
+    still work, as in configs saved with them."""
+    points = np.array([[1.5, -2.0]])
+    assert np.allclose(expand_features(points, ["x1^2", "x2^2"]), expand_features(points, ["x1sq", "x2sq"]))
+    assert np.allclose(expand_features(points, ["x1sq", "x2sq"]), [[2.25, 4.0]])
+    old = Playground("circle", n_samples=20, features=["x1", "x1^2"])
+    old.check()
+    assert old.load(seed=0).feature_names == ["x1", "x1sq"]
+    with pytest.raises(ConfigError, match=r"data\.features=\['x1sq', 'x1\^2'\]: lists a feature twice"):
+        Playground("circle", features=["x1sq", "x1^2"]).check()
+    with pytest.raises(ConfigError, match=r"unknown feature; choose from x1, x2, x1sq, x2sq, x1x2, sin_x1, sin_x2$"):
+        Playground("circle", features=["x1**2"]).check()
+    args = ("data=circle", "data.features=[x1,x2,x1sq,x2sq]", "data.n_samples=100", "threads=1", "trainer.max_epochs=1")
+    result = run_cli("dllab-train", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
 
 
 def test_playground_source_maps_labels_to_classes_and_is_seeded() -> None:

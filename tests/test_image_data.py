@@ -17,11 +17,13 @@ from dllab.data.downloads import Remote, fetch
 from dllab.data.image_folder import ImageFolder, load_image_folder
 from dllab.errors import ConfigError
 from tests.makedata import (
+    gray_png,
     make_cifar_archive,
     make_cifar_batches,
     make_idx_files,
     make_image_folder,
     md5,
+    write_gray16_png,
     write_idx,
 )
 
@@ -181,3 +183,30 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     assert message.startswith(f"data.root={root}: 2 images cannot be read: ")
     assert f"{root / 'cats' / 'broken.png'} (OSError: " in message
     assert f"{root / 'dogs' / 'empty.jpg'} (UnidentifiedImageError: cannot identify image file 'file')" in message
+
+
+def test_a_16_bit_image_is_scaled_by_its_own_range(tmp_path: Path) -> None:
+    """Pillow's 8-bit conversion clips a 16-bit image at 255: nearly every pixel would be white."""
+    root = make_image_folder(tmp_path / "pets", per_class=3)
+    gradient = np.tile(np.linspace(0, 65535, 16), (12, 1)).astype(np.uint16)  # dark left, white right
+    write_gray16_png(root / "cats" / "0_deep.png", gradient)
+    for channels in (1, 3):
+        data = load_image_folder(root, image_size=[12, 16], channels=channels)
+        deep = data.x[0].reshape(channels, 12, 16)  # cats/0_deep.png sorts first
+        assert deep.min() >= 0 and deep.max() <= 1 and (deep >= 1).mean() < 0.1
+        np.testing.assert_allclose(deep, np.broadcast_to(gradient / 65535, deep.shape), atol=1e-6)
+
+
+def test_an_image_over_pillows_limit_is_named(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = make_image_folder(tmp_path / "pets", per_class=3)
+    huge = root / "dogs" / "huge.png"
+    huge.write_bytes(gray_png(15000, 15000, 1))  # 225 Mpixels of zeros: a few KB
+    with pytest.raises(ConfigError) as info:
+        load_image_folder(root)
+    assert str(info.value) == (
+        f"data.root={root}: 1 image cannot be read: {huge} (15000x15000 = 225000000 pixels; Pillow opens at most "
+        f"{2 * Image.MAX_IMAGE_PIXELS}, a guard against decompression bombs: resize it)"
+    )
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # the guard is back

@@ -116,6 +116,21 @@ def test_loaded_images_must_have_the_promised_shape(monkeypatch: pytest.MonkeyPa
         InMemoryDataModule(SklearnSet("digits")).setup()
 
 
+def test_loaded_labels_must_hold_two_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source of one's own may load one class; the metrics would fail inside fit."""
+    load = SklearnSet.load
+
+    def setosa_only(self: SklearnSet, seed: int) -> Dataset:
+        data = load(self, seed)
+        data.x, data.y = data.x[data.y == 0], data.y[data.y == 0]
+        return data
+
+    monkeypatch.setattr(SklearnSet, "load", setosa_only)
+    one_class = r"^data=iris: every sample is of one class \(setosa\); classification needs 2 or more classes$"
+    with pytest.raises(ConfigError, match=one_class):
+        InMemoryDataModule(SklearnSet("iris")).setup()
+
+
 # --- configs saved before sources --------------------------------------------------------
 
 

@@ -52,10 +52,11 @@ def test_missing_values(tmp_path: Path) -> None:
         f"data.path={table}: missing values in columns a (1 rows), b (1 rows), c (1 rows), y (1 rows); "
         "set data.missing=drop (drop those rows) or data.missing=mean (fill numeric columns with their mean)"
     )
-    dropped = load_table(table, "y", missing="drop")
+    dropped = load_table(table, "y", missing="drop", task="regression")  # one row: one class
     assert dropped.x.tolist() == [[4.0, 7.0, 1.0]]  # the one complete row; c one-hot with a single category
     filled = load_table(table, "y", missing="mean")  # the row without a target is dropped
     assert filled.x.shape[0] == 4
+    assert filled.task == "classification" and filled.class_names == ["0", "1"]  # integer labels, read as floats
     assert filled.feature_names == ["a", "b", "c_blue", "c_missing", "c_red"]
     np.testing.assert_allclose(filled.x[:, 0], [1, 2, 7 / 3, 4])
     np.testing.assert_allclose(filled.x[:, 1], [6.0, 5, 6, 7])
@@ -114,6 +115,14 @@ def test_csv_datamodule_standardizes_from_train_only(tmp_path: Path) -> None:
             ["data=csv", "data.path=t.csv", "data.target=y", "data.task=regression", "loss=hinge"],
             "loss=hinge does not fit data=csv, a regression task",
         ),
+        (
+            ["data=csv", "data.path=t.csv", "data.target=y", "data.drop_columns=id"],
+            "data.drop_columns='id': must be a list of texts, e.g. data.drop_columns=[id,name]",
+        ),
+        (
+            ["data=csv", "data.path=t.csv", "data.target=y", "data.na_values=[[x]]"],
+            "data.na_values=[['x']]: must be a list of texts, e.g. data.na_values=['?']",
+        ),
         (["data=image_folder"], "data.root: required; set data.root=PATH"),
         (
             ["data=image_folder", "data.root=x", "data.image_size=[0,4]"],
@@ -128,3 +137,109 @@ def test_checks_of_the_new_data_keys(overrides: list[str], message: str, make_cf
     with pytest.raises(ConfigError) as info:
         check_config(make_cfg(*overrides))
     assert str(info.value).startswith(message)
+
+
+# --- tables that would train without a word but give a wrong result ----------------------
+
+
+def rows(n: int, extra=lambda i: "") -> str:
+    """n rows of two numeric features and a label 0/1 that follows the first."""
+    return "".join(f"{extra(i)}{(i * 37) % 11},{(i * 7) % 5},{(i * 37) % 11 > 5:d}\n" for i in range(n))
+
+
+def test_one_class_target_is_refused(tmp_path: Path) -> None:
+    table = write(tmp_path / "t.csv", "a,b,y\n" + "".join(f"{i * 3 % 7},{i % 3},spam\n" for i in range(30)))
+    with pytest.raises(ConfigError) as info:
+        load_table(table, "y")
+    assert (
+        str(info.value)
+        == "data.target=y: holds one class (spam) in all 30 rows; classification needs 2 or more classes"
+    )
+
+
+def test_duplicate_column_names_are_refused(tmp_path: Path) -> None:
+    table = write(tmp_path / "t.csv", "a,y,y\n" + "".join(f"{i},{i % 2},{i % 2}\n" for i in range(30)))
+    with pytest.raises(ConfigError) as info:
+        load_table(table, "y")  # read as is, the copy y.1 would be a feature equal to the target
+    assert str(info.value).startswith(f"data.path={table}: duplicate column names in the header: y (columns 2 and 3);")
+    assert str(info.value).endswith("rename or remove the copies")
+    both = write(tmp_path / "b.csv", "a,a,b,b,y\n1,2,3,4,0\n")
+    with pytest.raises(ConfigError, match=r"header: a \(columns 1 and 2\); b \(columns 3 and 4\);"):
+        load_table(both, "y")
+
+
+def test_a_numeric_column_with_a_few_text_cells_is_refused(tmp_path: Path) -> None:
+    lines = rows(30).splitlines()
+    lines[17] = "?" + lines[17][lines[17].index(",") :]  # line 19 of the file: the header is line 1
+    lines[20] = "?" + lines[20][lines[20].index(",") :]
+    lines[25] = lines[25][: lines[25].rindex(",")] + ",n.a."  # the label of line 27
+    table = write(tmp_path / "t.csv", "a,b,y\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_table(table, "y")
+    assert str(info.value) == (
+        f"data.path={table}: column a is numbers but for 2 of 30 cells: '?' (lines 19, 22); "
+        "column y is numbers but for 1 of 30 cells: 'n.a.' (line 27); correct those cells in the file, "
+        "or read them as missing with data.na_values=['?','n.a.'] and data.missing=drop (or mean)"
+    )
+    data = load_table(table, "y", missing="drop", na_values=["?", "n.a."])
+    assert data.x.shape == (27, 2) and data.feature_names == ["a", "b"]
+    # the label column read as floats for its missing cell is still integer classes, not a regression target
+    assert data.task == "classification" and data.class_names == ["0", "1"]
+    many = write(tmp_path / "m.csv", "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)) + "x,0\nw,1\nv,0\nu,1\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"column a is numbers but for 4 of 24 cells: 'x' \(line 22\), 'w' \(line 23\), "
+        r"'v' \(line 24\) and 1 other values;",
+    ):
+        load_table(many, "y")
+    categories = write(tmp_path / "c.csv", "a,y\n" + "".join(f"{'red' if i % 3 else 7},{i % 2}\n" for i in range(30)))
+    assert load_table(categories, "y").feature_names == ["a_7", "a_red"]  # mostly text: a category
+
+
+def test_columns_that_identify_rows_are_refused_before_encoding(tmp_path: Path, monkeypatch) -> None:
+    import pandas as pd
+
+    ids = write(tmp_path / "ids.csv", "id,a,b,y\n" + rows(30_000, lambda i: f"user{i:05d},"))
+    monkeypatch.setattr(pd, "get_dummies", lambda *a, **k: pytest.fail("one-hot encoded an ID column"))
+    with pytest.raises(ConfigError) as info:
+        load_table(ids, "y")
+    assert str(info.value) == (
+        f"data.path={ids}: column id (30000 distinct values in 30000 rows, an ID or free text: one-hot encoding "
+        "would make a feature of each) identifies rows rather than describing them; drop it with "
+        "data.drop_columns=[id]"
+    )
+    assert load_table(ids, "y", drop_columns=["id"]).feature_names == ["a", "b"]
+    monkeypatch.undo()
+    numbered = write(tmp_path / "n.csv", "Unnamed: 0,a,b,y\n" + rows(30, lambda i: f"{i},"))
+    with pytest.raises(
+        ConfigError,
+        match=r"column Unnamed: 0 \(the row number 0\.\.29: it tells only where a row "
+        r"sits in the file, .* data\.drop_columns=\['Unnamed: 0'\]$",
+    ):
+        load_table(numbered, "y")
+    from_one = write(tmp_path / "o.csv", "n,name,a,b,y\n" + rows(30, lambda i: f"{i + 1},{'ab'[i % 2]}{i},"))
+    with pytest.raises(
+        ConfigError,
+        match=r"columns n \(the row number 1\.\.30: .*\), name \(30 distinct values in 30 "
+        r"rows, .*\) identify rows rather than describing them; drop them with data\.drop_columns=\[n,name\]",
+    ):
+        load_table(from_one, "y")
+    # a series whose only input is the step, and a small table's categories, are features
+    series = write(tmp_path / "s.csv", "step,value\n" + "".join(f"{i},{i * 0.5 + 1}\n" for i in range(30)))
+    assert load_table(series, "value").feature_names == ["step"]
+    small = write(tmp_path / "small.csv", "name,a,y\n" + "".join(f"n{i},{i},{i % 2}\n" for i in range(20)))
+    assert load_table(small, "y").x.shape == (20, 21)
+
+
+def test_drop_columns_must_name_feature_columns(tmp_path: Path) -> None:
+    table = make_table(tmp_path / "t.csv")
+    assert load_table(table, "species", drop_columns=["colour"]).feature_names == ["height", "weight"]
+    with pytest.raises(ConfigError) as info:
+        load_table(table, "species", drop_columns=["id"])
+    assert str(info.value) == (
+        f"data.drop_columns=['id']: no column id in {table}; columns: height, weight, colour, species"
+    )
+    with pytest.raises(ConfigError, match=r"data.drop_columns=\['species'\]: drops the target column species"):
+        load_table(table, "species", drop_columns=["species"])
+    source = Table(path=str(table), target="species", drop_columns=["weight"])
+    assert source.load(seed=0).feature_names == ["height", "colour_blue", "colour_green", "colour_red"]

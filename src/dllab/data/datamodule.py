@@ -262,12 +262,19 @@ class InMemoryDataModule(L.LightningDataModule):
         return EvalBatches(x[:limit], y[:limit], self.eval_batch_size)
 
     def _check_values(self, data: Dataset) -> None:
-        """Every value finite, and images of the shape the source promised (model checks rely on it)."""
+        """Every value finite, images of the shape the source promised (model checks rely on
+        it), and two classes at least (the metrics need them; a source of one's own may not check)."""
         promised = self.source.image_shape
         if promised is not None and data.image_shape != tuple(promised):
             raise ConfigError(
                 f"data={self.data_name}: {type(self.source).__name__}.image_shape is {promised}, "
                 f"the loaded images are {data.image_shape}"
+            )
+        present = np.unique(data.y) if data.task == CLASSIFICATION else None
+        if present is not None and len(present) == 1:
+            label = data.class_names[present[0]] if present[0] < len(data.class_names) else present[0]
+            raise ConfigError(
+                f"data={self.data_name}: every sample is of one class ({label}); classification needs 2 or more classes"
             )
         bad = ~np.isfinite(data.x).all(axis=1)
         if data.y.dtype.kind == "f":

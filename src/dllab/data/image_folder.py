@@ -4,6 +4,7 @@ in [0, 1]."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,52 @@ def height_width(image_size: int | Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
+# What Pillow raises for a file it cannot read: not an image, truncated, broken chunks.
+UNREADABLE = (OSError, SyntaxError, EOFError, ValueError, IndexError, struct.error)
+# Pillow's modes of 16-bit grayscale PNGs (I;16 from Pillow 10 on, I before): values up to 65535.
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def read_image(file: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """The image as float32 (height, width, channels) in [0, 1], resized to ``size`` (width,
+    height). A 16-bit image is scaled by its own range: converted to 8 bits, as Pillow does,
+    every value above 255 would be white."""
+    from PIL import Image
+
+    with Image.open(file) as opened:
+        if opened.mode in DEEP_MODES:
+            gray = opened.convert("F").resize(size, Image.Resampling.BILINEAR)
+            pixels = np.clip(np.asarray(gray, dtype=np.float32) / 65535.0, 0.0, 1.0)[..., None]
+            return np.repeat(pixels, channels, axis=2)
+        image = opened.convert({1: "L", 3: "RGB"}[channels]).resize(size, Image.Resampling.BILINEAR)
+        return (np.asarray(image, dtype=np.float32) / 255.0).reshape(size[1], size[0], channels)
+
+
+def too_large(file: Path) -> str:
+    """Why Pillow refuses to open ``file``: its size, read from the header, over Pillow's limit."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    assert limit is not None  # Pillow refuses images only under a limit
+    Image.MAX_IMAGE_PIXELS = None  # open reads only the header; the guard is back before anything is decoded
+    try:
+        with Image.open(file) as opened:
+            width, height = opened.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return (
+        f"{width}x{height} = {width * height} pixels; Pillow opens at most {2 * limit}, "
+        "a guard against decompression bombs: resize it"
+    )
+
+
 def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, channels: int = 3) -> Dataset:
     """One sub-folder per class of PNG/JPEG files, each resized to ``image_size``.
 
-    Every unreadable image is reported by path in one error, so a broken file is found
-    in one run, not one per run.
+    Every unreadable image (a broken file, one over Pillow's decompression-bomb limit) is
+    reported by path in one error, so all broken files are found in one run, not one per run.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     folder = Path(root).expanduser()
     if not folder.is_dir():
@@ -44,7 +84,6 @@ def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, ch
             f"found {len(classes)}: {', '.join(p.name for p in classes) or 'none'}"
         )
     height, width = height_width(image_size)
-    mode = {1: "L", 3: "RGB"}[channels]
     rows, labels, broken = [], [], []
     for label, class_dir in enumerate(classes):
         files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -52,16 +91,18 @@ def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, ch
             raise ConfigError(f"data.root={root}: class folder {class_dir.name}/ holds no PNG/JPEG files")
         for file in files:
             try:
-                with Image.open(file) as opened:
-                    image = opened.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-                    pixels = np.asarray(image, dtype=np.float32) / 255.0
-            except (OSError, UnidentifiedImageError, ValueError) as err:
+                pixels = read_image(file, (width, height), channels)
+            except Image.DecompressionBombError:
+                broken.append(f"{file} ({too_large(file)})")
+                continue
+            except UNREADABLE as err:
                 broken.append(f"{file} ({type(err).__name__}: {str(err).replace(str(file), 'file')})")
                 continue
-            rows.append(pixels.reshape(height, width, channels).transpose(2, 0, 1).reshape(-1))
+            rows.append(pixels.transpose(2, 0, 1).reshape(-1))
             labels.append(label)
     if broken:
-        raise ConfigError(f"data.root={root}: {len(broken)} images cannot be read: " + ", ".join(broken))
+        many = len(broken) > 1
+        raise ConfigError(f"data.root={root}: {len(broken)} image{'s' * many} cannot be read: " + ", ".join(broken))
     x = np.stack(rows).astype(np.float32)
     names = [p.name for p in classes]
     return Dataset(x, np.asarray(labels, dtype=np.int64), CLASSIFICATION, [], names, (channels, height, width))

@@ -123,23 +123,32 @@ SURFACES: dict[str, Surface] = {
     "multigauss": multigauss_value,
 }
 
-# Input features computed from the raw point (x1, x2).
-FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1x2", "sin_x1", "sin_x2")
+# Input features computed from the raw point (x1, x2): names that a command line takes
+# unquoted (Hydra's override grammar has no ^), and the Playground's x1^2, x2^2 as well
+# (configs saved with them still run).
+FEATURES = ("x1", "x2", "x1sq", "x2sq", "x1x2", "sin_x1", "sin_x2")
+ALIASES = {"x1^2": "x1sq", "x2^2": "x2sq"}
+
+
+def feature_name(name: str) -> str:
+    """The name in FEATURES of a feature, also when given by its alias."""
+    return ALIASES.get(name, name)
 
 
 def expand_features(points: np.ndarray, features: Sequence[str]) -> np.ndarray:
-    """The Playground's input features of raw points (n, 2), one column per name in FEATURES."""
+    """The Playground's input features of raw points (n, 2), one column per name in FEATURES
+    (or ALIASES)."""
     x1, x2 = points[:, 0], points[:, 1]
     table = {
         "x1": x1,
         "x2": x2,
-        "x1^2": x1 * x1,
-        "x2^2": x2 * x2,
+        "x1sq": x1 * x1,
+        "x2sq": x2 * x2,
         "x1x2": x1 * x2,
         "sin_x1": np.sin(x1),
         "sin_x2": np.sin(x2),
     }
-    return np.stack([table[name] for name in features], 1)
+    return np.stack([table[feature_name(name)] for name in features], 1)
 
 
 def check_generated(n_samples: Any, noise: Any, noise_unit: str = "") -> None:
@@ -153,7 +162,7 @@ def check_generated(n_samples: Any, noise: Any, noise_unit: str = "") -> None:
 @dataclass
 class Playground(Source):
     """One of the Playground's 2-D sets (``name`` in GENERATORS): ``n_samples`` points with
-    the Playground's ``noise`` (0 to 0.5), as the input ``features`` (names in FEATURES).
+    the Playground's ``noise`` (0 to 0.5), as the input ``features`` (names in FEATURES or ALIASES).
     Classification labels -1/+1 become classes 0/1; ``points`` are the raw 2-D points."""
 
     n_samples: int = 500
@@ -172,15 +181,15 @@ class Playground(Source):
         if not isinstance(features, (list, tuple)) or not features:
             raise fail("data.features", features, f"must be a non-empty list of {', '.join(FEATURES)}")
         for feature in features:
-            if feature not in FEATURES:
+            if not isinstance(feature, str) or feature_name(feature) not in FEATURES:
                 raise fail("data.features", feature, f"unknown feature; choose from {', '.join(FEATURES)}")
-        if len(set(features)) != len(features):
+        if len({feature_name(f) for f in features}) != len(features):
             raise fail("data.features", list(features), "lists a feature twice")
 
     def load(self, seed: int) -> Dataset:
         points, label = GENERATORS[self.name](self.n_samples, self.noise, np.random.default_rng(seed))
         x = expand_features(points, self.features).astype(np.float32)
-        names = list(self.features)
+        names = [feature_name(f) for f in self.features]
         if self.task == CLASSIFICATION:
             y = (label > 0).astype(np.int64)  # -1 -> class 0, +1 -> class 1
             return Dataset(x, y, CLASSIFICATION, names, ["-1", "+1"], points=points)
