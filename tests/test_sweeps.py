@@ -450,7 +450,7 @@ def test_summary_of_nothing_readable_is_one_line_exit_2(grid_sweep: Path, tmp_pa
     result = run_cli("dllab-summary", str(sweep), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: sweep_dir={sweep}: no job's record could be read (4 broken); see the error column of summary.md"
+        f"error: sweep_dir={sweep}: every job that ran is broken (4); see the error column of summary.md"
     )
     assert [r["status"] for r in summary_rows(sweep)] == ["broken"] * 4  # still listed, with their reasons
 

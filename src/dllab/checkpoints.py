@@ -66,13 +66,23 @@ def pickled_globals(path: Path, err: BaseException) -> list[str]:
 
 
 def _first_line(err: BaseException) -> str:
-    """``Type: message`` of an exception in one line (torch's own explanation of a refused
-    pickle left out), at most 160 characters."""
+    """The exception on one line, without torch's own advice around a refused pickle."""
     text = str(err)
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
-    text = " ".join((text.strip().splitlines() or [""])[0].split(". ")[0].split())
-    return f"{type(err).__name__}: {text}"[:160] if text else type(err).__name__
+    return one_line(type(err).__name__, text.split(". ")[0], limit=160)
+
+
+def one_line(name: str, text: str, limit: int = 120) -> str:
+    """``name: text`` on one line: the first line of ``text``, whitespace collapsed, at most
+    ``limit`` characters (``name`` alone when ``text`` is empty)."""
+    text = " ".join((text.strip().splitlines() or [""])[0].split())
+    return f"{name}: {text}"[:limit] if text else name
+
+
+def error_line(err: BaseException, limit: int = 120) -> str:
+    """``Type: message`` of an exception on one line (see :func:`one_line`)."""
+    return one_line(type(err).__name__, str(err), limit)
 
 
 def check_checkpoint_fits(

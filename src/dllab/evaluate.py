@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dllab.checkpoints import check_checkpoint_fits, read_checkpoint
+from dllab.checkpoints import check_checkpoint_fits, error_line, read_checkpoint
 from dllab.checks import check_accelerator_present, check_threads
 from dllab.errors import ConfigError
 from dllab.hydra_help import install as install_help
@@ -63,8 +63,7 @@ def load_run(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) ->
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # hyperparameters or weights not dllab's
         raise ConfigError(
-            f"ckpt_path={path}: its hyperparameters and weights do not make a dllab module "
-            f"({type(err).__name__}: {' '.join(str(err).split())[:120]})"
+            f"ckpt_path={path}: its hyperparameters and weights do not make a dllab module ({error_line(err)})"
         ) from err
     return module, datamodule, run_dir
 
@@ -75,8 +74,7 @@ def read_run_config(ckpt_path: Path, path: Path) -> DictConfig:
     try:
         run_cfg = OmegaConf.load(path)
     except Exception as err:  # yaml's errors span several lines: the first one says enough
-        first = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else ""
-        raise ConfigError(f"ckpt_path={ckpt_path}: its run's {path} is not readable YAML ({first})") from err
+        raise ConfigError(f"ckpt_path={ckpt_path}: its run's {path} is not readable YAML ({error_line(err)})") from err
     missing = [k for k in ("data", "trainer") if not isinstance(run_cfg, DictConfig) or not run_cfg.get(k)]
     if missing:
         raise ConfigError(

@@ -10,9 +10,9 @@ Hydra's ``multirun.yaml`` plans them: a job without a dir is ``not started``, on
 ``.hydra/overrides.yaml`` cannot be read ``broken`` (the reason names the file); a bad job
 never stops the summary of the others.
 
-``dllab-summary`` exits with 0 when it wrote the summary, and with 2 (one line on stderr)
-when there is nothing to summarise: no such dir, no job in it, or no job record that could
-be read (every started job broken).
+``dllab-summary`` exits with 2 (one line on stderr) when there is nothing to summarise (no
+such dir, no job in it) and when every job that ran is broken (the summary that lists them is
+written all the same); else with 0, also when some jobs failed, are broken or never started.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from dllab.catalog import metric_mode
+from dllab.checkpoints import error_line
 from dllab.results import COMPLETED
 from dllab.sweeps.jobs import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override, swept_keys
 
@@ -111,14 +112,8 @@ def planned_jobs(sweep_dir: Path) -> SweepPlan:
         overrides = OverridesParser.create().parse_overrides([*params, *(str(o) for o in task)])
         (grid,) = BasicSweeper.split_arguments(overrides, None)
     except Exception as err:  # not YAML, not Hydra's layout, or a sweep that needs the config (glob)
-        return SweepPlan(note=f"{path.name}: cannot tell the sweep's jobs ({one_line(err)})")
+        return SweepPlan(note=f"{path.name}: cannot tell the sweep's jobs ({error_line(err)})")
     return SweepPlan(dict(enumerate(grid)))
-
-
-def one_line(err: BaseException, limit: int = 120) -> str:
-    """``Type: message`` of an exception on one line: its first line, at most ``limit`` characters."""
-    text = " ".join((str(err).strip().splitlines() or [""])[0].split())
-    return f"{type(err).__name__}: {text}"[:limit] if text else type(err).__name__
 
 
 def read_overrides(job_dir: Path) -> list[str] | None:
@@ -131,7 +126,7 @@ def read_overrides(job_dir: Path) -> list[str] | None:
     try:
         overrides = yaml.safe_load(path.read_text()) or []
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{name}: not readable YAML ({one_line(err, 80)})") from err
+        raise ValueError(f"{name}: not readable YAML ({error_line(err, 80)})") from err
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ValueError(f"{name}: not a list of overrides (key=value)")
     return overrides
@@ -144,7 +139,7 @@ def read_metrics(job_dir: Path) -> dict[str, Any]:
     try:
         metrics = json.loads((job_dir / "metrics.json").read_text())
     except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"{name}: not readable JSON ({one_line(err, 80)})") from err
+        raise ValueError(f"{name}: not readable JSON ({error_line(err, 80)})") from err
     if not isinstance(metrics, dict):
         raise ValueError(f"{name}: holds a JSON {type(metrics).__name__}, not an object")
     objective = metrics.get("objective")
@@ -514,7 +509,7 @@ def main(argv: list[str] | None = None) -> None:
     broken = result.by_status.get(BROKEN, 0)
     if broken and broken == result.jobs - result.not_started:  # the summary lists them, and nothing else
         print(
-            f"error: sweep_dir={args.sweep_dir}: no job's record could be read ({broken} broken); "
+            f"error: sweep_dir={args.sweep_dir}: every job that ran is broken ({broken}); "
             "see the error column of summary.md",
             file=sys.stderr,
         )
