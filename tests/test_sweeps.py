@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -360,3 +362,126 @@ def test_results_table_puts_swept_keys_first_and_failures_on_one_line() -> None:
     assert failed.split()[:3] == ["2", "nan", "2"] and "diverged: training diverged: loss is nan at" in failed
     many = summary.results_table([row(i, str(i), "completed", 0.5) for i in range(25)], limit=20)
     assert len(many) == 22 and many[-1] == "... 5 more in summary.md"
+
+
+# --- dllab-summary on partial and broken sweep dirs -----------------------------------------
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real 2 x 2 grid (lr x hidden sizes), shared by the tests below: copy it to change it."""
+    root = tmp_path_factory.mktemp("grid")
+    grid = ("optimizer.lr=0.1,0.01", "model.hidden_sizes=[4],[8]", "plots=none")
+    result = run_cli("dllab-train", "-m", *SHORT[:1], "trainer.max_epochs=1", "threads=1", *grid, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sweep_dirs(root)
+    return sweep
+
+
+def copy_sweep(grid_sweep: Path, tmp_path: Path) -> Path:
+    sweep = tmp_path / "sweep"
+    shutil.copytree(grid_sweep, sweep)
+    for name in ("summary.csv", "summary.md"):
+        (sweep / name).unlink()
+    return sweep
+
+
+def test_summary_lists_the_jobs_that_never_started(grid_sweep: Path, tmp_path: Path) -> None:
+    """A sweep killed before jobs 1 and 3 started (a kill -9 of a joblib sweep leaves that):
+    all 4 jobs of multirun.yaml are listed, the 2 missing ones as not started, with the
+    overrides the sweep would have given them."""
+    sweep = copy_sweep(grid_sweep, tmp_path)
+    for job in ("1", "3"):
+        shutil.rmtree(sweep / job)
+    result = run_cli("dllab-summary", str(sweep), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sweep: 4 jobs, 0 failed, 2 not started (completed: 2, not started: 2)" in result.stdout
+    rows = summary_rows(sweep)
+    assert [(r["job"], r["status"]) for r in rows[2:]] == [("1", "not started"), ("3", "not started")]
+    assert {r["status"] for r in rows[:2]} == {"completed"}
+    assert [(r["optimizer.lr"], r["model.hidden_sizes"]) for r in rows[2:]] == [("0.1", "[8]"), ("0.01", "[8]")]
+    assert rows[2]["run_dir"] == "" and "4 jobs, 0 failed, 2 not started" in (sweep / "summary.md").read_text()
+    table = [line.split() for line in result.stdout.strip().splitlines()[-2:]]
+    assert table == [["1", "0.1", "[8]", "not", "started"], ["3", "0.01", "[8]", "not", "started"]]
+
+
+def garbled_json(job: Path) -> str:
+    (job / "metrics.json").write_text('{"status": "completed", "objective": ')
+    return "1/metrics.json: not readable JSON (JSONDecodeError: Expecting value"
+
+
+def json_list(job: Path) -> str:
+    (job / "metrics.json").write_text("[0.9, 0.8]")
+    return "1/metrics.json: holds a JSON list, not an object"
+
+
+def text_objective(job: Path) -> str:
+    (job / "metrics.json").write_text(json.dumps(metrics(job) | {"objective": "abc"}))
+    return "1/metrics.json: objective='abc' is not a number (or null)"
+
+
+def garbled_overrides(job: Path) -> str:
+    (job / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n- [model\n")
+    return "1/.hydra/overrides.yaml: not readable YAML (ParserError"
+
+
+BREAKS = [garbled_json, json_list, text_objective, garbled_overrides]
+
+
+@pytest.mark.parametrize("breaks", BREAKS, ids=lambda f: f.__name__)
+def test_summary_lists_a_broken_job_and_goes_on(
+    breaks: Callable[[Path], str], grid_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = copy_sweep(grid_sweep, tmp_path)
+    reason = breaks(sweep / "1")
+    summary.main([str(sweep)])  # no SystemExit: the other jobs were summarised
+    out = capsys.readouterr().out
+    assert "sweep: 4 jobs, 1 failed (broken: 1, completed: 3)" in out
+    assert f"broken: {reason}"[:60].rstrip() in out  # the table's status column, cut to its width
+    rows = {r["job"]: r for r in summary_rows(sweep)}
+    assert [rows[j]["status"] for j in "023"] == ["completed"] * 3
+    assert rows["1"]["status"] == "broken" and reason in rows["1"]["error"]
+    # its hyperparameters as the sweep gave them, also when its own record of them is broken
+    assert (rows["1"]["optimizer.lr"], rows["1"]["model.hidden_sizes"]) == ("0.1", "[8]")
+
+
+def test_summary_of_nothing_readable_is_one_line_exit_2(grid_sweep: Path, tmp_path: Path) -> None:
+    sweep = copy_sweep(grid_sweep, tmp_path)
+    for job in ("0", "1", "2", "3"):
+        (sweep / job / "metrics.json").write_text("{")
+    result = run_cli("dllab-summary", str(sweep), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: sweep_dir={sweep}: every job that ran is broken (4); see the error column of summary.md"
+    )
+    assert [r["status"] for r in summary_rows(sweep)] == ["broken"] * 4  # still listed, with their reasons
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "multirun.yaml").write_text("hydra: [\n")
+    result = run_cli("dllab-summary", str(empty), cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(
+        f"error: sweep_dir={empty}: no job dirs (<job number>/.hydra/) in it (multirun.yaml: cannot tell the sweep's"
+    )
+
+
+def test_summary_of_an_optuna_sweep_counts_n_trials(tmp_path: Path) -> None:
+    """A sweeper that chooses each job's overrides as it goes: n_trials jobs, numbered from 0."""
+    sweep = tmp_path / "optuna"
+    for job in (0, 1):
+        fake_job(sweep, job, [f"optimizer.lr={0.1 * (job + 1)}"], None)
+    sweeper = {"_target_": "hydra_plugins.dllab_optuna_sweeper.dllab_optuna_sweeper.DllabOptunaSweeper", "n_trials": 5}
+    multirun = {"hydra": {"sweeper": sweeper, "overrides": {"task": ["hparams_search=circle_optuna"]}}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    result = summary.write_summary(sweep)
+    assert (result.jobs, result.failed, result.not_started, result.note) == (5, 0, 3, "")
+    assert [r["job"] for r in result.rows if r["status"] == "not started"] == [2, 3, 4]
+
+    sweeper["_target_"] = "some.plugin.GridSweeper"  # without n_trials, and not Hydra's grid
+    del sweeper["n_trials"]
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    result = summary.write_summary(sweep)
+    assert result.jobs == 2
+    assert result.note == "hydra.sweeper=some.plugin.GridSweeper: its jobs are not known in advance"
+    assert "note: hydra.sweeper=some.plugin.GridSweeper: its jobs are not known in advance; listed: the job dirs" in (
+        summary.report(result, sweep)
+    )

@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dllab.checkpoints import read_checkpoint
+from dllab.checkpoints import check_checkpoint_fits, error_line, read_checkpoint
 from dllab.checks import check_accelerator_present, check_threads
 from dllab.errors import ConfigError
 from dllab.hydra_help import install as install_help
@@ -40,8 +40,9 @@ def load_run(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) ->
     """The module of a checkpoint and the data of its run, as the run had them: the module
     from the checkpoint's primitive hyperparameters (read once, ``weights_only=True``), the
     DataModule from the run's resolved config.yaml with its trainer limits (same splits, same
-    scaling, same test slice). Returns (module, datamodule, run dir). ``checkpoint``: its
-    contents, when the caller has read them already."""
+    scaling, same test slice), set up and checked to fit the checkpoint (the data may have
+    changed since). Returns (module, datamodule, run dir). ``checkpoint``: its contents,
+    when the caller has read them already."""
     from dllab.data.datamodule import build_datamodule
     from dllab.train import split_trainer_config
     from dllab.training.module import module_from_checkpoint
@@ -50,11 +51,38 @@ def load_run(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) ->
     if checkpoint is None:
         checkpoint = read_checkpoint(path)  # a clear error for a missing or corrupt file, first
     run_dir = run_dir_of(path)
-    run_cfg = OmegaConf.load(run_dir / "config.yaml")
-    assert isinstance(run_cfg, DictConfig)
-    run_cfg = upgrade_config(run_cfg)
+    run_cfg = read_run_config(path, run_dir / "config.yaml")
     _, _, data_kwargs = split_trainer_config(run_cfg.trainer)
-    return module_from_checkpoint(checkpoint), build_datamodule(run_cfg.data, **data_kwargs), run_dir
+    datamodule = build_datamodule(run_cfg.data, **data_kwargs)
+    datamodule.setup()
+    data = f"data={datamodule.data_name} (from {run_dir / 'config.yaml'})"
+    check_checkpoint_fits(path, checkpoint, datamodule, data=data)
+    try:
+        module = module_from_checkpoint(checkpoint)
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # hyperparameters or weights not dllab's
+        raise ConfigError(
+            f"ckpt_path={path}: its hyperparameters and weights do not make a dllab module ({error_line(err)})"
+        ) from err
+    return module, datamodule, run_dir
+
+
+def read_run_config(ckpt_path: Path, path: Path) -> DictConfig:
+    """A run's resolved config.yaml, upgraded to today's form; ConfigError naming both files
+    when it is not YAML or lacks the data and trainer sections dllab-eval rebuilds the data from."""
+    try:
+        run_cfg = OmegaConf.load(path)
+    except Exception as err:  # yaml's errors span several lines: the first one says enough
+        raise ConfigError(f"ckpt_path={ckpt_path}: its run's {path} is not readable YAML ({error_line(err)})") from err
+    missing = [k for k in ("data", "trainer") if not isinstance(run_cfg, DictConfig) or not run_cfg.get(k)]
+    if missing:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: its run's {path} has no {' or '.join(missing)} section; "
+            "give a checkpoint of a run dir that dllab-train wrote"
+        )
+    assert isinstance(run_cfg, DictConfig)
+    return upgrade_config(run_cfg)
 
 
 def evaluate(
@@ -96,10 +124,27 @@ def evaluate(
     return payload
 
 
+OPTIONS = ("ckpt_path", "accelerator", "threads", "verbose")
+
+
+def check_options(cfg: DictConfig) -> None:
+    """ckpt_path given, and no key beyond dllab-eval's own: ``+data=digits`` would otherwise be
+    composed and silently ignored (the data is always the run's own)."""
+    extra = [str(k) for k in cfg if k not in OPTIONS]
+    if extra:
+        raise ConfigError(
+            f"{extra[0]}: not an option of dllab-eval, which tests on the run's own data (from its config.yaml); "
+            f"options: {', '.join(OPTIONS)}"
+        )
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise ConfigError("ckpt_path: required; give ckpt_path=<run dir>/checkpoints/best.ckpt")
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        payload = evaluate(cfg.ckpt_path, cfg.accelerator, cfg.get("threads"), bool(cfg.get("verbose")))
+        check_options(cfg)
+        payload = evaluate(str(cfg.ckpt_path), cfg.accelerator, cfg.get("threads"), bool(cfg.get("verbose")))
     except ConfigError as err:
         if verbose_errors(cfg):
             raise

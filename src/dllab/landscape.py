@@ -28,6 +28,7 @@ batch-norm parameters left out (direction 0); the loss is evaluated at θ + α·
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -212,8 +213,7 @@ def checkpoint_slice(
     from dllab.evaluate import load_run
 
     checkpoint = read_checkpoint(ckpt_path)
-    module, datamodule, run_dir = load_run(ckpt_path, checkpoint)
-    datamodule.setup()
+    module, datamodule, run_dir = load_run(ckpt_path, checkpoint)  # set up, and checked to fit the checkpoint
     if split not in datamodule.arrays:
         raise ValueError(f"split={split}: choose one of {', '.join(datamodule.arrays)}")
     x, y = datamodule.tensors(split)  # as in training: images as (N, C, H, W)
@@ -297,25 +297,41 @@ def use_threads(threads: str | None) -> None:
         torch.set_num_threads(value)
 
 
+def number(options: Mapping[str, str], key: str, default: float, kind: type = float, least: float = 0) -> Any:
+    """``key=value`` as an int or float >= ``least``; ValueError naming the option otherwise."""
+    if key not in options:
+        return default
+    try:
+        value = kind(options[key])
+    except ValueError:
+        value = None
+    if value is None or not value >= least or not math.isfinite(value):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{key}={options[key]}: must be {what} >= {least}")
+    return value
+
+
 def run(argv: Sequence[str]) -> list[Path]:
     """Draw what ``argv`` asks for; return the written files."""
     from dllab.pictures import plots
 
     command, options = parse(argv)
     if command == "help":
-        print(__doc__)
+        print(f"{__doc__}\nusage:\n{USAGE}")
         return []
     use_threads(options.get("threads"))
-    seed = int(options.get("seed", 0))
-    resolution = int(options.get("resolution", 0)) or None
+    seed = number(options, "seed", 0, int)
+    resolution = number(options, "resolution", 0, int, least=2) or None
     if command == "activations":
         x = np.linspace(-4, 4, 401)
         out = Path(options.get("out") or default_out())
         return [plots.save(plots.activations_figure(x, activation_curves(x)), out / "activations.png")]
     if command == "two_param":
-        path_options: dict[str, Any] = {k: float(options[k]) for k in ("sgd_lr", "momentum", "adam_lr") if k in options}
+        path_options: dict[str, Any] = {
+            k: number(options, k, 0.0) for k in ("sgd_lr", "momentum", "adam_lr") if k in options
+        }
         if "steps" in options:
-            path_options["steps"] = int(options["steps"])
+            path_options["steps"] = number(options, "steps", 0, int, least=1)
         cases = two_param_cases(resolution or 121, seed, **path_options)
         for case in cases:
             ends = ", ".join(f"{name} ({p[-1, 0]:.2f}, {p[-1, 1]:.2f})" for name, p in case.paths.items())
@@ -323,7 +339,7 @@ def run(argv: Sequence[str]) -> list[Path]:
             print(f"{case.name}: grid minimum {minimum}, condition number {case.condition_number:.1f}; ends: {ends}")
         out = Path(options.get("out") or default_out())
         return [plots.save(two_param_figure(cases), out / "two_param.png")]
-    span = float(options.get("span", 1.0))
+    span = number(options, "span", 1.0)
     result = checkpoint_slice(options["ckpt_path"], options.get("split", "train"), resolution or 31, span, seed)
     out = Path(options.get("out") or result["run_dir"])
     split = options.get("split", "train")
@@ -343,9 +359,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         written = run(sys.argv[1:] if argv is None else argv)
-    except (ValueError, ConfigError) as err:
+    except (ValueError, ConfigError) as err:  # one line; the usage is in dllab-landscape --help
         print(f"error: {err}", file=sys.stderr)
-        print(f"usage:\n{USAGE}", file=sys.stderr)
         sys.exit(2)
     for path in written:
         print(f"written: {path}")

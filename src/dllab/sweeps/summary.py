@@ -4,8 +4,15 @@ every job overlaid, coloured by the swept value (read from the jobs' TensorBoard
 
 Written at the end of every multirun (:class:`SweepSummaryCallback`, a Hydra callback
 in ``conf/hydra/default.yaml``) and by ``dllab-summary <sweep dir>`` for any sweep dir,
-also one that is still running or was interrupted (its unfinished jobs are listed as
-``unfinished``).
+also one that is still running or was interrupted. Every job of the sweep is listed, as
+Hydra's ``multirun.yaml`` plans them: a job without a dir is ``not started``, one without
+``metrics.json`` ``unfinished`` (still running, or killed), one whose ``metrics.json`` or
+``.hydra/overrides.yaml`` cannot be read ``broken`` (the reason names the file); a bad job
+never stops the summary of the others.
+
+``dllab-summary`` exits with 2 (one line on stderr) when there is nothing to summarise (no
+such dir, no job in it) and when every job that ran is broken (the summary that lists them is
+written all the same); else with 0, also when some jobs failed, are broken or never started.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from dllab.catalog import metric_mode
+from dllab.checkpoints import error_line
 from dllab.results import COMPLETED
 from dllab.sweeps.jobs import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override, swept_keys
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
 UNFINISHED = "unfinished"
+NOT_STARTED = "not started"
+BROKEN = "broken"
 PRUNED = "pruned"
 # A pruned job was stopped on purpose by the search: not a failure.
 OK_STATUSES = (COMPLETED, PRUNED)
@@ -54,7 +64,9 @@ class SweepResult:
     """What the last multirun of this process ended with (read by ``dllab-train``'s exit code)."""
 
     jobs: int = 0
-    failed: int = 0
+    failed: int = 0  # not started jobs are not failed ones
+    not_started: int = 0
+    note: str = ""  # why the sweep's planned jobs are unknown, when they are
     by_status: dict[str, int] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)  # best first, as collect() returns them
 
@@ -68,42 +80,139 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name))
 
 
-def read_job(job_dir: Path) -> dict[str, Any]:
-    """One row: the job's overrides and what its metrics.json says."""
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = shown_overrides(yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.exists() else []
-    row: dict[str, Any] = {"job": int(job_dir.name), "overrides": " ".join(overrides), "run_dir": str(job_dir)}
-    row["params"] = dict(split_override(o) for o in overrides)
-    metrics_file = job_dir / "metrics.json"
-    if not metrics_file.exists():
-        row |= {"status": UNFINISHED, "error": "no metrics.json (still running, or the job was killed)"}
-        return row
-    metrics = json.loads(metrics_file.read_text())
+@dataclass
+class SweepPlan:
+    """The jobs a sweep was started with: job number -> its overrides (empty where the sweeper
+    chooses them as it goes); ``note`` says why they are unknown when they are."""
+
+    jobs: dict[int, list[str]] = field(default_factory=dict)
+    note: str = ""
+
+
+def planned_jobs(sweep_dir: Path) -> SweepPlan:
+    """Every job of the sweep, from the ``multirun.yaml`` Hydra writes when it starts one (job
+    number = position in the sweep, as Hydra numbers job dirs): a grid of Hydra's BasicSweeper
+    expanded by Hydra's own parser and sweeper; a sweeper with ``n_trials`` (Optuna) has jobs
+    0 .. n_trials - 1, their overrides chosen as it goes. Other sweepers: unknown."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return SweepPlan(note=f"{path.name}: not found")
+    try:
+        hydra_cfg = (yaml.safe_load(path.read_text()) or {})["hydra"]
+        sweeper, task = hydra_cfg.get("sweeper") or {}, list(hydra_cfg["overrides"]["task"] or [])
+        if "n_trials" in sweeper:
+            return SweepPlan({n: [] for n in range(int(sweeper["n_trials"]))})
+        target = str(sweeper.get("_target_", ""))
+        if not target.endswith(".BasicSweeper"):
+            return SweepPlan(note=f"hydra.sweeper={target}: its jobs are not known in advance")
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]  # before the task's, as Hydra does
+        overrides = OverridesParser.create().parse_overrides([*params, *(str(o) for o in task)])
+        (grid,) = BasicSweeper.split_arguments(overrides, None)
+    except Exception as err:  # not YAML, not Hydra's layout, or a sweep that needs the config (glob)
+        return SweepPlan(note=f"{path.name}: cannot tell the sweep's jobs ({error_line(err)})")
+    return SweepPlan(dict(enumerate(grid)))
+
+
+def read_overrides(job_dir: Path) -> list[str] | None:
+    """The job's overrides from ``.hydra/overrides.yaml`` (None when there is none); ValueError
+    naming the file when it is not a YAML list of overrides."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return None
+    name = f"{job_dir.name}/.hydra/overrides.yaml"
+    try:
+        overrides = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{name}: not readable YAML ({error_line(err, 80)})") from err
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ValueError(f"{name}: not a list of overrides (key=value)")
+    return overrides
+
+
+def read_metrics(job_dir: Path) -> dict[str, Any]:
+    """The job's ``metrics.json``, checked to hold what the summary reads from it; ValueError
+    naming the file otherwise."""
+    name = f"{job_dir.name}/metrics.json"
+    try:
+        metrics = json.loads((job_dir / "metrics.json").read_text())
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{name}: not readable JSON ({error_line(err, 80)})") from err
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{name}: holds a JSON {type(metrics).__name__}, not an object")
     objective = metrics.get("objective")
-    row |= {
-        "status": metrics.get("status", UNFINISHED),
-        "metric": metrics.get("optimized_metric"),
-        "objective": float(objective) if objective is not None else math.nan,
-        "epochs": metrics.get("epochs"),
-        "global_step": metrics.get("global_step"),
-        "best_epoch": metrics.get("best_epoch"),
-        "wall_seconds": metrics.get("wall_seconds"),
-        "error": metrics.get("error", ""),
-    }
-    row |= dict(metrics.get("test") or {})
+    if objective is not None and (isinstance(objective, bool) or not isinstance(objective, int | float)):
+        raise ValueError(f"{name}: objective={objective!r} is not a number (or null)")
+    for key in ("status", "optimized_metric"):
+        if metrics.get(key) is not None and not isinstance(metrics[key], str):
+            raise ValueError(f"{name}: {key}={metrics[key]!r} is not a string")
+    if not isinstance(metrics.get("test") or {}, dict):
+        raise ValueError(f"{name}: test={metrics['test']!r} is not an object of metrics")
+    return metrics
+
+
+def read_job(job_dir: Path, planned: list[str] | None = None) -> dict[str, Any]:
+    """One row: the job's overrides and what its metrics.json says; ``broken`` with the reason
+    when either file cannot be read (``planned``: the overrides the sweep gave the job, shown then)."""
+    row: dict[str, Any] = {"job": int(job_dir.name), "run_dir": str(job_dir)}
+    problems = []
+    try:
+        overrides = read_overrides(job_dir)
+    except ValueError as err:
+        problems.append(str(err))
+        overrides = None
+    shown = shown_overrides(overrides if overrides is not None else planned or [])
+    row |= {"overrides": " ".join(shown), "params": dict(split_override(o) for o in shown)}
+    if not (job_dir / "metrics.json").exists():
+        row |= {"status": UNFINISHED, "error": "no metrics.json (still running, or the job was killed)"}
+    else:
+        try:
+            metrics = read_metrics(job_dir)
+        except ValueError as err:
+            problems.append(str(err))
+        else:
+            objective = metrics.get("objective")
+            row |= {
+                "status": metrics.get("status") or UNFINISHED,
+                "metric": metrics.get("optimized_metric"),
+                "objective": float(objective) if objective is not None else math.nan,
+                "epochs": metrics.get("epochs"),
+                "global_step": metrics.get("global_step"),
+                "best_epoch": metrics.get("best_epoch"),
+                "wall_seconds": metrics.get("wall_seconds"),
+                "error": metrics.get("error", ""),
+            }
+            row |= dict(metrics.get("test") or {})
+    if problems:
+        row |= {"status": BROKEN, "error": "; ".join(problems)}
     return row
 
 
-def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job of the sweep, best first by its optimized metric; failed jobs last."""
-    rows = [read_job(d) for d in job_dirs(sweep_dir)]
+def not_started(job: int, overrides: list[str]) -> dict[str, Any]:
+    shown = shown_overrides(overrides)
+    params = dict(split_override(o) for o in shown)
+    return {"job": job, "status": NOT_STARTED, "overrides": " ".join(shown), "params": params, "run_dir": ""}
+
+
+def collect(sweep_dir: Path, plan: SweepPlan | None = None) -> list[dict[str, Any]]:
+    """Every job of the sweep (``plan``, default :func:`planned_jobs`, and every job dir found),
+    best first by its optimized metric; failed jobs next, jobs not started last."""
+    plan = plan if plan is not None else planned_jobs(sweep_dir)
+    found = {int(d.name): d for d in job_dirs(sweep_dir)}
+    rows = [
+        read_job(found[job], plan.jobs.get(job)) if job in found else not_started(job, plan.jobs[job])
+        for job in sorted(found.keys() | plan.jobs.keys())
+    ]
     metrics = [r["metric"] for r in rows if r.get("metric")]
     sign = -1.0 if metrics and metric_mode(metrics[0]) == "max" else 1.0
 
     def key(row: dict[str, Any]) -> tuple[int, float, int]:
         value = row.get("objective", math.nan)
         usable = row["status"] in OK_STATUSES and isinstance(value, float) and math.isfinite(value)
-        return (0 if usable else 1, sign * value if usable else 0.0, row["job"])
+        group = 0 if usable else 2 if row["status"] == NOT_STARTED else 1
+        return (group, sign * value if usable else 0.0, row["job"])
 
     return sorted(rows, key=key)
 
@@ -130,15 +239,15 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: ("" if v is None else v) for k, v in (row | row["params"]).items()})
 
 
-def write_markdown(rows: list[dict[str, Any]], path: Path, sweep_dir: Path) -> None:
+def write_markdown(rows: list[dict[str, Any]], path: Path, sweep_dir: Path, note: str = "") -> None:
     names = [c for c in columns(rows) if c != "run_dir"]
-    failed = [r for r in rows if r["status"] not in OK_STATUSES]
     metric = next((r["metric"] for r in rows if r.get("metric")), "?")
     lines = [
         f"# Sweep {sweep_dir}",
         "",
-        f"{len(rows)} jobs, {len(failed)} failed. Best first by `{metric}`; job dirs are `<sweep dir>/<job>/`.",
+        f"{counts(rows)}. Best first by `{metric}`; job dirs are `<sweep dir>/<job>/`.",
         "",
+        *([f"Note: {note}; listed: the job dirs found.", ""] if note else []),
         "| " + " | ".join(names) + " |",
         "|" + "|".join(" --- " for _ in names) + "|",
     ]
@@ -250,6 +359,8 @@ def write_curves_plot(rows: list[dict[str, Any]], path: Path) -> int:
     second_values = sorted({str(r["params"].get(second)) for r in rows}) if second else []
     jobs: list[plots.SweepCurve] = []
     for row in sorted(rows, key=lambda r: r["job"]):
+        if not row["run_dir"]:
+            continue  # a job that never started has no dir
         try:
             curves = read_curves(Path(row["run_dir"]), tags)
         except Exception as err:  # a broken events file must not cost the rest of the summary
@@ -277,20 +388,35 @@ def write_curves_plot(rows: list[dict[str, Any]], path: Path) -> int:
     return len(jobs)
 
 
+def counts(rows: list[dict[str, Any]]) -> str:
+    """``6 jobs, 1 failed, 2 not started``: a job that never ran has not failed."""
+    failed = sum(r["status"] not in (*OK_STATUSES, NOT_STARTED) for r in rows)
+    waiting = sum(r["status"] == NOT_STARTED for r in rows)
+    return f"{len(rows)} jobs, {failed} failed" + (f", {waiting} not started" if waiting else "")
+
+
 def write_summary(sweep_dir: Path) -> SweepResult:
     """Write summary.csv, summary.md, summary.png and summary_curves.png into the sweep dir."""
-    rows = collect(sweep_dir)
+    plan = planned_jobs(sweep_dir)
+    rows = collect(sweep_dir, plan)
     if not rows:
-        raise FileNotFoundError(f"{sweep_dir}: no job dirs (<job number>/.hydra/) in it; is it a sweep dir?")
+        why = f" ({plan.note})" if plan.note else ""
+        raise FileNotFoundError(
+            f"sweep_dir={sweep_dir}: no job dirs (<job number>/.hydra/) in it{why}; "
+            "give a sweep dir (logs/<task>/multiruns/<sweep>)"
+        )
     write_csv(rows, sweep_dir / "summary.csv")
-    write_markdown(rows, sweep_dir / "summary.md", sweep_dir)
+    write_markdown(rows, sweep_dir / "summary.md", sweep_dir, plan.note)
     write_plot(rows, sweep_dir / "summary.png")
     write_curves_plot(rows, sweep_dir / CURVES_PNG)
     by_status: dict[str, int] = {}
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
-    failed = sum(n for s, n in by_status.items() if s not in OK_STATUSES)
-    return SweepResult(jobs=len(rows), failed=failed, by_status=by_status, rows=rows)
+    waiting = by_status.get(NOT_STARTED, 0)
+    failed = sum(n for s, n in by_status.items() if s not in OK_STATUSES) - waiting
+    return SweepResult(
+        jobs=len(rows), failed=failed, not_started=waiting, note=plan.note, by_status=by_status, rows=rows
+    )
 
 
 def results_table(rows: list[dict[str, Any]], limit: int = 20) -> list[str]:
@@ -306,8 +432,8 @@ def results_table(rows: list[dict[str, Any]], limit: int = 20) -> list[str]:
     for row in rows[:limit]:
         best = row.get("best_epoch")
         epochs = f"{best}/{row.get('epochs')}" if best is not None else fmt(row.get("epochs"))
-        error = " ".join(str(row.get("error", "")).split())  # one line, whatever the message
-        status = row["status"] if row["status"] in OK_STATUSES else f"{row['status']}: {error}"[:60]
+        error = " ".join(str(row.get("error") or "").split())  # one line, whatever the message
+        status = f"{row['status']}: {error}"[:60] if error and row["status"] not in OK_STATUSES else row["status"]
         cells = [str(row["job"]), *(str(row["params"].get(p, "")) for p in params), fmt(row.get("objective"))]
         table.append([*cells, *([fmt(row.get(test))] if test else []), epochs, status])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
@@ -319,7 +445,10 @@ def results_table(rows: list[dict[str, Any]], limit: int = 20) -> list[str]:
 
 def report(result: SweepResult, sweep_dir: Path) -> str:
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(result.by_status.items()))
-    lines = [f"sweep: {result.jobs} jobs, {result.failed} failed ({statuses})"]
+    waiting = f", {result.not_started} not started" if result.not_started else ""
+    lines = [f"sweep: {result.jobs} jobs, {result.failed} failed{waiting} ({statuses})"]
+    if result.note:
+        lines.append(f"note: {result.note}; listed: the job dirs found")
     pictures = "summary.png, " + CURVES_PNG if (sweep_dir / CURVES_PNG).exists() else "summary.png"
     lines.append(f"summary: {sweep_dir / 'summary.md'} (also summary.csv, {pictures})")
     lines.append(f"look at it: tensorboard --logdir {sweep_dir}  (curves: http://localhost:6006/#custom_scalars)")
@@ -377,6 +506,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     print(report(result, args.sweep_dir))
     print("\n".join(["", *results_table(result.rows)]))
+    broken = result.by_status.get(BROKEN, 0)
+    if broken and broken == result.jobs - result.not_started:  # the summary lists them, and nothing else
+        print(
+            f"error: sweep_dir={args.sweep_dir}: every job that ran is broken ({broken}); "
+            "see the error column of summary.md",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":
