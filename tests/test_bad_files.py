@@ -144,12 +144,7 @@ def test_eval_refuses_what_it_would_ignore(args: tuple[str, ...], message: str, 
 TRAIN_FILES = [
     pytest.param(pickled, ("data=circle",), id="pickled"),
     pytest.param(truncated, ("data=circle",), id="truncated"),
-    pytest.param(
-        other_data,
-        ("data=digits",),
-        id="other_data",
-        marks=pytest.mark.xfail(strict=True, reason="until dllab.train.build calls check_checkpoint_fits"),
-    ),
+    pytest.param(other_data, ("data=digits",), id="other_data"),
 ]
 
 

@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
-from dllab.checkpoints import read_checkpoint
+from dllab.checkpoints import check_checkpoint_fits, checkpoint_field, read_checkpoint
 from dllab.checks import check_accelerator_present, check_config, check_loss_fits
 from dllab.errors import ConfigError, DivergedError
 from dllab.hydra_help import install as install_help
@@ -216,8 +216,7 @@ def build(cfg: DictConfig) -> Run:
 
     quiet_library_logs(bool(cfg.get("verbose")))
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
-    if cfg.get("ckpt_path"):
-        read_checkpoint(cfg.ckpt_path, "resume" if cfg.get("resume") else "ckpt_path")
+    checkpoint = read_checkpoint(cfg.ckpt_path, checkpoint_field(cfg)) if cfg.get("ckpt_path") else None
     threads = sweep_jobs.job_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
@@ -228,6 +227,8 @@ def build(cfg: DictConfig) -> Run:
     trainer_kwargs, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
     datamodule = build_datamodule(cfg.data, **data_kwargs)
     datamodule.setup()
+    if checkpoint is not None:  # before Lightning loads it into a model of other sizes
+        check_checkpoint_fits(cfg.ckpt_path, checkpoint, datamodule, checkpoint_field(cfg))
     task = datamodule.task
     check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
     with open_dict(cfg):
