@@ -10,13 +10,25 @@ A job that fails (exception, divergence, bad config) is told to Optuna as FAIL, 
 sampler never learns from it, and the search goes on. A job stopped by the pruner
 (``dllab.sweeps.pruning.OptunaPruning``, reporting per-epoch validation values to its
 trial through the same storage) is told as PRUNED.
+
+Copies of one sweep may run at once on one machine (the same command started twice): they
+take turns on a lock file beside the SQLite file to create the storage, to ask each batch of
+trials (so a batch's trial numbers, its job dirs, are consecutive) and to write the results,
+and together they stop when the study holds ``n_trials`` trials. A sweep marks as
+interrupted only the running trials of sweeps that are gone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +47,7 @@ SAMPLERS = ("tpe", "random")
 PRUNER_ATTR = "dllab_pruner"  # study user attribute: the pruner's settings, for the jobs
 PRUNING_KEY = "callbacks.optuna_pruning"
 RESULTS_FILE = "optimization_results.yaml"
+OWNER_ATTR = "sweeper"  # trial user attribute: host:pid of the sweep process that asked the trial
 
 
 class OptunaSearch:
@@ -62,6 +75,7 @@ class OptunaSearch:
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.launcher: Any = None
+        self.storage_url = ""  # the storage given, or the sweep dir's optuna.db
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -70,10 +84,14 @@ class OptunaSearch:
         )
 
     # --- the study ----------------------------------------------------------------------
-    def make_sampler(self) -> Any:
+    def make_sampler(self, number: int = 0) -> Any:
+        """The sampler that proposes trial ``number``, seeded with ``seed + number``: a trial's
+        proposal depends on the seed, its number and the trials before it, not on which process
+        asks, so a resumed sweep or a second copy does not propose the first copy's trials again."""
         import optuna
 
         seed = self.sampler_cfg.get("seed")
+        seed = None if seed is None else int(seed) + number
         if self.sampler_cfg.get("name", "tpe") == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(self.sampler_cfg.get("n_startup_trials", 5)))
@@ -81,10 +99,12 @@ class OptunaSearch:
     def pruning(self) -> bool:
         return bool(self.pruner_cfg.get("enabled", True))
 
-    def open_study(self, sweep_dir: Path) -> Any:
+    def open_study(self) -> Any:
+        """Create or load the study. Called under :func:`storage_lock`: Optuna's first set-up
+        of a storage's tables is not safe against another process doing it at the same moment."""
         import optuna
 
-        storage = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').absolute()}"
+        storage = self.storage_url
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
@@ -100,45 +120,81 @@ class OptunaSearch:
                 f"was made to {existing}; use another study_name or storage"
             )
         study.set_user_attr(PRUNER_ATTR, self.pruner_cfg)
-        self.storage_url = storage
         return study
+
+    def fail_orphaned_trials(self, study: Any) -> None:
+        """Tell FAIL the running trials that no sweep will tell: those of an interrupted sweep.
+        A trial of a copy of this sweep still running (same host, its process alive) is left
+        alone, and so is one asked on another host, whose process cannot be checked from here."""
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+            if owner_host and owner_host != host:
+                log.warning("trial %d: asked by %s, on another host; left running", trial.number, owner_host)
+                continue
+            if owner_host and pid.isdigit() and process_alive(int(pid)):
+                continue
+            # set before the tell: a told trial is final
+            study._storage.set_trial_user_attr(trial._trial_id, "status", "interrupted")
+            study.tell(trial.number, state=TrialState.FAIL)
+
+    def ask_batch(self, study: Any, space: dict[str, Any]) -> list[Any]:
+        """The next batch of trials (at most ``n_jobs``, none once the study holds ``n_trials``,
+        counting those of other copies of this sweep). Called under :func:`storage_lock`, so
+        that the batch's trial numbers are consecutive."""
+        done = len(study.get_trials(deepcopy=False))
+        trials = []
+        for number in range(done, max(done, min(done + self.n_jobs, self.n_trials))):
+            study.sampler = self.make_sampler(number)
+            trials.append(study.ask(space))
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        for trial in trials:
+            study._storage.set_trial_user_attr(trial._trial_id, OWNER_ATTR, owner)
+        return trials
 
     # --- the sweep ----------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list[Any]:
-        from optuna.trial import TrialState
-
         assert self.config is not None and self.launcher is not None
         space, fixed = search_space(self.params, arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        study = self.open_study(sweep_dir)
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            study.tell(stale.number, state=TrialState.FAIL)  # left over by an interrupted sweep
-            study._storage.set_trial_user_attr(stale._trial_id, "status", "interrupted")
-        done = len(study.get_trials(deepcopy=False))
+        self.storage_url = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').absolute()}"
+        with storage_lock(self.storage_url, sweep_dir):
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+            study = self.open_study()
+            self.fail_orphaned_trials(study)
+            done = len(study.get_trials(deepcopy=False))
         if done:
             log.info("study %s: %d trials already, continuing to %d", self.study_name, done, self.n_trials)
         pruning = self.pruning() and OmegaConf.select(self.config, PRUNING_KEY) is not None
         returns: list[Any] = []
-        while done < self.n_trials:
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
-            batch = []
-            for trial in trials:
-                overrides = [*fixed, *(f"{k}={override_value(v)}" for k, v in trial.params.items())]
-                if pruning:
-                    overrides += [
-                        f"{PRUNING_KEY}.storage='{self.storage_url}'",
-                        f"{PRUNING_KEY}.study_name='{self.study_name}'",
-                        f"{PRUNING_KEY}.trial_id={trial._trial_id}",
-                    ]
-                batch.append(overrides)
-            results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-            for trial, result in zip(trials, results, strict=True):
-                self.tell(study, trial, result)
-            returns.append(results)
-            done += len(trials)
-        self.write_results(study, sweep_dir)
+        while True:
+            with storage_lock(self.storage_url, sweep_dir):
+                asked = self.ask_batch(study, space)
+            if not asked:
+                break
+            # consecutive numbers: one launch (trial i runs in job dir i); a trial asked by hand in
+            # between would split the batch
+            for _, run in groupby(enumerate(asked), key=lambda pair: pair[1].number - pair[0]):
+                trials = [trial for _, trial in run]
+                batch = []
+                for trial in trials:
+                    overrides = [*fixed, *(f"{k}={override_value(v)}" for k, v in trial.params.items())]
+                    if pruning:
+                        overrides += [
+                            f"{PRUNING_KEY}.storage='{self.storage_url}'",
+                            f"{PRUNING_KEY}.study_name='{self.study_name}'",
+                            f"{PRUNING_KEY}.trial_id={trial._trial_id}",
+                        ]
+                    batch.append(overrides)
+                results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+                for trial, result in zip(trials, results, strict=True):
+                    self.tell(study, trial, result)
+                returns.append(results)
+        with storage_lock(self.storage_url, sweep_dir):  # the last copy to finish writes the whole study
+            self.write_results(study, sweep_dir)
         return returns
 
     def tell(self, study: Any, trial: Any, result: JobReturn) -> None:
@@ -188,6 +244,30 @@ class OptunaSearch:
             f"{counts.get('fail', 0)} failed; best {results['best_value']} with {results['best_params']}"
         )
         print(f"results: {sweep_dir / RESULTS_FILE}")
+
+
+@contextmanager
+def storage_lock(storage: str, sweep_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock shared by every sweep on this storage: ``<file>.lock`` beside a
+    SQLite file, else ``optuna.lock`` in the sweep dir (which copies of one command share)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(storage)
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    path = Path(f"{database}.lock") if database and database != ":memory:" else sweep_dir / "optuna.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if the process dies
+        yield
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def make_pruner(settings: dict[str, Any]) -> Any:
