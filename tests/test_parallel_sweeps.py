@@ -1,17 +1,22 @@
-"""Parallel sweeps lose nothing (issue 18): two copies of one Optuna sweep share its study."""
+"""Parallel sweeps lose nothing (issue 18): two copies of one Optuna sweep share its study, and
+the joblib workers of a sweep killed with SIGKILL end with it (subprocesses)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+
+from tests.conftest import BIN
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +82,54 @@ def test_two_copies_of_an_optuna_sweep_share_its_study(tmp_path: Path) -> None:
         assert m["status"] == "completed" and trial.value == pytest.approx(m["objective"])
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["n_trials"] == 4 and results["trials"]["complete"] == 4
+
+
+def session_processes(session: int) -> list[str]:
+    """``pid state command`` of the live processes of a session (zombies, already ended, left out)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+        except OSError:  # ended meanwhile
+            continue
+        fields = text.rpartition(")")[2].split()  # after "pid (comm)": state ppid pgrp session ...
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(f"{stat.parent.name} {fields[0]} {command}")
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+def test_joblib_workers_end_with_a_killed_sweep(tmp_path: Path) -> None:
+    """kill -9 of the sweep's process: its loky workers trained on and then waited minutes for
+    work. Now each stops its job as Ctrl-C would (the job dir says interrupted, with the resume
+    command) and ends."""
+    sweep = subprocess.Popen(
+        [str(BIN / "dllab-train"), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=circle",
+         "threads=1", "trainer.max_epochs=200", "optimizer.lr=0.1,0.01", "logger=csv", "plots=none",
+         "callbacks.last_checkpoint.every_seconds=0"],
+        cwd=tmp_path, env=env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((tmp_path / "logs").glob("circle/multiruns/*/*/checkpoints/last.ckpt"))) < 2:
+            assert sweep.poll() is None and time.monotonic() < deadline, "the jobs never started training"
+            time.sleep(0.2)
+        workers = [p for p in session_processes(sweep.pid) if "loky" in p and "resource_tracker" not in p]
+        assert len(workers) == 2, workers
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+        deadline = time.monotonic() + 15
+        while session_processes(sweep.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert session_processes(sweep.pid) == []
+    finally:
+        if session_processes(sweep.pid):  # the test failed: end what it started
+            os.killpg(sweep.pid, signal.SIGKILL)
+    for job in sorted((tmp_path / "logs").glob("circle/multiruns/*/[01]")):
+        m = json.loads((job / "metrics.json").read_text())
+        assert m["status"] == "interrupted" and m["resume_command"] == f"dllab-train resume={job}"
+        assert "the sweep's process" in (job / "train.log").read_text()
 
 
 def test_only_the_trials_of_ended_sweeps_are_marked_interrupted() -> None:

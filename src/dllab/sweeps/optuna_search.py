@@ -38,6 +38,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.errors import ConfigError
+from dllab.sweeps.jobs import process_alive
 from dllab.sweeps.search_space import override_value, search_space
 
 log = logging.getLogger("dllab.sweeps")
@@ -258,16 +259,6 @@ def storage_lock(storage: str, sweep_dir: Path) -> Iterator[None]:
     with path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if the process dies
         yield
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        pass
-    return True
 
 
 def make_pruner(settings: dict[str, Any]) -> Any:
