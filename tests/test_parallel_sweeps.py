@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import BIN
+from tests.test_bad_input import test_bad_input_is_one_clear_line as one_clear_line
 
 pytestmark = pytest.mark.slow
 
@@ -150,3 +151,26 @@ def test_only_the_trials_of_ended_sweeps_are_marked_interrupted() -> None:
     running, failed = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
     assert [t.state for t in study.trials] == [failed, running, running, failed]
     assert [t.user_attrs.get("status") for t in study.trials] == ["interrupted", None, None, "interrupted"]
+
+
+# Rows for tests/test_bad_input.py::BAD_INPUTS: the Optuna sweeper's own settings (these raised a
+# traceback, exit status 1).
+SWEEPER_BAD_INPUTS = [
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.direction=up"],
+     "hydra.sweeper.direction=up: choose one of maximize, minimize"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.n_trials=0"],
+     "hydra.sweeper.n_trials=0: must be a positive integer"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=optuna.db"],
+     "hydra.sweeper.storage=optuna.db: not a database URL; give sqlite:///<file>"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=sqlite:///{tmp}/nowhere/optuna.db"],
+     "hydra.sweeper.storage=sqlite:///{tmp}/nowhere/optuna.db: no such folder {tmp}/nowhere; make it first"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=sqlite:///{tmp}/nan.csv"],
+     "hydra.sweeper.storage=sqlite:///{tmp}/nan.csv: cannot open it (file is not a database)"),
+    (["-m", "hydra/sweeper=dllab_optuna", "data=circle"], "hydra.sweeper.params: the search space is empty"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "message"), SWEEPER_BAD_INPUTS, ids=[" ".join(o) for o, _ in SWEEPER_BAD_INPUTS])
+def test_bad_sweeper_setting_is_one_clear_line(overrides: list[str], message: str, tmp_path: Path) -> None:
+    one_clear_line(overrides, message, tmp_path)
+    assert not (tmp_path / "logs").exists()  # no sweep dir left behind either

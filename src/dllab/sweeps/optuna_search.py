@@ -25,7 +25,9 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import groupby
@@ -68,8 +70,11 @@ class OptunaSearch:
         sampler = dict(sampler or {})
         if sampler.get("name", "tpe") not in SAMPLERS:
             raise ConfigError(f"hydra.sweeper.sampler.name={sampler.get('name')}: choose one of {', '.join(SAMPLERS)}")
-        if int(n_trials) < 1 or int(n_jobs) < 1:
-            raise ConfigError(f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: both must be at least 1")
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+            if int(value) < 1:
+                raise ConfigError(f"hydra.sweeper.{key}={value}: must be a positive integer")
+        if storage:
+            check_storage(storage)
         self.direction, self.study_name, self.storage = direction, study_name, storage
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
         self.sampler_cfg, self.pruner_cfg = sampler, dict(pruner or {})
@@ -104,16 +109,21 @@ class OptunaSearch:
         """Create or load the study. Called under :func:`storage_lock`: Optuna's first set-up
         of a storage's tables is not safe against another process doing it at the same moment."""
         import optuna
+        from sqlalchemy.exc import SQLAlchemyError
 
         storage = self.storage_url
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=storage,
-            sampler=self.make_sampler(),
-            pruner=make_pruner(self.pruner_cfg),
-            direction=optuna.study.StudyDirection[self.direction.upper()],
-            load_if_exists=True,
-        )
+        try:
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                sampler=self.make_sampler(),
+                pruner=make_pruner(self.pruner_cfg),
+                direction=optuna.study.StudyDirection[self.direction.upper()],
+                load_if_exists=True,
+            )
+        except (ImportError, SQLAlchemyError) as err:  # no driver for the URL, server not there, not a database
+            reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+            raise ConfigError(f"hydra.sweeper.storage={storage}: cannot open it ({reason})") from err
         existing = study.direction.name.lower()
         if existing != self.direction:
             raise ConfigError(
@@ -160,13 +170,20 @@ class OptunaSearch:
         assert self.config is not None and self.launcher is not None
         space, fixed = search_space(self.params, arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        # the first folder this sweep makes (the sweep dir or one above it)
+        made = next((d for d in [*reversed(sweep_dir.parents), sweep_dir] if not d.exists()), None)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.storage_url = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').absolute()}"
-        with storage_lock(self.storage_url, sweep_dir):
-            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-            study = self.open_study()
-            self.fail_orphaned_trials(study)
-            done = len(study.get_trials(deepcopy=False))
+        try:
+            with storage_lock(self.storage_url, sweep_dir):
+                OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+                study = self.open_study()
+                self.fail_orphaned_trials(study)
+                done = len(study.get_trials(deepcopy=False))
+        except ConfigError:
+            if made:  # nothing was swept: no sweep dir left behind
+                shutil.rmtree(made, ignore_errors=True)
+            raise
         if done:
             log.info("study %s: %d trials already, continuing to %d", self.study_name, done, self.n_trials)
         pruning = self.pruning() and OmegaConf.select(self.config, PRUNING_KEY) is not None
@@ -245,6 +262,37 @@ class OptunaSearch:
             f"{counts.get('fail', 0)} failed; best {results['best_value']} with {results['best_params']}"
         )
         print(f"results: {sweep_dir / RESULTS_FILE}")
+
+
+@contextmanager
+def one_line_errors(config: DictConfig | None = None) -> Iterator[None]:
+    """A bad sweeper setting ends dllab-train as a bad config ends a run: one line on stderr,
+    exit status 2 (the traceback with HYDRA_FULL_ERROR=1 or verbose=true)."""
+    try:
+        yield
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or (config is not None and config.get("verbose")):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_storage(storage: str) -> None:
+    """A database URL that SQLAlchemy can read; a SQLite file's folder must exist."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(storage)
+    except ArgumentError:
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage}: not a database URL; give sqlite:///<file> "
+            "(or a server's, e.g. postgresql://<user>@<host>/<db>), or null for <sweep dir>/optuna.db"
+        ) from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        folder = Path(url.database).absolute().parent
+        if not folder.is_dir():
+            raise ConfigError(f"hydra.sweeper.storage={storage}: no such folder {folder}; make it first")
 
 
 @contextmanager
