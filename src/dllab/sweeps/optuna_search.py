@@ -25,11 +25,10 @@ import json
 import logging
 import math
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -181,8 +180,7 @@ class OptunaSearch:
                 self.fail_orphaned_trials(study)
                 done = len(study.get_trials(deepcopy=False))
         except ConfigError:
-            if made:  # nothing was swept: no sweep dir left behind
-                shutil.rmtree(made, ignore_errors=True)
+            remove_unswept(sweep_dir, made)
             raise
         if done:
             log.info("study %s: %d trials already, continuing to %d", self.study_name, done, self.n_trials)
@@ -262,6 +260,20 @@ class OptunaSearch:
             f"{counts.get('fail', 0)} failed; best {results['best_value']} with {results['best_params']}"
         )
         print(f"results: {sweep_dir / RESULTS_FILE}")
+
+
+def remove_unswept(sweep_dir: Path, made: Path | None) -> None:
+    """A sweep dir that holds only this sweep's multirun.yaml and lock file (no study, no job of
+    a copy of this sweep), and the then-empty folders above it up to ``made``: removed."""
+    if made is None or {p.name for p in sweep_dir.iterdir()} - {"multirun.yaml", "optuna.lock"}:
+        return
+    for name in ("multirun.yaml", "optuna.lock"):
+        (sweep_dir / name).unlink(missing_ok=True)
+    for folder in (sweep_dir, *sweep_dir.parents):
+        with suppress(OSError):
+            folder.rmdir()  # only if empty
+        if folder == made:
+            break
 
 
 @contextmanager
