@@ -3,16 +3,21 @@
 - its overrides, readable (TensorBoard run names, the HParams tab, the summary);
 - how many torch threads it may use so that parallel jobs never oversubscribe the CPU;
 - how DDP's worker processes re-enter *this job* rather than re-running the whole sweep;
-- the worst objective, returned by a failed job so that a sweeper ranks it last.
+- the worst objective, returned by a failed job so that a sweeper ranks it last;
+- that a parallel launcher's worker process ends when the sweep's process is gone.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,6 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
 from dllab.data.source import source_of
 from dllab.errors import ConfigError
+
+log = logging.getLogger("dllab.sweeps")
 
 # Overrides a sweeper adds for its own bookkeeping; not hyperparameters, never shown.
 INTERNAL_PREFIXES = ("callbacks.optuna_pruning.", "hydra.", "hydra/")
@@ -248,6 +255,66 @@ def fresh_distributed_state() -> Iterator[None]:
 
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
+
+
+# Set while no job runs in this process; the watchdog of end_with_sweep waits for it.
+_NO_JOB = threading.Event()
+_NO_JOB.set()
+_WATCHED_SWEEP: int | None = None
+
+
+class EndsWithSweep:
+    """A sweep's task function as a joblib worker runs it: the worker ends with the sweep.
+
+    loky's workers outlive their parent: after a ``kill -9`` of the sweep a job trains on to
+    its end and the worker then waits minutes for more work, holding its memory. Picklable
+    (the worker gets a copy), so the launcher wraps the task function it dispatches.
+    """
+
+    def __init__(self, task: Callable[[DictConfig], Any], sweep_pid: int) -> None:
+        self.task, self.sweep_pid = task, sweep_pid
+
+    def __call__(self, cfg: DictConfig) -> Any:
+        end_with_sweep(self.sweep_pid)
+        _NO_JOB.clear()
+        try:
+            return self.task(cfg)
+        finally:
+            _NO_JOB.set()
+
+
+def end_with_sweep(sweep_pid: int, poll_seconds: float = 1.0, grace_seconds: float = 10.0) -> None:
+    """Watch, from a daemon thread (one per process), that the sweep's process is still there:
+    still this process's parent (a killed parent's children are re-parented at once, while
+    its pid may linger as a zombie), or, in a process that is not its child, still alive.
+    Once it is gone, stop the running job as Ctrl-C would (SIGTERM: dllab's GracefulInterrupt
+    records it as interrupted, with its resume command; a process without that handler ends
+    at once) and end the process when the job has returned, or after ``grace_seconds``."""
+    global _WATCHED_SWEEP
+    if sweep_pid == _WATCHED_SWEEP or os.getpid() == sweep_pid:
+        return
+    _WATCHED_SWEEP = sweep_pid
+    child = os.getppid() == sweep_pid
+
+    def watch() -> None:
+        while (os.getppid() == sweep_pid) if child else process_alive(sweep_pid):
+            time.sleep(poll_seconds)
+        log.warning("the sweep's process %d is gone: this job stops", sweep_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        _NO_JOB.wait(grace_seconds)
+        os._exit(1)  # not sys.exit: loky's worker loop would wait on for more jobs
+
+    threading.Thread(target=watch, name="dllab-end-with-sweep", daemon=True).start()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def devices_count(devices: Any) -> int:

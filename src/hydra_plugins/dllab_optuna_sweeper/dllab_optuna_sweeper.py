@@ -58,12 +58,16 @@ ConfigStore.instance().store(
 
 class DllabOptunaSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
-        from dllab.sweeps.optuna_search import OptunaSearch
+        from dllab.sweeps.optuna_search import OptunaSearch, one_line_errors
 
-        self.search = OptunaSearch(**settings)
+        with one_line_errors():
+            self.search = OptunaSearch(**settings)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        return self.search.sweep(arguments)
+        from dllab.sweeps.optuna_search import one_line_errors
+
+        with one_line_errors(self.search.config):
+            return self.search.sweep(arguments)
