@@ -315,7 +315,8 @@ def test_optuna_search_resumes_and_prunes(tmp_path: Path) -> None:
     storage = f"sqlite:///{sweep / 'optuna.db'}"
     assert len(optuna.load_study(study_name="circle_optuna", storage=storage).trials) == 3
 
-    second = run_cli("dllab-train", "-m", *search, "hydra.sweeper.n_trials=5", cwd=tmp_path)
+    # hparams_search selects multirun by itself: -m is not needed
+    second = run_cli("dllab-train", *search, "hydra.sweeper.n_trials=5", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     study = optuna.load_study(study_name="circle_optuna", storage=storage)
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
