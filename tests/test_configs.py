@@ -29,6 +29,7 @@ from dllab.checks import (
     check_batch_norm_batches,
     check_config,
     check_monitors_logged,
+    check_targets,
 )
 from dllab.data.datamodule import build_datamodule
 from dllab.data.source import source_of
@@ -317,3 +318,36 @@ def test_an_escaping_task_name_leaves_nothing_behind(tmp_path: Path) -> None:
     )
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert left in (["a", "a/b"], ["a", "a/b", "a/b/logs"]), left  # logs/ itself may stay, empty
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([], None),
+        (["logger=many", "scheduler=plateau", "hparams_search=digits_optuna"], None),
+        (["optimizer._target_=torch.optim.Adamm"], "optimizer._target_=torch.optim.Adamm: cannot import torch.optim"),
+        (["optimizer._target_=torch.nn.Linear"], "optimizer._target_=torch.nn.Linear: not a subclass of torch.optim"),
+        (["optimizer._target_=torch.optim.NAdam"], None),  # Adam's keys fit NAdam; fused: auto is dllab's
+        (
+            ["scheduler=step", "scheduler._target_=torch.optim.lr_scheduler.ExponentialLR"],
+            "scheduler.step_size=10: unknown key of ExponentialLR; its keys: gamma, last_epoch",
+        ),
+        (["scheduler=step", "scheduler._target_=torch.optim.SGD"], "not a learning-rate scheduler of torch.optim"),
+        (
+            ["+callbacks.x._target_=torch.nn.Linear"],
+            "callbacks.x._target_=torch.nn.Linear: not a subclass",
+        ),
+        (["model._target_=torch.nn.Linearr"], "model._target_=torch.nn.Linearr: cannot import"),
+    ],
+)
+def test_the_classes_named_by_target_are_checked_once_torch_is_there(
+    overrides: list[str], message: str | None, tmp_path: Path
+) -> None:
+    """check_config cannot import torch.optim to tell Adamm from Adam; check_targets can."""
+    cfg = compose_train(overrides, tmp_path)
+    check_config(cfg)
+    if message is None:
+        check_targets(cfg)
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_targets(cfg)

@@ -5,11 +5,15 @@ value and what is allowed. Checks that need the data (a loss that does not fit a
 dataset's task, a batch larger than the training split) run as soon as the data is
 known, in :mod:`dllab.data.datamodule` and :mod:`dllab.train`.
 
-The config groups that name a class (optimizer, scheduler, trainer, callbacks) are checked
-key by key where the class is dllab's or one of the few it ships configs for: their keyword
-names are kept here as tuples (tests compare them with the classes' signatures), so that an
-unknown or misspelt key is refused before torch is imported, not by a TypeError after the
-data is loaded.
+The config groups that name a class (optimizer, scheduler, trainer, callbacks, loggers) are
+checked key by key where the class is one that conf/ ships: their keyword names are kept here
+as tuples (tests compare them with the classes' signatures), so that an unknown or misspelt key
+is refused before torch is imported, not by a TypeError after the data is loaded.
+
+Three checks need more than the config, and run in :func:`dllab.train.build`:
+:func:`check_targets` (the classes named by ``_target_``, once torch is imported),
+:func:`check_monitors_logged` (the metric names a module of one's own or a table's task logs)
+and :func:`check_batch_norm_batches` (the training split's size).
 """
 
 from __future__ import annotations
