@@ -297,6 +297,13 @@ def test_batch_norm_refuses_a_last_batch_of_one(
     )
 
 
+def test_batch_norm_under_ddp_counts_the_processes_from_the_config(tmp_path: Path) -> None:
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu"]
+    cfg = compose_train(["model.batch_norm=true", "data.batch_size=4", *ddp], tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("1 of the 629 training samples per process (2 processes)")):
+        check_batch_norm_batches(cfg, 1258)
+
+
 def test_batch_norm_off_and_a_partial_batch_are_fine_together(tmp_path: Path) -> None:
     cfg = compose_train(["data.batch_size=3", "trainer.limit_train_batches=2"], tmp_path)
     check_batch_norm_batches(cfg, 1258)  # batch norm off: a batch of one trains

@@ -359,14 +359,26 @@ def _check_network_options(cfg: DictConfig, target: str) -> None:
         )
 
 
-def check_batch_norm_batches(cfg: DictConfig, train_samples: int, world_size: int = 1) -> None:
+def processes(trainer: DictConfig) -> int:
+    """The training processes the trainer config starts: devices per node times nodes (one for
+    ``devices: auto`` on the CPU, every GPU there is on a GPU)."""
+    devices = trainer.get("devices", "auto")
+    if devices == "auto":
+        devices = (gpu_count() or 1) if device_kind(str(trainer.get("accelerator", "auto"))) == "cuda" else 1
+    count = len(devices) if _is_list(devices) else int(devices)
+    return count * int(trainer.get("num_nodes", 1))
+
+
+def check_batch_norm_batches(cfg: DictConfig, train_samples: int, world_size: int | None = None) -> None:
     """With ``model.batch_norm=true``, refuse a batch size that leaves a last batch of 1 sample in
     each epoch (the training split is not a multiple of it): BatchNorm cannot train on one sample,
     and the in-memory loop keeps the epoch's last, smaller batch. Needs the training split's size
     (after ``trainer.overfit_batches``) and the number of DDP processes, each of which trains on an
-    equal share, cut to ``trainer.limit_train_batches`` (as :class:`dllab.data.datamodule.TrainEpochs`)."""
+    equal share, cut to ``trainer.limit_train_batches`` (as :class:`dllab.data.datamodule.TrainEpochs`);
+    without ``world_size``, the processes the trainer config starts (:func:`processes`)."""
     if cfg.model.get("_target_", MLP_TARGET) not in NETWORK_KEYS or cfg.model.get("batch_norm") is not True:
         return
+    world_size = processes(cfg.trainer) if world_size is None else world_size
     batch_size = int(cfg.data.batch_size)
     samples = math.ceil(train_samples / world_size) if world_size > 1 else train_samples
     limit = cfg.trainer.get("limit_train_batches", 1.0)
