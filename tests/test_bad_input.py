@@ -116,6 +116,67 @@ BAD_INPUTS = [
     (["model._target_=torch.optim.SGD"], "model._target_=torch.optim.SGD: not a subclass of torch.nn"),
     (["loss=hinge", "loss._target_=torch.nn.CrossEntropyLoss"], "loss.name=hinge is torch.nn.MultiMarginLoss"),
     (["module=my_modules.Nope"], "module=my_modules.Nope: cannot import my_modules.Nope (No module named"),
+    # config fields (issues 15, 18)
+    (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0: must be an integer >= 1 (epochs between"),
+    (["scheduler=cosine", "scheduler.T_max=0"], "scheduler.T_max=0: must be an integer >= 1 (epochs from optimizer.lr"),
+    (["scheduler=plateau", "scheduler.mode=foo"], "scheduler.mode='foo': unknown; choose one of min, max"),
+    (["scheduler=plateau", "scheduler.factor=2"], "scheduler.factor=2: must be a number in (0, 1)"),
+    (
+        ["scheduler=step", "scheduler.step_size=1", "scheduler.gamma=-1"],
+        "scheduler.gamma=-1: must be a number in (0, 1]",
+    ),
+    (
+        ["scheduler=step", "+scheduler.monitor=val/acc"],
+        "scheduler.monitor='val/acc': unknown key of StepLR; its keys: step_size, gamma",
+    ),
+    (
+        ["scheduler=plateau", "scheduler.monitor=val_loss"],
+        "scheduler.monitor=val_loss: not logged; choose one of val/acc, val/f1, val/loss",
+    ),
+    (["optimizer.betas=[2,3]"], "optimizer.betas=[2, 3]: must be a list of two numbers in [0, 1), e.g. [0.9,0.999]"),
+    (["optimizer.betas=abc"], "optimizer.betas='abc': must be a list of two numbers in [0, 1)"),
+    (["optimizer.betas=[0.9]"], "optimizer.betas=[0.9]: must be a list of two numbers in [0, 1)"),
+    (
+        ["optimizer=rmsprop", "+optimizer.betas=[0.9,0.99]"],
+        "optimizer.betas=[0.9, 0.99]: unknown key of RMSprop; its keys: lr, alpha",
+    ),
+    (["seed=99999999999999"], "seed=99999999999999: must be a non-negative integer up to 4294967295"),
+    (["data.seed=-7"], "data.seed=-7: must be a non-negative integer up to 4294967295"),
+    (
+        ["model.batch_norm=true", "data.batch_size=1"],
+        "data.batch_size=1: model.batch_norm=true needs training batches of 2 or more",
+    ),
+    (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0: must be an integer >= 1"),
+    (["trainer.num_sanity_val_steps=abc"], "trainer.num_sanity_val_steps='abc': must be an integer >= -1"),
+    (["trainer.fast_dev_run=abc"], "trainer.fast_dev_run='abc': must be true, false or a number of batches"),
+    (["trainer.strategy=foo"], "trainer.strategy='foo': unknown or not supported by dllab; choose one of auto, ddp"),
+    (
+        ["trainer.strategy=ddp_spawn"],
+        "trainer.strategy='ddp_spawn': its workers are started by spawn or fork and the run",
+    ),
+    (["trainer.num_nodes=0"], "trainer.num_nodes=0: must be an integer >= 1"),
+    (
+        ["trainer.accelerator=cpu", "trainer.devices=[5]"],
+        "trainer.devices=[5]: a list of device ids is for GPUs; on the CPU",
+    ),
+    (["trainer.accelerator=cpu", "trainer.devices=100000"], "trainer.devices=100000: more processes than the"),
+    (
+        ["trainer.limit_train_batches=0"],
+        "trainer.limit_train_batches=0: must be a fraction in (0, 1] or a positive number",
+    ),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= -1 (-1: no epoch limit), not 0"),
+    (["+trainer.val_check_interval=0.5"], "trainer.val_check_interval=0.5: dllab validates once per epoch"),
+    (["+trainer.foo=1"], "trainer.foo=1: unknown key of Lightning's Trainer; its keys: accelerator, strategy"),
+    (
+        ["callbacks.early_stopping.monitor=val/foo"],
+        "callbacks.early_stopping.monitor=val/foo: not logged; choose one of",
+    ),
+    (["callbacks.model_checkpoint.monitor=foo"], "callbacks.model_checkpoint.monitor=foo: not logged; choose one of"),
+    (["callbacks.model_checkpoint.mode=foo"], "callbacks.model_checkpoint.mode='foo': unknown; choose one of min, max"),
+    (["callbacks.model_checkpoint.mode=min"], "callbacks.model_checkpoint.mode=min: val/acc is maximized; use"),
+    (["plots.dpi=20000"], "plots.dpi=20000: must be an integer in [20, 600] (dots per inch)"),
+    (["task_name=../../escaped"], "task_name='../../escaped': must be a plain folder name"),
+    (["+train=false"], "train=False: unknown top-level key; dllab-train reads data, model, loss"),
 ]
 
 

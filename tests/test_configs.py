@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 
+import lightning
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import open_dict
 
-from dllab.catalog import BUILTIN_SOURCES, LOSSES
-from dllab.checks import check_config
+from dllab.catalog import BUILTIN_SOURCES, LOSSES, MAIN_METRIC, METRICS
+from dllab.checks import (
+    CALLBACK_KEYS,
+    LOGGER_KEYS,
+    OPTIMIZER_KEYS,
+    PATHS_KEYS,
+    REQUIRED_KEYS,
+    SCHEDULER_KEYS,
+    TOP_LEVEL_KEYS,
+    TRAINER_KEYWORDS,
+    TRAINER_NOT_HONOURED,
+    TUNER_KEYS,
+    check_batch_norm_batches,
+    check_config,
+    check_monitors_logged,
+    check_targets,
+)
 from dllab.data.datamodule import build_datamodule
 from dllab.data.source import source_of
 from dllab.errors import ConfigError
 from dllab.train import config_dir, instantiate_enabled, plain, split_trainer_config
 from dllab.training.losses import build_loss
+from dllab.training.module import MODULES
 from dllab.training.optim import build_optimizer, build_scheduler
-from tests.conftest import compose_train
+from tests.conftest import compose_train, run_cli
 from tests.makedata import local_data_overrides
 
 CONF = Path(config_dir())
@@ -131,3 +153,208 @@ def test_experiments_state_only_what_differs(tmp_path: Path) -> None:
     assert cfg.data.name == "circle" and cfg.model.activation == "sigmoid"
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.data.batch_size == 10
     assert compose_train(["experiment=diabetes_regression"], tmp_path).loss.name == "huber"
+
+
+# --- the checks' tables of keyword names, kept in step with the classes they describe -----------
+
+
+def keywords(cls: type) -> set[str]:
+    """The keyword arguments a class takes (no *args, **kwargs)."""
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {k for k, p in inspect.signature(cls).parameters.items() if p.kind not in kinds}
+
+
+def test_the_trainer_keywords_are_lightnings() -> None:
+    assert tuple(inspect.signature(lightning.pytorch.Trainer).parameters) == TRAINER_KEYWORDS
+    assert set(TRAINER_NOT_HONOURED) <= set(TRAINER_KEYWORDS)
+    composed = set()
+    for name in options("trainer"):
+        composed |= set(compose_train([f"trainer={name}"], Path("unused")).trainer)
+    assert composed - {"_target_"} <= set(TRAINER_KEYWORDS) - set(TRAINER_NOT_HONOURED)  # the shipped keys are taken
+
+
+def test_the_optimizer_scheduler_and_callback_keys_are_their_classes() -> None:
+    for target, keys in OPTIMIZER_KEYS.items():
+        assert set(keys) == keywords(get_class(target)) - {"params"}, target
+    for target, keys in SCHEDULER_KEYS.items():
+        assert set(keys) == keywords(get_class(target)) - {"optimizer", "last_epoch"}, target
+    for target, keys in CALLBACK_KEYS.items():
+        cls = get_class(target)
+        expected = keywords(cls) | (keywords(ModelCheckpoint) if issubclass(cls, ModelCheckpoint) else set())
+        assert set(keys) == expected, target
+    for target, keys in LOGGER_KEYS.items():
+        cls = get_class(target)
+        expected = keywords(cls) | (keywords(TensorBoardLogger) if issubclass(cls, TensorBoardLogger) else set())
+        assert set(keys) == expected, target
+
+
+def required_keywords(cls: type) -> set[str]:
+    """The keyword arguments without a default; a class taking *args passes them to its base."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters.values()):
+        return required_keywords(cls.__mro__[1])
+    return {k for k, p in parameters.items() if p.default is inspect.Parameter.empty} - {"kwargs"}
+
+
+def test_the_required_keys_are_those_without_a_default() -> None:
+    for target, keys in REQUIRED_KEYS.items():
+        assert set(keys) == required_keywords(get_class(target)), target
+
+
+def test_every_shipped_group_option_names_only_known_keys(tmp_path: Path) -> None:
+    """The conf/ files use the checks' key tables: every optimizer, scheduler and callback they
+    name is in them, so none of their keys goes unchecked."""
+    for name in options("optimizer"):
+        assert compose_train([f"optimizer={name}"], tmp_path).optimizer._target_ in OPTIMIZER_KEYS
+    for name in options("scheduler"):
+        assert compose_train([f"scheduler={name}"], tmp_path).scheduler._target_ in (None, *SCHEDULER_KEYS)
+    for overrides in (["callbacks=default"], *([f"hparams_search={n}"] for n in options("hparams_search"))):
+        for node in compose_train(overrides, tmp_path).callbacks.values():
+            assert node._target_ in CALLBACK_KEYS
+    for name in options("logger"):
+        for node in compose_train([f"logger={name}"], tmp_path).logger.values():
+            assert node._target_ in LOGGER_KEYS
+    assert set(compose_train([], tmp_path).tuner) == set(TUNER_KEYS)
+
+
+def test_the_top_level_keys_are_train_yamls(tmp_path: Path) -> None:
+    assert tuple(compose_train([], tmp_path)) == TOP_LEVEL_KEYS
+    assert tuple(compose_train([], tmp_path).paths) == PATHS_KEYS
+    for group in ("experiment", "hparams_search", "debug"):
+        for name in options(group):
+            assert set(compose_train([f"{group}={name}"], tmp_path)) == set(TOP_LEVEL_KEYS)
+
+
+def test_the_catalog_names_the_metrics_each_module_logs() -> None:
+    for task, module in MODULES.items():
+        assert (module.metrics, module.main_metric) == (METRICS[task], MAIN_METRIC[task])
+
+
+# --- what only the loaded data or the built module tells ----------------------------------------
+
+
+def test_monitors_of_a_table_are_checked_once_its_task_is_known(tmp_path: Path) -> None:
+    """A CSV's task is ``auto`` until it is read: check_config leaves its monitors to
+    check_monitors_logged, which dllab-train calls with the module's metrics."""
+    (tmp_path / "t.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    table = ["data=csv", f"data.path={tmp_path / 't.csv'}", "data.target=y"]
+    cfg = compose_train([*table, "callbacks.early_stopping.monitor=val/mse"], tmp_path)
+    check_config(cfg)
+    with open_dict(cfg):
+        cfg.optimized_metric = "val/acc"  # what build() makes of auto for a classification table
+    refused = r"^callbacks\.early_stopping\.monitor=val/mse: not logged; choose one of val/acc, val/f1, val/loss"
+    with pytest.raises(ConfigError, match=refused):
+        check_monitors_logged(cfg, METRICS["classification"], MAIN_METRIC["classification"])
+    with open_dict(cfg):
+        cfg.optimized_metric = "val/mse"  # a regression table
+    check_monitors_logged(cfg, METRICS["regression"], MAIN_METRIC["regression"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.limit_val_batches=0"], None),  # train/loss is optimized; the tie-breaker is never read
+        (
+            ["trainer.limit_val_batches=0", "scheduler=plateau"],
+            "scheduler.monitor=val/loss: not logged (validation is off: trainer.limit_val_batches=0); "
+            "choose one of train/acc, train/f1, train/loss",
+        ),
+        (["scheduler=plateau", "scheduler.monitor=val/acc", "scheduler.mode=max"], None),
+        (["scheduler=plateau", "scheduler.monitor=val/acc"], "scheduler.mode=min: val/acc is maximized; use"),
+        (["optimized_metric=val/loss"], None),  # the checkpoint's mode follows the metric
+        (["data=diabetes", "callbacks.early_stopping.mode=max"], "callbacks.early_stopping.mode=max: val/mse is"),
+        (["callbacks.model_checkpoint.tie_breaker=val/los"], "callbacks.model_checkpoint.tie_breaker=val/los: not"),
+        (["hparams_search=circle_optuna", "callbacks.optuna_pruning.monitor=loss"], "optuna_pruning.monitor=loss:"),
+    ],
+)
+def test_monitored_names_and_modes(overrides: list[str], message: str | None, tmp_path: Path) -> None:
+    cfg = compose_train(overrides, tmp_path)
+    if message is None:
+        check_config(cfg)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "samples", "world", "refused"),
+    [(3, 1258, 1, "data.batch_size=3: with model.batch_norm=true the last batch of each epoch holds 1 of the 1258"),
+     (4, 1258, 1, None), (4, 1258, 2, "1 of the 629 training samples per process (2 processes)"), (32, 1258, 1, None)],
+)  # fmt: skip
+def test_batch_norm_refuses_a_last_batch_of_one(
+    batch_size: int, samples: int, world: int, refused: str | None, tmp_path: Path
+) -> None:
+    cfg = compose_train(["model.batch_norm=true", f"data.batch_size={batch_size}"], tmp_path)
+    if refused is None:
+        check_batch_norm_batches(cfg, samples, world)
+        return
+    with pytest.raises(ConfigError, match=re.escape(refused)) as err:
+        check_batch_norm_batches(cfg, samples, world)
+    suggested = int(str(err.value).rsplit("data.batch_size=", 1)[1])
+    assert ((samples + world - 1) // world) % suggested != 1
+    check_batch_norm_batches(
+        compose_train(["model.batch_norm=false", f"data.batch_size={batch_size}"], tmp_path), samples
+    )
+
+
+def test_batch_norm_under_ddp_counts_the_processes_from_the_config(tmp_path: Path) -> None:
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu"]
+    cfg = compose_train(["model.batch_norm=true", "data.batch_size=4", *ddp], tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("1 of the 629 training samples per process (2 processes)")):
+        check_batch_norm_batches(cfg, 1258)
+
+
+def test_batch_norm_off_and_a_partial_batch_are_fine_together(tmp_path: Path) -> None:
+    cfg = compose_train(["data.batch_size=3", "trainer.limit_train_batches=2"], tmp_path)
+    check_batch_norm_batches(cfg, 1258)  # batch norm off: a batch of one trains
+    cfg = compose_train(["model.batch_norm=true", "data.batch_size=3", "trainer.limit_train_batches=2"], tmp_path)
+    check_batch_norm_batches(cfg, 1258)  # two whole batches of 3 per epoch
+
+
+# --- a task_name that would leave paths.log_dir ---------------------------------------------------
+
+
+def test_an_escaping_task_name_leaves_nothing_behind(tmp_path: Path) -> None:
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    result = run_cli("dllab-train", "task_name=../../escaped", cwd=cwd)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: task_name='../../escaped': must be a plain folder name under paths.log_dir "
+        "(not empty, no / or \\, not starting with .)"
+    )
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left in (["a", "a/b"], ["a", "a/b", "a/b/logs"]), left  # logs/ itself may stay, empty
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([], None),
+        (["logger=many", "scheduler=plateau", "hparams_search=digits_optuna"], None),
+        (["optimizer._target_=torch.optim.Adamm"], "optimizer._target_=torch.optim.Adamm: cannot import torch.optim"),
+        (["optimizer._target_=torch.nn.Linear"], "optimizer._target_=torch.nn.Linear: not a subclass of torch.optim"),
+        (["optimizer._target_=torch.optim.NAdam"], None),  # Adam's keys fit NAdam; fused: auto is dllab's
+        (
+            ["scheduler=step", "scheduler._target_=torch.optim.lr_scheduler.ExponentialLR"],
+            "scheduler.step_size=10: unknown key of ExponentialLR; its keys: gamma, last_epoch",
+        ),
+        (["scheduler=step", "scheduler._target_=torch.optim.SGD"], "not a learning-rate scheduler of torch.optim"),
+        (
+            ["+callbacks.x._target_=torch.nn.Linear"],
+            "callbacks.x._target_=torch.nn.Linear: not a subclass",
+        ),
+        (["model._target_=torch.nn.Linearr"], "model._target_=torch.nn.Linearr: cannot import"),
+    ],
+)
+def test_the_classes_named_by_target_are_checked_once_torch_is_there(
+    overrides: list[str], message: str | None, tmp_path: Path
+) -> None:
+    """check_config cannot import torch.optim to tell Adamm from Adam; check_targets can."""
+    cfg = compose_train(overrides, tmp_path)
+    check_config(cfg)
+    if message is None:
+        check_targets(cfg)
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_targets(cfg)

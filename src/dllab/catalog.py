@@ -52,8 +52,13 @@ LOSSES: dict[str, tuple[str, ...]] = {
 ALL_LOSSES = ("cross_entropy", "hinge", "mse", "l1", "huber")
 AUTO = "auto"  # loss: the task's standard loss; optimized_metric: the task's main metric
 
+# The metrics dllab's modules log per task (as train/<name> and val/<name>, with train/loss and
+# val/loss), and the main one, also logged as val/<main>_best (dllab.training.module; a test
+# keeps them in step). The config checks name them before torch is imported.
+METRICS: dict[str, tuple[str, ...]] = {CLASSIFICATION: ("acc", "f1"), REGRESSION: ("mse", "mae", "r2")}
+MAIN_METRIC = {CLASSIFICATION: "acc", REGRESSION: "mse"}
 # The metric a run optimizes when ``optimized_metric: auto``, and the direction of each metric.
-DEFAULT_METRIC = {CLASSIFICATION: "val/acc", REGRESSION: "val/mse"}
+DEFAULT_METRIC = {task: f"val/{metric}" for task, metric in MAIN_METRIC.items()}
 MAXIMIZED = ("acc", "f1", "r2")
 
 
