@@ -27,7 +27,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
 from dllab.checkpoints import check_checkpoint_fits, checkpoint_field, read_checkpoint
-from dllab.checks import check_accelerator_present, check_config, check_loss_fits
+from dllab.checks import (
+    check_accelerator_present,
+    check_batch_norm_batches,
+    check_config,
+    check_loss_fits,
+    check_monitors_logged,
+    check_targets,
+)
 from dllab.errors import ConfigError, DivergedError
 from dllab.hydra_help import install as install_help
 from dllab.results import (
@@ -145,6 +152,20 @@ def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
     return log_dir
 
 
+def _folder(name: Any, *, _root_: DictConfig) -> Any:
+    """``task_name`` in the run and sweep dir paths, checked before Hydra makes the dir: a name
+    with ``/`` or ``..`` would put the run outside ``paths.log_dir`` (one line and exit 2)."""
+    from dllab.checks import check_task_name
+
+    try:
+        check_task_name(_root_)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return name
+
+
+OmegaConf.register_new_resolver("dllab.folder", _folder, replace=True)
 OmegaConf.register_new_resolver("dllab.run_dir", _run_dir, replace=True)
 OmegaConf.register_new_resolver("dllab.hydra_subdir", _hydra_subdir, replace=True)
 OmegaConf.register_new_resolver("dllab.writable", _writable, replace=True)
@@ -216,6 +237,7 @@ def build(cfg: DictConfig) -> Run:
 
     quiet_library_logs(bool(cfg.get("verbose")))
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
+    check_targets(cfg)  # the _target_ classes import and are of the right kind
     checkpoint = read_checkpoint(cfg.ckpt_path, checkpoint_field(cfg)) if cfg.get("ckpt_path") else None
     threads = sweep_jobs.job_threads(cfg)
     if threads:
@@ -231,6 +253,7 @@ def build(cfg: DictConfig) -> Run:
         check_checkpoint_fits(cfg.ckpt_path, checkpoint, datamodule, checkpoint_field(cfg))
     task = datamodule.task
     check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
+    check_batch_norm_batches(cfg, len(datamodule.arrays["train"][0]))  # before the Trainer makes folders
     with open_dict(cfg):
         if cfg.optimized_metric == AUTO:
             cfg.optimized_metric = DEFAULT_METRIC[task] if validates(cfg) else "train/loss"
@@ -246,7 +269,7 @@ def build(cfg: DictConfig) -> Run:
         class_names=datamodule.class_names,
         **loop_kwargs,
     )
-    check_metric_logged(cfg.optimized_metric, module, validates(cfg))
+    check_monitors_logged(cfg, module.metrics, module.main_metric)
     module.augment = build_augmenter(
         plain(cfg.augmentation) if cfg.get("augmentation") else {},
         cfg.data.name,
@@ -390,16 +413,6 @@ def quiet_library_logs(verbose: bool = False) -> None:
 def validates(cfg: DictConfig) -> bool:
     """Whether the run has a validation pass (trainer.limit_val_batches is not 0)."""
     return cfg.trainer.get("limit_val_batches", 1.0) != 0
-
-
-def check_metric_logged(metric: str, module: Any, validation: bool = True) -> None:
-    stages = ("val", "train") if validation else ("train",)
-    names = [f"{stage}/{m}" for stage in stages for m in (*module.metrics, "loss")]
-    if validation:
-        names.append(f"val/{module.main_metric}_best")
-    if metric not in names:
-        off = "" if validation else " (validation is off: trainer.limit_val_batches=0)"
-        raise ConfigError(f"optimized_metric={metric}: not logged{off}; choose one of {', '.join(names)}")
 
 
 def instantiate_enabled(group: DictConfig | None) -> list[Any]:
