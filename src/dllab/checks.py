@@ -81,7 +81,7 @@ TOP_LEVEL_KEYS = (
     "print_config",
     "verbose",
 )
-PATHS_KEYS = ("log_dir", "data_dir", "output_dir")  # conf/paths/default.yaml
+PATHS_KEYS = ("log_dir", "min_free_mb", "data_dir", "output_dir")  # conf/paths/default.yaml
 # Groups every run needs; the others may be switched off (logger=[], callbacks=none, ...).
 REQUIRED_GROUPS = ("data", "model", "loss", "optimizer", "scheduler", "trainer", "paths")
 
@@ -213,7 +213,7 @@ def check_top_level(cfg: DictConfig) -> None:
     check_seed("seed", cfg.get("seed"))
     _unknown_keys("paths", cfg.paths, PATHS_KEYS, "paths")
     for key in PATHS_KEYS:
-        _apply(f"paths.{key}", cfg.paths.get(key), TEXT)
+        _apply(f"paths.{key}", cfg.paths.get(key), NON_NEGATIVE if key == "min_free_mb" else TEXT)
     if not isinstance(cfg.get("optimized_metric"), str):
         raise _fail("optimized_metric", cfg.get("optimized_metric"), "must be auto or a logged metric, e.g. val/loss")
     for field in ("resume", "ckpt_path"):

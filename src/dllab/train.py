@@ -123,6 +123,11 @@ def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
     anything is written (a read-only or full disk would otherwise fail mid-run)."""
     if log_dir in _WRITABLE:
         return log_dir
+    try:
+        min_free_mb = float(min_free_mb or 0)
+    except (TypeError, ValueError):
+        print(f"error: paths.min_free_mb={min_free_mb!r}: must be a number >= 0 (megabytes)", file=sys.stderr)
+        sys.exit(2)
     import tempfile
 
     path = Path(log_dir)
@@ -140,10 +145,10 @@ def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
             file=sys.stderr,
         )
         sys.exit(2)
-    if free_mb < float(min_free_mb or 0):
+    if free_mb < min_free_mb:
         print(
             f"error: paths.log_dir={log_dir}: only {free_mb:.0f} MB free on its disk, below "
-            f"paths.min_free_mb={float(min_free_mb):g}; free some space, "
+            f"paths.min_free_mb={min_free_mb:g}; free some space, "
             "or set DLLAB_LOG_DIR or paths.log_dir elsewhere",
             file=sys.stderr,
         )
