@@ -141,6 +141,8 @@ def upgrade_config(cfg: DictConfig) -> DictConfig:
     upgraded = _rename_targets(container)
     if "model" in upgraded and "_target_" not in upgraded["model"]:
         upgraded["model"] = {"_target_": "dllab.models.mlp.MLP", **upgraded["model"]}
+    if isinstance(upgraded.get("paths"), dict):  # saved before the free-space check existed
+        upgraded["paths"].setdefault("min_free_mb", 0)
     return OmegaConf.create(upgraded)
 
 

@@ -130,7 +130,8 @@ def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
         sys.exit(2)
     import tempfile
 
-    path = Path(log_dir)
+    path = Path(log_dir).absolute()
+    made = [p for p in (path, *path.parents) if not p.exists()]  # what the probe makes, removed after
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path) as probe:
@@ -138,6 +139,8 @@ def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
             probe.flush()
             os.fsync(probe.fileno())
         free_mb = shutil.disk_usage(path).free / 2**20
+        for folder in made:  # Hydra makes them again for the run; an error leaves nothing behind
+            folder.rmdir()
     except OSError as err:
         print(
             f"error: paths.log_dir={log_dir}: cannot write there ({err.strerror or err}); "
