@@ -31,27 +31,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dllab.checks import check_config, check_targets
+from dllab.checks import TOP_LEVEL_KEYS, check_config, check_targets
 from dllab.errors import ConfigError
 from dllab.pictures.callbacks import build_plot_callbacks
 from dllab.train import config_dir, instantiate_enabled, plain, split_trainer_config
 from dllab.training.optim import build_optimizer, build_scheduler
 
 CONF = Path(config_dir())
-GROUPS = (
-    "data",
-    "model",
-    "loss",
-    "augmentation",
-    "optimizer",
-    "scheduler",
-    "trainer",
-    "logger",
-    "callbacks",
-    "plots",
-    "tuner",
-    "paths",
-)
+GROUPS = tuple(key for key in TOP_LEVEL_KEYS if (CONF / key).is_dir())  # the config groups of train.yaml
 PRESETS = ("experiment", "hparams_search", "debug")  # whole-config presets: their keys are fuzzed, too
 CASES = 300
 DEEP = 80  # accepted configs that are built, too (about half of them)
