@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from dllab.results import (
     upgrade_config,
     write_metrics,
 )
+from dllab.run_dirs import PREEXISTING, TAKEN
 from dllab.sweeps import jobs as sweep_jobs
 
 log = logging.getLogger("dllab.train")
@@ -81,107 +81,13 @@ def config_dir() -> str:
     return str(packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf")
 
 
-_RUN_ID = uuid.uuid4().hex[:6]
-# cached: every job of a multirun (also in joblib workers) gets the id its sweep dir was made with
-OmegaConf.register_new_resolver("dllab.run_id", lambda: _RUN_ID, replace=True, use_cache=True)
-OmegaConf.register_new_resolver("dllab.metric_mode", metric_mode, replace=True)
-# resume=<run dir> continues in that dir, and leaves its .hydra/ (the original overrides) alone.
-_PREEXISTING: set[str] = set()  # resume dirs that existed before Hydra made the run dir
-
-
-def _run_dir(resume: str | None, new: str) -> str:
-    if resume and Path(resume).exists():
-        _PREEXISTING.add(str(Path(resume)))
-    return resume or new
-
-
-_TAKEN: list[str] = []  # a run dir that already held another run when Hydra made this one's
-
-
-def _hydra_subdir(resume: str | None, output_dir: str | None = None) -> str | None:
-    """Hydra's own files of the run (.hydra/), resolved just before Hydra writes them: none
-    for a resume (the run's own stay), and none in a dir that holds another run, which
-    :func:`run` then refuses (two runs given one ``hydra.run.dir`` must not mix)."""
-    if resume:
-        return None
-    if output_dir and holds_a_run(Path(output_dir)):
-        _TAKEN.append(output_dir)
-        return None
-    return ".hydra"
-
-
-def holds_a_run(directory: Path) -> bool:
-    return any((directory / name).exists() for name in ("config.yaml", "metrics.json", "checkpoints", ".hydra"))
-
-
-_WRITABLE: dict[str, str] = {}
-
-
-def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
-    """``paths.log_dir``, checked once before Hydra makes a run or sweep dir in it: it can be
-    made and written to, with ``paths.min_free_mb`` free; else one line and exit 2, before
-    anything is written (a read-only or full disk would otherwise fail mid-run)."""
-    if log_dir in _WRITABLE:
-        return log_dir
-    try:
-        min_free_mb = float(min_free_mb or 0)
-    except (TypeError, ValueError):
-        print(f"error: paths.min_free_mb={min_free_mb!r}: must be a number >= 0 (megabytes)", file=sys.stderr)
-        sys.exit(2)
-    import tempfile
-
-    path = Path(log_dir).absolute()
-    made = [p for p in (path, *path.parents) if not p.exists()]  # what the probe makes, removed after
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path) as probe:
-            probe.write(b"dllab")
-            probe.flush()
-            os.fsync(probe.fileno())
-        free_mb = shutil.disk_usage(path).free / 2**20
-        for folder in made:  # Hydra makes them again for the run; an error leaves nothing behind
-            folder.rmdir()
-    except OSError as err:
-        print(
-            f"error: paths.log_dir={log_dir}: cannot write there ({err.strerror or err}); "
-            "set DLLAB_LOG_DIR or paths.log_dir to a writable dir",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    if free_mb < min_free_mb:
-        print(
-            f"error: paths.log_dir={log_dir}: only {free_mb:.0f} MB free on its disk, below "
-            f"paths.min_free_mb={min_free_mb:g}; free some space, "
-            "or set DLLAB_LOG_DIR or paths.log_dir elsewhere",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    _WRITABLE[log_dir] = log_dir
-    return log_dir
-
-
-def _folder(name: Any, *, _root_: DictConfig) -> Any:
-    """``task_name`` in the run and sweep dir paths, checked before Hydra makes the dir: a name
-    with ``/`` or ``..`` would put the run outside ``paths.log_dir`` (one line and exit 2)."""
-    from dllab.checks import check_task_name
-
-    try:
-        check_task_name(_root_)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    return name
-
-
-OmegaConf.register_new_resolver("dllab.folder", _folder, replace=True)
-OmegaConf.register_new_resolver("dllab.run_dir", _run_dir, replace=True)
-OmegaConf.register_new_resolver("dllab.hydra_subdir", _hydra_subdir, replace=True)
-OmegaConf.register_new_resolver("dllab.writable", _writable, replace=True)
-
 # Trainer keys that the in-memory step loop honours itself (see dllab.training.module and
 # dllab.data.datamodule); the Lightning Trainer gets its neutral values for them.
 MODULE_TRAINER_KEYS = ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
 DATA_TRAINER_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches")
+
+
+OmegaConf.register_new_resolver("dllab.metric_mode", metric_mode, replace=True)
 
 
 def verbose_errors(cfg: DictConfig | None = None) -> bool:
@@ -468,10 +374,10 @@ def run(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
     _PHASE[0] = "start-up"
-    if _TAKEN and not cfg.get("resume"):
+    if TAKEN and not cfg.get("resume"):
         print(
-            f"error: hydra.run.dir={_TAKEN[-1]}: holds another run; give a new dir, "
-            f"or resume={_TAKEN[-1]} to continue that run",
+            f"error: hydra.run.dir={TAKEN[-1]}: holds another run; give a new dir, "
+            f"or resume={TAKEN[-1]} to continue that run",
             file=sys.stderr,
         )
         if is_multirun():
@@ -614,7 +520,7 @@ def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
     if not run_dir.is_dir():
         return True
     hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"} if HydraConfig.initialized() else set()
-    if cfg.get("resume") and str(Path(cfg.resume)) in _PREEXISTING:
+    if cfg.get("resume") and str(Path(cfg.resume)) in PREEXISTING:
         return False  # the user's dir: never removed
     if not {p.name for p in run_dir.iterdir()} <= hydra_files:
         return False
