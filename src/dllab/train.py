@@ -533,12 +533,6 @@ def remove_if_made_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
     return True
 
 
-def _remove_hydra_only_dir(run_dir: Path) -> None:
-    """A run dir Hydra made and nothing else wrote into (its .hydra/ and log file): removed."""
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def remove_written_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
     """A smoke test's run dir: removed when it holds only Hydra's files and the empty folders
     the run's callbacks made (Lightning's checkpoint callbacks make checkpoints/ before they
@@ -644,8 +638,9 @@ def main() -> None:
     except KeyboardInterrupt:
         signum = _SIGNALS[-1] if _SIGNALS else signal.SIGINT
         if _PHASE[0] != "reported":  # a signal while Hydra composed the config: no run yet
-            if HydraConfig.initialized() and not is_multirun():
-                _remove_hydra_only_dir(Path(HydraConfig.get().runtime.output_dir))
+            if HydraConfig.initialized() and not is_multirun() and not PREEXISTING:  # never a resume's dir
+                with contextlib.suppress(Exception):  # the run dir may not be resolved yet
+                    remove_if_made_by_hydra(Path(HydraConfig.get().runtime.output_dir), OmegaConf.create({}))
             print(f"interrupted ({signal.Signals(signum).name}) before the run started; nothing was written")
         sys.exit(128 + signum)
     summary = sys.modules.get("dllab.sweeps.summary")  # loaded by a multirun's callback, else not needed
