@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: train test lint types unit benchmark clean
+.PHONY: train test lint types unit benchmark cluster-packages clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ types: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile  # one worker per core, each test file on one worker
+
+# Debian's one-node SLURM (with accounting on MariaDB) and PostgreSQL, for the cluster tests
+# (tests/test_cluster_*.py start and stop their own daemons; without the packages they skip).
+# As root on Debian or Ubuntu; the daemons are not enabled or started.
+CLUSTER_PACKAGES := munge slurmctld slurmd slurm-client slurmdbd mariadb-server postgresql
+cluster-packages:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLUSTER_PACKAGES)
 
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py $(ARGS)
