@@ -141,7 +141,7 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 ReturnToService=2
 SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=2
+SchedulerParameters=sched_interval=2,bf_interval=2
 KillWait=5
 MinJobAge=300
 JobRequeue=1

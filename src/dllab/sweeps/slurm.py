@@ -37,21 +37,34 @@ GPU_ACCELERATORS = ("gpu", "cuda")
 
 def partition_gres(partition: str | None) -> str | None:
     """The generic resources of a partition's nodes (``sinfo %G``: ``gpu:4``, ``(null)``);
-    None when sinfo cannot tell (not installed, no such partition)."""
-    command = ["sinfo", "-h", "-o", "%G", *(["-p", partition] if partition else [])]
+    None when sinfo cannot tell."""
+    lines = sinfo("-o", "%G", *(["-p", partition] if partition else []))
+    return ",".join(sorted(set(lines))) if lines else None
+
+
+def sinfo(*args: str) -> list[str] | None:
+    """sinfo's lines (no header); None where it cannot answer (not installed, no cluster)."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run(["sinfo", "-h", *args], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
-    if done.returncode or not lines:
-        return None
-    return ",".join(sorted(set(lines)))
+    return None if done.returncode else [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+def check_partition(partition: str | None) -> None:
+    """A partition the cluster does not have: one line naming those it has (sbatch says
+    only that the job was refused, or, when GPUs were asked for, that their gres is wrong)."""
+    names = sinfo("-o", "%P")
+    if partition and names:
+        known = [name.rstrip("*") for name in names]
+        if partition not in known:
+            fail(f"hydra.launcher.partition={partition}: no such partition; choose one of {', '.join(known)}")
 
 
 def gpus_for(params: dict[str, Any], accelerator: str) -> int | None:
     """``gpus_per_node`` to ask sbatch for: as configured, or none on a partition without
     GPUs (``auto`` trains on the CPU); a GPU asked for there exits with one line."""
+    check_partition(params.get("partition"))
     gpus = params.get("gpus_per_node")
     if not gpus:
         return gpus
@@ -152,19 +165,31 @@ def _result_appears(path: Path, seconds: float = 5.0) -> bool:
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """job id -> (state, reason) from sacct (``CANCELLED by 0``, ``OUT_OF_MEMORY``, ...)."""
+    """job id (``12_3``) -> (state, reason) from sacct (``CANCELLED by 0``, ``OUT_OF_MEMORY``,
+    ...). Asked by array: tasks that never started share one row (``12_[3-5%2]``)."""
     if not job_ids:
         return {}
-    command = ["sacct", "-n", "-P", "-X", "-o", "JobID,State,Reason", "-j", ",".join(job_ids)]
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
+    command = ["sacct", "-n", "-P", "-X", "-o", "JobID,State,Reason", "-j", ",".join(arrays)]
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    states = {}
+    states: dict[str, tuple[str, str]] = {}
     for line in out.splitlines():
         parts = line.split("|")
-        if len(parts) >= 3:
-            states[parts[0]] = (parts[1].strip(), parts[2].strip())
+        if len(parts) < 3:
+            continue
+        row, state = parts[0], (parts[1].strip(), parts[2].strip())
+        array, _, spec = row.partition("_[")
+        if not spec:
+            states[row] = state
+            continue
+        for part in spec.rstrip("]").split("%")[0].split(","):
+            low, _, high = part.partition("-")
+            if low.isdigit():
+                for task in range(int(low), int(high or low) + 1):
+                    states.setdefault(f"{array}_{task}", state)
     return states
 
 
