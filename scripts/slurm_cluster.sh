@@ -43,7 +43,6 @@ stop() {
     if [[ -f $dir/slurm.conf ]]; then # jobs first: their slurmstepd outlive slurmd
         export SLURM_CONF=$dir/slurm.conf
         if timeout 10 squeue -h -o %i 2>/dev/null | grep -q .; then
-            timeout 10 scancel --full --quiet "$(squeue -h -o %A | sort -u | head -1)" 2>/dev/null || true
             timeout 10 squeue -h -o %A 2>/dev/null | sort -u | xargs -r timeout 10 scancel --quiet 2>/dev/null || true
             for _ in $(seq 30); do
                 timeout 5 squeue -h -o %i 2>/dev/null | grep -q . || break
