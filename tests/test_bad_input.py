@@ -177,6 +177,8 @@ BAD_INPUTS = [
     (["plots.dpi=20000"], "plots.dpi=20000: must be an integer in [20, 600] (dots per inch)"),
     (["task_name=../../escaped"], "task_name='../../escaped': must be a plain folder name"),
     (["+train=false"], "train=False: unknown top-level key; dllab-train reads data, model, loss"),
+    # sbatch refuses (no such partition, no cluster configured, or no sbatch at all)
+    (["-m", "hydra/launcher=slurm", "hydra.launcher.partition=nosuch"], "error: the sweep was not submitted ("),
 ]
 
 

@@ -44,6 +44,9 @@ def test_every_private_api_dllab_uses_exists(tmp_path: Path) -> None:
     logger = TensorBoardLogger(tmp_path, name="tb")
     assert compat.logger_prefix(logger) == ""
     assert hasattr(compat.tensorboard_file_writer(logger), "add_event")
+    trainer._signal_connector.received_sigterm = True
+    compat.forget_sigterm(trainer)
+    assert trainer.received_sigterm is False
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ from dllab.results import (
 )
 from dllab.run_dirs import PREEXISTING, TAKEN
 from dllab.sweeps import jobs as sweep_jobs
+from dllab.sweeps import requeue
 
 log = logging.getLogger("dllab.train")
 details = logging.getLogger("dllab.details")  # train.log only (conf/hydra/job_logging/dllab.yaml)
@@ -322,6 +323,8 @@ def quiet_library_logs(verbose: bool = False) -> None:
     )
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # Lightning's advice on any machine with SLURM's client installed, also for local runs
+    warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system.*")
 
 
 def validates(cfg: DictConfig) -> bool:
@@ -374,7 +377,11 @@ def run(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
     _PHASE[0] = "start-up"
-    if TAKEN and not cfg.get("resume"):
+    restarted = is_multirun() and requeue.restarts() > 0 and (run_dir / "config.yaml").is_file()
+    if restarted:  # a requeued SLURM job: its own dir, from its own checkpoint
+        with open_dict(cfg):
+            cfg.resume = str(run_dir)
+    elif TAKEN and not cfg.get("resume"):
         print(
             f"error: hydra.run.dir={TAKEN[-1]}: holds another run; give a new dir, "
             f"or resume={TAKEN[-1]} to continue that run",
@@ -385,7 +392,7 @@ def run(cfg: DictConfig) -> float | None:
         sys.exit(2)
     try:
         if cfg.get("resume"):
-            cfg = resume_config(cfg)
+            cfg = resume_config(cfg, requeued=restarted)
         check_config(cfg)
         with sweep_jobs.fresh_distributed_state():
             result = train(cfg)
@@ -404,6 +411,8 @@ def run(cfg: DictConfig) -> float | None:
     if sweep_jobs.global_rank() != 0:  # a DDP worker: rank 0 records the run
         return result["objective"]
     status = result.pop("status")
+    if requeue.restarts():
+        result["restarts"] = requeue.restarts()  # SLURM requeued the job (pre-emption, time-out)
     fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
     if fast_dev_run and not is_multirun():
         result["written"] = not remove_written_by_hydra(run_dir, cfg)  # a smoke test: no run dir left behind
@@ -543,19 +552,20 @@ def remove_written_by_hydra(run_dir: Path, cfg: DictConfig) -> bool:
     return remove_if_made_by_hydra(run_dir, cfg)
 
 
-def resume_config(cfg: DictConfig) -> DictConfig:
+def resume_config(cfg: DictConfig, requeued: bool = False) -> DictConfig:
     """The saved config of the run dir ``resume`` names, set to continue from its last.ckpt.
 
     A resumed run is the same run: other overrides are refused (a changed run is a new run,
     ``ckpt_path=<dir>/checkpoints/last.ckpt``), and a run dir that was moved or copied has
-    its saved absolute paths pointed at where it is now."""
+    its saved absolute paths pointed at where it is now. A ``requeued`` SLURM job carries its
+    sweep's overrides, which made that config."""
     run_dir = Path(cfg.resume)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise ConfigError(f"resume={cfg.resume}: not a dllab run dir (no config.yaml); give a dir under logs/*/runs/")
     others = (
         [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
-        if HydraConfig.initialized()
+        if HydraConfig.initialized() and not requeued
         else []
     )
     if others:

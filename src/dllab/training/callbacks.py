@@ -15,7 +15,9 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from tqdm import tqdm
 
+from dllab.sweeps import requeue
 from dllab.training import compat
+from dllab.training.checkpointing import LastCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +120,31 @@ class GracefulInterrupt(L.Callback):
     an exception raised inside a finalizer (``__del__``) that happens to be running, so the
     signal is also remembered, and the next epoch or validation-batch hook raises it again: a
     signal is never lost. (Not a per-step hook: those would cost the epoch loop a call per batch.)
+
+    In a SLURM job of ``hydra/launcher=slurm``, SIGTERM while the job still runs (pre-emption)
+    and submitit's USR2 (before the time limit) let the epoch end and requeue the job from its
+    ``last.ckpt`` (:mod:`dllab.sweeps.requeue`).
     """
 
     def __init__(self) -> None:
         self._signal: int | None = None
         self._handled = False
+        self._requeue = False
+        self._trainer: L.Trainer | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
         if stage == "fit" and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGTERM, self._on_signal)  # Lightning chains its own handler
+            for signum in requeue.signals():  # a SLURM job's pre-emption and time-out signals
+                signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if requeue.wants(signum):
+            if self._trainer is not None:
+                compat.forget_sigterm(self._trainer)
+            return  # the epoch ends first (on_train_epoch_end)
         self._signal = signum
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -139,19 +154,38 @@ class GracefulInterrupt(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._raise_if_lost()
+        if requeue.armed() and trainer.strategy.broadcast(requeue.requested() is not None):
+            self._requeue = True  # last.ckpt for this epoch, then the requeue as the next one starts
+            for callback in trainer.checkpoint_callbacks:
+                if isinstance(callback, LastCheckpoint):
+                    callback.save_at_epoch_end()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._requeue:
+            raise requeue.RequeueRequested()
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self._raise_if_lost()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from dllab.results import INTERRUPTED, write_metrics
+
+        run_dir = Path(trainer.default_root_dir)
+        if isinstance(exception, requeue.RequeueRequested) and trainer.is_global_zero:
+            write_metrics(
+                run_dir,
+                requeue.REQUEUED,
+                epochs=trainer.current_epoch,
+                global_step=trainer.global_step,
+                restarts=requeue.restarts(),
+                run_dir=str(run_dir),
+            )
+            print(f"\nrequeued at epoch {trainer.current_epoch}; the job continues from last.ckpt", file=sys.stderr)
         if not isinstance(exception, KeyboardInterrupt):
             return
         self._handled = True
         if not trainer.is_global_zero:
             return
-        from dllab.results import INTERRUPTED, write_metrics
-
-        run_dir = Path(trainer.default_root_dir)
         # not trainer.save_checkpoint: it ends with a barrier that other DDP ranks, already
         # stopping, never reach
         checkpoint = compat.dump_checkpoint(trainer, weights_only=False)

@@ -59,6 +59,10 @@ class LastCheckpoint(Checkpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_save = time.monotonic()
 
+    def save_at_epoch_end(self) -> None:
+        """Save at the end of this epoch, whatever the time budget says (a requeue continues there)."""
+        self._last_save = float("-inf")
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         due = time.monotonic() - self._last_save >= self.every_seconds
         if trainer.strategy.broadcast(due):  # rank 0 decides, so every rank joins the save

@@ -98,3 +98,9 @@ def set_ddp_worker_command(command: Callable[[int], tuple[Sequence[str], str]]) 
     from lightning.pytorch.strategies.launchers import subprocess_script
 
     subprocess_script._hydra_subprocess_cmd = command  # type: ignore[assignment]
+
+
+def forget_sigterm(trainer: L.Trainer) -> None:
+    """Lightning's own SIGTERM handler (which runs before dllab's) marks the trainer to stop at
+    the end of the epoch with a ``SystemExit``; a SLURM job that requeues stops its own way."""
+    trainer._signal_connector.received_sigterm = False

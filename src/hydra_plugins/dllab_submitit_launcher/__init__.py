@@ -1,0 +1,1 @@
+"""Hydra finds dllab's SLURM launcher here (``hydra_plugins`` is Hydra's plugin namespace)."""
