@@ -21,7 +21,8 @@ start() {
         exit 3
     fi
     local dir port
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/dllab-pg.XXXXXX")
+    # as root: in /tmp, since the postgres user may not reach $TMPDIR (e.g. one under /root)
+    if [ "$(id -u)" = 0 ]; then dir=$(mktemp -d /tmp/dllab-pg.XXXXXX); else dir=$(mktemp -d "${TMPDIR:-/tmp}/dllab-pg.XXXXXX"); fi
     chmod 755 "$dir"
     if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
     as_server_user "$PG_BIN/initdb" --pgdata="$dir/data" --username="$PG_USER" --auth=trust \
