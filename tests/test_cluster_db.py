@@ -63,10 +63,11 @@ def sweeper(tmp_path: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
 
 
 def finished(process: subprocess.Popen[str]) -> str:
-    _, err = process.communicate(timeout=300)
+    """Its stdout and stderr, once it ended well."""
+    out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
     assert "Traceback" not in err
-    return err
+    return out + err
 
 
 def test_two_sweepers_on_two_nodes_share_one_postgresql_study(postgres: str, tmp_path: Path) -> None:
@@ -94,11 +95,13 @@ def test_two_sweepers_on_two_nodes_share_one_postgresql_study(postgres: str, tmp
 
 
 def test_a_study_killed_mid_trial_continues(postgres: str, tmp_path: Path) -> None:
-    """kill -9 of the sweeper while its trial trains: run again, the killed trial (its heartbeat
-    stopped) is failed as interrupted, not counted, and the study ends with n_trials complete
-    trials. Before, the second run crashed failing it (UpdateFinishedTrialError)."""
+    """kill -9 of the sweeper while its trial trains, and run again at once (a requeued job):
+    the killed trial, still within its grace period, counts as running, so the new sweeper runs
+    the one other trial and then waits; once the killed trial's heartbeat is stale it is failed
+    as interrupted, not counted, and the new sweeper runs one more trial: n_trials complete.
+    Before, the second run crashed failing it (UpdateFinishedTrialError)."""
     study = ["hydra.sweeper.study_name=killed", f"hydra.sweeper.storage={postgres}", "hydra.sweeper.n_trials=2",
-             "hydra.sweeper.heartbeat_interval=1"]  # fmt: skip
+             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=20"]  # fmt: skip
     first = sweeper(tmp_path, *study, "trainer.max_epochs=500")
     try:
         deadline = time.monotonic() + 120
@@ -117,7 +120,7 @@ def test_a_study_killed_mid_trial_continues(postgres: str, tmp_path: Path) -> No
         os.killpg(first.pid, signal.SIGKILL)
         first.communicate()
     second = sweeper(tmp_path, *study, "trainer.max_epochs=2")
-    finished(second)
+    assert "trials still running in other sweepers: 1; waiting for them" in finished(second)
     trials = optuna.load_study(study_name="killed", storage=postgres).trials
     assert [t.state for t in trials] == [FAIL, COMPLETE, COMPLETE]
     assert [t.user_attrs["status"] for t in trials] == ["interrupted", "completed", "completed"]

@@ -102,6 +102,7 @@ class OptunaSearch:
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.storage_url = ""  # the storage given, or the sweep dir's optuna.db
         self.owner = ""  # host:pid of this sweeper
+        self.left_running: set[int] = set()  # trials of other hosts without heartbeat, as logged
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -182,7 +183,9 @@ class OptunaSearch:
                     continue
                 owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
                 if owner_host and owner_host != host:
-                    log.warning("trial %d: asked by %s, on another host; left running", trial.number, owner_host)
+                    if trial.number not in self.left_running:  # said once, not before every batch
+                        log.warning("trial %d: asked by %s, on another host; left running", trial.number, owner_host)
+                        self.left_running.add(trial.number)
                     continue
                 if owner_host and pid.isdigit() and process_alive(int(pid)):
                     continue
@@ -255,7 +258,11 @@ class OptunaSearch:
             if not asked:
                 # a trial of another sweeper may still fail as stale: then this one runs it again
                 if not waiting:
-                    log.info("study %s: waiting for %d trials of other sweepers", self.study_name, others)
+                    log.info(
+                        "study %s: trials still running in other sweepers: %d; waiting for them",
+                        self.study_name,
+                        others,
+                    )
                 waiting = True
                 time.sleep(min(self.heartbeat_interval, 10))
                 continue
