@@ -161,12 +161,23 @@ SWEEPER_BAD_INPUTS = [
     (["-m", "hparams_search=circle_optuna", "hydra.sweeper.n_trials=0"],
      "hydra.sweeper.n_trials=0: must be a positive integer"),
     (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=optuna.db"],
-     "hydra.sweeper.storage=optuna.db: not a database URL; give sqlite:///<file>"),
+     "hydra.sweeper.storage=optuna.db: not a storage URL; give sqlite:///<file>, postgresql://"),
     (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=sqlite:///{tmp}/nowhere/optuna.db"],
      "hydra.sweeper.storage=sqlite:///{tmp}/nowhere/optuna.db: no such folder {tmp}/nowhere; make it first"),
     (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=sqlite:///{tmp}/nan.csv"],
      "hydra.sweeper.storage=sqlite:///{tmp}/nan.csv: cannot open it (file is not a database)"),
     (["-m", "hydra/sweeper=dllab_optuna", "data=circle"], "hydra.sweeper.params: the search space is empty"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=mysql://dllab@localhost/dllab"],
+     "hydra.sweeper.storage=mysql://dllab@localhost/dllab: unknown kind mysql://; give sqlite:///<file>, postgresql://"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=journal://{tmp}/nowhere/study.log"],
+     "hydra.sweeper.storage=journal://{tmp}/nowhere/study.log: no such folder {tmp}/nowhere; make it first"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=postgresql://dllab@127.0.0.1:1/dllab"],
+     'hydra.sweeper.storage=postgresql://dllab@127.0.0.1:1/dllab: cannot open it (connection failed: connection to '
+     'server at "127.0.0.1", port 1 failed: Connection refused)'),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.heartbeat_interval=0"],
+     "hydra.sweeper.heartbeat_interval=0: must be a positive integer"),
+    (["-m", "hparams_search=circle_optuna", "hydra.sweeper.grace_period=60"],
+     "hydra.sweeper.grace_period=60: must be more than heartbeat_interval (60), or null for twice it"),
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import uuid
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -62,19 +63,9 @@ def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
     except (TypeError, ValueError):
         print(f"error: paths.min_free_mb={min_free_mb!r}: must be a number >= 0 (megabytes)", file=sys.stderr)
         sys.exit(2)
-    import tempfile
-
     path = Path(log_dir).absolute()
-    made = [p for p in (path, *path.parents) if not p.exists()]  # what the probe makes, removed after
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path) as probe:
-            probe.write(b"dllab")
-            probe.flush()
-            os.fsync(probe.fileno())
-        free_mb = shutil.disk_usage(path).free / 2**20
-        for folder in made:  # Hydra makes them again for the run; an error leaves nothing behind
-            folder.rmdir()
+        free_mb = _probe(path)
     except OSError as err:
         print(
             f"error: paths.log_dir={log_dir}: cannot write there ({err.strerror or err}); "
@@ -92,6 +83,33 @@ def _writable(log_dir: str, min_free_mb: Any = 0) -> str:
         sys.exit(2)
     _WRITABLE[log_dir] = log_dir
     return log_dir
+
+
+def _probe(path: Path) -> float:
+    """Make ``path``, write a file in it, and return the MB free there; the folders it made are
+    removed again."""
+    import tempfile
+
+    for attempt in range(5):
+        made = [p for p in (path, *path.parents) if not p.exists()]
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path) as probe:
+                probe.write(b"dllab")
+                probe.flush()
+                os.fsync(probe.fileno())
+        except FileNotFoundError:
+            # another dllab-train started at the same moment removed the folders its probe made
+            # before this one's probe got into them: probe again
+            if attempt == 4:
+                raise
+            continue
+        free_mb = shutil.disk_usage(path).free / 2**20
+        for folder in made:  # Hydra makes them again for the run; an error leaves nothing behind
+            with suppress(OSError):  # not empty: another run started meanwhile and uses it
+                folder.rmdir()
+        return free_mb
+    raise AssertionError("unreachable")
 
 
 def _folder(name: Any, *, _root_: DictConfig) -> Any:

@@ -11,22 +11,28 @@ sampler never learns from it, and the search goes on. A job stopped by the prune
 (``dllab.sweeps.pruning.OptunaPruning``, reporting per-epoch validation values to its
 trial through the same storage) is told as PRUNED.
 
-Copies of one sweep may run at once on one machine (the same command started twice): they
-take turns on a lock file beside the SQLite file to create the storage, to ask each batch of
-trials (so a batch's trial numbers, its job dirs, are consecutive) and to write the results,
-and together they stop when the study holds ``n_trials`` trials. A sweep marks as
-interrupted only the running trials of sweeps that are gone.
+Several sweepers may work on one study at once (the same command started twice, or on
+several nodes with a PostgreSQL or journal storage, :mod:`dllab.sweeps.storage`): they take
+turns on the storage's lock to create the study, to ask each batch of trials (so a batch's
+trial numbers, its job dirs, are consecutive) and to write the results, and together they
+stop when the study holds ``n_trials`` trials that were not interrupted. A trial whose
+sweeper stopped (killed, node lost) is marked interrupted, failed, and not counted, so
+running the command again continues the study: with a database storage, when the heartbeat
+its sweeper records stops (a live trial of a sweeper on another host is never failed);
+without heartbeats (journal), when its sweeper's process on this host is gone.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import math
 import os
 import socket
 import sys
+import threading
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from itertools import groupby
@@ -41,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from dllab.errors import ConfigError
 from dllab.sweeps.jobs import process_alive
 from dllab.sweeps.search_space import override_value, search_space
+from dllab.sweeps.storage import check_storage, kind, make_storage, storage_lock
 
 log = logging.getLogger("dllab.sweeps")
 
@@ -50,6 +57,10 @@ PRUNER_ATTR = "dllab_pruner"  # study user attribute: the pruner's settings, for
 PRUNING_KEY = "callbacks.optuna_pruning"
 RESULTS_FILE = "optimization_results.yaml"
 OWNER_ATTR = "sweeper"  # trial user attribute: host:pid of the sweep process that asked the trial
+HEARTBEAT_ATTR = "heartbeat"  # trial user attribute: its sweeper records heartbeats (stale: by them)
+STUDY_HEARTBEAT_ATTR = "dllab_heartbeat"  # study user attribute: [interval, grace period] of its sweepers
+SETUP_LOCK = "storage set-up"  # lock name while a storage's tables may be created
+INTERRUPTED = "interrupted"
 
 
 class OptunaSearch:
@@ -63,15 +74,23 @@ class OptunaSearch:
         sampler: dict[str, Any] | None = None,
         pruner: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        heartbeat_interval: int = 60,
+        grace_period: int | None = None,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ConfigError(f"hydra.sweeper.direction={direction}: choose one of {', '.join(DIRECTIONS)}")
         sampler = dict(sampler or {})
         if sampler.get("name", "tpe") not in SAMPLERS:
             raise ConfigError(f"hydra.sweeper.sampler.name={sampler.get('name')}: choose one of {', '.join(SAMPLERS)}")
-        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
-            if int(value) < 1:
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("heartbeat_interval", heartbeat_interval),
+                           ("grace_period", grace_period)):  # fmt: skip
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"hydra.sweeper.{key}={value}: must be a positive integer")
+        if grace_period is not None and grace_period <= heartbeat_interval:
+            raise ConfigError(
+                f"hydra.sweeper.grace_period={grace_period}: must be more than heartbeat_interval "
+                f"({heartbeat_interval}), or null for twice it"
+            )
         if storage:
             check_storage(storage)
         self.direction, self.study_name, self.storage = direction, study_name, storage
@@ -80,7 +99,10 @@ class OptunaSearch:
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.launcher: Any = None
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.storage_url = ""  # the storage given, or the sweep dir's optuna.db
+        self.owner = ""  # host:pid of this sweeper
+        self.left_running: set[int] = set()  # trials of other hosts without heartbeat, as logged
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -108,61 +130,99 @@ class OptunaSearch:
         """Create or load the study. Called under :func:`storage_lock`: Optuna's first set-up
         of a storage's tables is not safe against another process doing it at the same moment."""
         import optuna
-        from sqlalchemy.exc import SQLAlchemyError
 
-        storage = self.storage_url
-        try:
-            study = optuna.create_study(
-                study_name=self.study_name,
-                storage=storage,
-                sampler=self.make_sampler(),
-                pruner=make_pruner(self.pruner_cfg),
-                direction=optuna.study.StudyDirection[self.direction.upper()],
-                load_if_exists=True,
-            )
-        except (ImportError, SQLAlchemyError) as err:  # no driver for the URL, server not there, not a database
-            reason = str(getattr(err, "orig", None) or err).splitlines()[0]
-            raise ConfigError(f"hydra.sweeper.storage={storage}: cannot open it ({reason})") from err
+        database = kind(self.storage_url) != "journal"
+        storage = make_storage(
+            self.storage_url,
+            heartbeat_interval=self.heartbeat_interval if database else None,
+            grace_period=self.grace_period if database else None,
+        )
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=self.make_sampler(),
+            pruner=make_pruner(self.pruner_cfg),
+            direction=optuna.study.StudyDirection[self.direction.upper()],
+            load_if_exists=True,
+        )
         existing = study.direction.name.lower()
         if existing != self.direction:
             raise ConfigError(
-                f"hydra.sweeper.direction={self.direction}: the study {self.study_name} in {storage} "
+                f"hydra.sweeper.direction={self.direction}: the study {self.study_name} in {self.storage_url} "
                 f"was made to {existing}; use another study_name or storage"
             )
+        if database:
+            # one study, one heartbeat: a sweeper with a shorter grace period would fail the live
+            # trials of one with a longer one
+            heartbeat = [self.heartbeat_interval, self.grace_period]
+            recorded = study.user_attrs.get(STUDY_HEARTBEAT_ATTR)
+            if recorded is None:
+                study.set_user_attr(STUDY_HEARTBEAT_ATTR, heartbeat)
+            elif list(recorded) != heartbeat:
+                raise ConfigError(
+                    f"hydra.sweeper.heartbeat_interval={self.heartbeat_interval}, grace_period={self.grace_period}: "
+                    f"the study {self.study_name} in {self.storage_url} has its sweepers use {recorded[0]} and "
+                    f"{recorded[1]}; use those, or another study_name"
+                )
         study.set_user_attr(PRUNER_ATTR, self.pruner_cfg)
         return study
 
     def fail_orphaned_trials(self, study: Any) -> None:
-        """Tell FAIL the running trials that no sweep will tell: those of an interrupted sweep.
-        A trial of a copy of this sweep still running (same host, its process alive) is left
-        alone, and so is one asked on another host, whose process cannot be checked from here."""
+        """Mark interrupted and tell FAIL the running trials that no sweeper will tell. A trial
+        whose sweeper records heartbeats: once they stopped for the grace period (a live trial of a
+        sweeper on another host is never failed). Any other (journal storage, older trials): when
+        its sweeper ran on this host and its process is gone; one asked on another host, whose
+        process cannot be checked from here, is left alone."""
         from optuna.trial import TrialState
 
+        stale = set(stale_trial_ids(study))
         host = socket.gethostname()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
-            if owner_host and owner_host != host:
-                log.warning("trial %d: asked by %s, on another host; left running", trial.number, owner_host)
-                continue
-            if owner_host and pid.isdigit() and process_alive(int(pid)):
-                continue
-            # set before the tell: a told trial is final
-            study._storage.set_trial_user_attr(trial._trial_id, "status", "interrupted")
-            study.tell(trial.number, state=TrialState.FAIL)
+            if trial._trial_id not in stale:
+                if trial.user_attrs.get(HEARTBEAT_ATTR):
+                    continue
+                owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+                if owner_host and owner_host != host:
+                    if trial.number not in self.left_running:  # said once, not before every batch
+                        log.warning("trial %d: asked by %s, on another host; left running", trial.number, owner_host)
+                        self.left_running.add(trial.number)
+                    continue
+                if owner_host and pid.isdigit() and process_alive(int(pid)):
+                    continue
+            log.warning("trial %d: its sweeper %s stopped; failed as interrupted", trial.number,
+                        trial.user_attrs.get(OWNER_ATTR, "(unknown)"))  # fmt: skip
+            # marked before it is failed: a finished trial takes no attribute
+            finish(study, trial, INTERRUPTED, state=TrialState.FAIL)
 
     def ask_batch(self, study: Any, space: dict[str, Any]) -> list[Any]:
-        """The next batch of trials (at most ``n_jobs``, none once the study holds ``n_trials``,
-        counting those of other copies of this sweep). Called under :func:`storage_lock`, so
-        that the batch's trial numbers are consecutive."""
-        done = len(study.get_trials(deepcopy=False))
-        trials = []
-        for number in range(done, max(done, min(done + self.n_jobs, self.n_trials))):
-            study.sampler = self.make_sampler(number)
-            trials.append(study.ask(space))
-        owner = f"{socket.gethostname()}:{os.getpid()}"
-        for trial in trials:
-            study._storage.set_trial_user_attr(trial._trial_id, OWNER_ATTR, owner)
-        return trials
+        """The next batch of trials: at most ``n_jobs``, none once the study holds ``n_trials``
+        trials that were not interrupted (running ones of other sweepers included, so that
+        sweepers together stop at ``n_trials``). Called under :func:`storage_lock`, so that the
+        batch's trial numbers are consecutive."""
+        trials = study.get_trials(deepcopy=False)
+        counted = sum(not interrupted(t) for t in trials)
+        asked = []
+        with warnings.catch_warnings():  # heartbeats are recorded by heartbeats(), not Study.optimize
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+            for number in range(len(trials), len(trials) + max(0, min(self.n_jobs, self.n_trials - counted))):
+                study.sampler = self.make_sampler(number)
+                asked.append(study.ask(space))
+        beats = heartbeat_interval(study) is not None
+        for trial in asked:
+            study._storage.set_trial_user_attr(trial._trial_id, OWNER_ATTR, self.owner)
+            if beats:
+                study._storage.set_trial_user_attr(trial._trial_id, HEARTBEAT_ATTR, True)
+                study._storage.record_heartbeat(trial._trial_id)  # before another sweeper can see it
+        return asked
+
+    def others_running(self, study: Any) -> int:
+        """Running trials of other sweepers that heartbeats will either keep or fail."""
+        from optuna.trial import TrialState
+
+        return sum(
+            bool(t.user_attrs.get(HEARTBEAT_ATTR)) and t.user_attrs.get(OWNER_ATTR) != self.owner
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        )
 
     # --- the sweep ----------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list[Any]:
@@ -173,12 +233,13 @@ class OptunaSearch:
         made = next((d for d in [*reversed(sweep_dir.parents), sweep_dir] if not d.exists()), None)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.storage_url = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').absolute()}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
         try:
-            with storage_lock(self.storage_url, sweep_dir):
+            with storage_lock(self.storage_url, sweep_dir, SETUP_LOCK, self.study_name):
                 OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
                 study = self.open_study()
                 self.fail_orphaned_trials(study)
-                done = len(study.get_trials(deepcopy=False))
+                done = sum(not interrupted(t) for t in study.get_trials(deepcopy=False))
         except ConfigError:
             remove_unswept(sweep_dir, made)
             raise
@@ -186,11 +247,26 @@ class OptunaSearch:
             log.info("study %s: %d trials already, continuing to %d", self.study_name, done, self.n_trials)
         pruning = self.pruning() and OmegaConf.select(self.config, PRUNING_KEY) is not None
         returns: list[Any] = []
+        waiting = False
         while True:
-            with storage_lock(self.storage_url, sweep_dir):
+            with storage_lock(self.storage_url, sweep_dir, self.study_name):
+                self.fail_orphaned_trials(study)
                 asked = self.ask_batch(study, space)
-            if not asked:
+                others = 0 if asked else self.others_running(study)
+            if not asked and not others:
                 break
+            if not asked:
+                # a trial of another sweeper may still fail as stale: then this one runs it again
+                if not waiting:
+                    log.info(
+                        "study %s: trials still running in other sweepers: %d; waiting for them",
+                        self.study_name,
+                        others,
+                    )
+                waiting = True
+                time.sleep(min(self.heartbeat_interval, 10))
+                continue
+            waiting = False
             # consecutive numbers: one launch (trial i runs in job dir i); a trial asked by hand in
             # between would split the batch
             for _, run in groupby(enumerate(asked), key=lambda pair: pair[1].number - pair[0]):
@@ -205,11 +281,14 @@ class OptunaSearch:
                             f"{PRUNING_KEY}.trial_id={trial._trial_id}",
                         ]
                     batch.append(overrides)
-                results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+                with heartbeats(study, [trial._trial_id for trial in trials]):
+                    results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
                 for trial, result in zip(trials, results, strict=True):
                     self.tell(study, trial, result)
                 returns.append(results)
-        with storage_lock(self.storage_url, sweep_dir):  # the last copy to finish writes the whole study
+        with storage_lock(
+            self.storage_url, sweep_dir, self.study_name
+        ):  # the last one to finish writes the whole study
             self.write_results(study, sweep_dir)
         return returns
 
@@ -219,28 +298,32 @@ class OptunaSearch:
         metrics = job_metrics(result)
         status = metrics.get("status", "failed" if result.status == JobStatus.FAILED else "completed")
         value = result._return_value if result.status == JobStatus.COMPLETED else None
-        study._storage.set_trial_user_attr(trial._trial_id, "status", status)
-        if metrics.get("error"):
-            study._storage.set_trial_user_attr(trial._trial_id, "error", str(metrics["error"])[:500])
+        error = str(metrics["error"])[:500] if metrics.get("error") else None
         if status == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
+            told = finish(study, trial, status, error, state=TrialState.PRUNED)
         elif status == "completed" and isinstance(value, int | float) and math.isfinite(value):
-            study.tell(trial, float(value))
+            told = finish(study, trial, status, error, values=float(value))
         else:
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning("trial %d (job %d) %s: %s", trial.number, trial.number, status, metrics.get("error", ""))
+            told = finish(study, trial, status, error, state=TrialState.FAIL)
+            if told:
+                log.warning("trial %d (job %d) %s: %s", trial.number, trial.number, status, metrics.get("error", ""))
+        if not told:
+            log.warning("trial %d (job %d) %s, but another sweeper had failed it as stale; not counted",
+                        trial.number, trial.number, status)  # fmt: skip
 
     def write_results(self, study: Any, sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
         trials = study.get_trials(deepcopy=False)
-        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState if s.is_finished()}
+        counted = [t for t in trials if not interrupted(t)]
+        counts = {s.name.lower(): sum(t.state == s for t in counted) for s in TrialState if s.is_finished()}
+        counts[INTERRUPTED] = len(trials) - len(counted)
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         results: dict[str, Any] = {
             "name": self.study_name,
             "storage": self.storage_url,
             "direction": self.direction,
-            "n_trials": len(trials),
+            "n_trials": len(counted),
             "trials": counts,
         }
         if completed:
@@ -254,12 +337,81 @@ class OptunaSearch:
         else:
             results |= {"best_value": None, "best_params": None}
         OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
-        log.info("best of %d trials: %s", len(trials), results.get("best_value"))
+        log.info("best of %d trials: %s", len(counted), results.get("best_value"))
         print(
             f"\noptuna: {counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
-            f"{counts.get('fail', 0)} failed; best {results['best_value']} with {results['best_params']}"
+            f"{counts.get('fail', 0)} failed, {counts[INTERRUPTED]} interrupted; "
+            f"best {results['best_value']} with {results['best_params']}"
         )
         print(f"results: {sweep_dir / RESULTS_FILE}")
+
+
+def interrupted(trial: Any) -> bool:
+    """A trial whose sweeper stopped, failed by another: not one of the study's ``n_trials``."""
+    from optuna.trial import TrialState
+
+    return bool(trial.state == TrialState.FAIL and trial.user_attrs.get("status") == INTERRUPTED)
+
+
+def finish(study: Any, trial: Any, status: str, error: str | None = None, **told: Any) -> bool:
+    """Record ``status`` (and the error) on the trial, then tell it; False when another process
+    finished it first (a sweeper failing it as stale, or its own sweeper telling it)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "status", status)
+        if error:
+            storage.set_trial_user_attr(trial._trial_id, "error", error)
+        study.tell(trial.number, **told)
+    except (UpdateFinishedTrialError, ValueError) as err:  # ValueError: tell of a finished trial
+        if not storage.get_trial(trial._trial_id).state.is_finished():
+            raise
+        log.debug("trial %d finished elsewhere: %s", trial.number, err)
+        return False
+    return True
+
+
+def heartbeat_interval(study: Any) -> int | None:
+    """The storage's heartbeat interval; None: it records none (journal, in-memory)."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    storage = study._storage
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+
+
+def stale_trial_ids(study: Any) -> list[int]:
+    """The running trials whose heartbeat stopped for the storage's grace period."""
+    if heartbeat_interval(study) is None:
+        return []
+    return list(study._storage._get_stale_trial_ids(study._study_id))
+
+
+@contextmanager
+def heartbeats(study: Any, trial_ids: list[int]) -> Iterator[None]:
+    """Record the trials' heartbeats every interval while they run: Optuna does so only inside
+    ``study.optimize``, and without them another sweeper would fail these trials as stale."""
+    interval = heartbeat_interval(study)
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial_id in trial_ids:
+                try:
+                    study._storage.record_heartbeat(trial_id)
+                except Exception as err:  # a server gone for a moment: the next beat may reach it
+                    log.warning("trial heartbeat not recorded: %s", err)
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def remove_unswept(sweep_dir: Path, made: Path | None) -> None:
@@ -287,38 +439,6 @@ def one_line_errors(config: DictConfig | None = None) -> Iterator[None]:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-
-
-def check_storage(storage: str) -> None:
-    """A database URL that SQLAlchemy can read; a SQLite file's folder must exist."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(storage)
-    except ArgumentError:
-        raise ConfigError(
-            f"hydra.sweeper.storage={storage}: not a database URL; give sqlite:///<file> "
-            "(or a server's, e.g. postgresql://<user>@<host>/<db>), or null for <sweep dir>/optuna.db"
-        ) from None
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        folder = Path(url.database).absolute().parent
-        if not folder.is_dir():
-            raise ConfigError(f"hydra.sweeper.storage={storage}: no such folder {folder}; make it first")
-
-
-@contextmanager
-def storage_lock(storage: str, sweep_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock shared by every sweep on this storage: ``<file>.lock`` beside a
-    SQLite file, else ``optuna.lock`` in the sweep dir (which copies of one command share)."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(storage)
-    database = url.database if url.get_backend_name() == "sqlite" else None
-    path = Path(f"{database}.lock") if database and database != ":memory:" else sweep_dir / "optuna.lock"
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if the process dies
-        yield
 
 
 def make_pruner(settings: dict[str, Any]) -> Any:

@@ -3,7 +3,9 @@ validation value to its Optuna trial through the study's storage (the job may ru
 another process than the sweeper) and stopping the run when the pruner says so.
 
 The Optuna sweeper adds ``callbacks.optuna_pruning.storage``, ``.study_name`` and ``.trial_id`` to each
-trial's overrides; with ``trial_id: null`` (a plain run) the callback does nothing.
+trial's overrides; with ``trial_id: null`` (a plain run) the callback does nothing. The
+storage is opened as the sweeper opens it (:func:`dllab.sweeps.storage.make_storage`), so
+every kind the sweeper takes works here too.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ class OptunaPruning(Callback):
         self.storage, self.study_name, self.trial_id, self.monitor = storage, study_name, trial_id, monitor
         self.run_status: str | None = None  # "pruned" once stopped; dllab-train records it
         self._trial: Any = None
+        self._finished = False  # the trial was finished elsewhere: nothing more to report
 
     def _open(self) -> Any:
         import optuna
 
         from dllab.sweeps.optuna_search import PRUNER_ATTR, make_pruner
+        from dllab.sweeps.storage import make_storage
 
         assert self.storage is not None and self.study_name is not None and self.trial_id is not None
-        storage = optuna.storages.get_storage(self.storage)
+        storage = make_storage(self.storage)
         study_id = storage.get_study_id_from_name(self.study_name)
         settings = storage.get_study_user_attrs(study_id).get(PRUNER_ATTR, {})
         study = optuna.load_study(study_name=self.study_name, storage=storage, pruner=make_pruner(settings))
@@ -45,16 +49,22 @@ class OptunaPruning(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.trial_id is None or self.storage is None or self.study_name is None or trainer.sanity_checking:
             return
+        from optuna.exceptions import UpdateFinishedTrialError
+
         monitor = self.monitor or getattr(trainer.checkpoint_callback, "monitor", None)
         prune = False
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(monitor) if monitor else None
-            if value is not None and math.isfinite(float(value)):
+            if value is not None and math.isfinite(float(value)) and not self._finished:
                 if self._trial is None:
                     self._trial = self._open()
                 epoch = trainer.current_epoch
-                self._trial.report(float(value), step=epoch)
-                prune = bool(self._trial.should_prune())
+                try:
+                    self._trial.report(float(value), step=epoch)
+                    prune = bool(self._trial.should_prune())
+                except UpdateFinishedTrialError:  # failed as stale by another sweeper: train on, unreported
+                    log.warning("the Optuna trial is finished already; epoch %d not reported", epoch)
+                    self._finished = True
                 if prune:
                     log.info("pruned by Optuna at epoch %d: %s=%.4f", epoch, monitor, float(value))
         prune = bool(trainer.strategy.broadcast(prune, src=0))

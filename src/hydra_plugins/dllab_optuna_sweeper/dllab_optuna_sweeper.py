@@ -39,8 +39,16 @@ class DllabOptunaSweeperConf:
     # maximize or minimize the value the job returns (optimized_metric)
     direction: str = "maximize"
     study_name: str = "dllab"
-    # null: sqlite:///<sweep dir>/optuna.db, so re-running the same command resumes the study
+    # null: sqlite:///<sweep dir>/optuna.db, so re-running the same command resumes the study;
+    # sqlite:///<file> (one machine's disk), postgresql://<user>@<host>[:<port>]/<db> (many nodes;
+    # the password in ~/.pgpass or PGPASSWORD, not here: the URL is saved in multirun.yaml),
+    # journal://<file> (a shared file system such as NFS)
     storage: str | None = None
+    # database storages: seconds between the heartbeats a sweeper records for its running trials;
+    # a trial without one for grace_period seconds (null: twice the interval) has lost its sweeper
+    # and is failed as interrupted by any sweeper of the study (all must use the same two values)
+    heartbeat_interval: int = 60
+    grace_period: int | None = None
     # trials of the study in all (finished ones, also those of earlier runs, count)
     n_trials: int = 20
     # trials launched together (run in parallel by a parallel launcher)
