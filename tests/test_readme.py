@@ -61,6 +61,20 @@ def shortened(args: list[str]) -> list[str]:
     return [*args, *extra, "threads=1"]
 
 
+def first_value(arg: str) -> str:
+    """``key=a,b`` as ``key=a`` (a sweep needs -m, which --cfg cannot take); other args as they are."""
+    key, sep, value = arg.partition("=")
+    if not sep or value.startswith(("[", "{")) or "," not in value:
+        return arg
+    return f"{key}={value.split(',', 1)[0]}"
+
+
+def test_first_value_keeps_one_choice_of_a_sweep() -> None:
+    assert first_value("data=circle,xor") == "data=circle"
+    assert first_value("model.hidden=[64,64]") == "model.hidden=[64,64]"
+    assert first_value("-m") == "-m" and first_value("trainer=ddp") == "trainer=ddp"
+
+
 def test_readme_lists_the_commands_it_explains() -> None:
     commands = readme_commands()
     assert "dllab-train" in commands and "dllab-train -m experiment=activations" in commands
@@ -70,9 +84,9 @@ def test_readme_lists_the_commands_it_explains() -> None:
 
 @pytest.mark.slow
 def test_every_readme_example_runs(tmp_path: Path) -> None:
-    """Each dllab-train line of the README trains (2 epochs) and completes; the SLURM line
-    composes (a cluster run: tests/test_sweeps.py's launcher tests); dllab-eval,
-    dllab-landscape and dllab-summary run on the dirs these made, dllab-data as written."""
+    """Each dllab-train line of the README trains (2 epochs) and completes; the SLURM and
+    shared-storage lines compose (they need a cluster or a server: tests/test_cluster_*.py);
+    dllab-eval, dllab-landscape and dllab-summary run on the dirs these made, dllab-data as written."""
     ran: list[str] = []
     for line in readme_commands():
         if line.startswith(RUN_ELSEWHERE):
@@ -80,8 +94,9 @@ def test_every_readme_example_runs(tmp_path: Path) -> None:
         command, *args = shlex.split(line)
         if command != "dllab-train":
             continue
-        if "hydra/launcher=slurm" in args:
-            args = [a for a in args if a != "-m"] + ["--cfg", "job"]
+        if "hydra/launcher=slurm" in args or any(a.startswith("hydra.sweeper.storage=") for a in args):
+            # --cfg composes one job: the sweep's first value stands for each swept key
+            args = [first_value(a) for a in args if a != "-m"] + ["--cfg", "job"]
             result = run_cli(command, *args, cwd=tmp_path)
             assert result.returncode == 0 and "accelerator:" in result.stdout, (line, result.stderr)
             continue
