@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from dllab.training import compat
@@ -47,6 +47,9 @@ def test_every_private_api_dllab_uses_exists(tmp_path: Path) -> None:
     trainer._signal_connector.received_sigterm = True
     compat.forget_sigterm(trainer)
     assert trainer.received_sigterm is False
+    stopping = EarlyStopping(monitor="val/acc", mode="max", patience=2)
+    decisions = [compat.early_stopping_decision(stopping, torch.tensor(v))[0] for v in (0.5, 0.6, 0.6, 0.6)]
+    assert decisions == [False, False, False, True] and stopping.wait_count == 2
 
 
 @pytest.fixture

@@ -141,14 +141,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def build(cfg: DictConfig) -> Run:
     """Data, module, callbacks, loggers and Trainer of a checked config, seeded; the tuner's
     searches (learning rate, batch size) when asked for; the resolved config saved."""
-    import lightning as L
     import torch
     from hydra.utils import instantiate
 
     from dllab.data.augmentation import build_augmenter
-    from dllab.data.datamodule import build_datamodule
     from dllab.pictures.callbacks import build_plot_callbacks
-    from dllab.training.module import module_class
 
     quiet_library_logs(bool(cfg.get("verbose")))
     check_accelerator_present(cfg.trainer.accelerator, torch_checked=True)
@@ -158,33 +155,9 @@ def build(cfg: DictConfig) -> Run:
     if threads:
         torch.set_num_threads(threads)
     details.info("torch threads: %d", torch.get_num_threads())
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
-
-    trainer_kwargs, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
-    datamodule = build_datamodule(cfg.data, **data_kwargs)
-    datamodule.setup()
-    if checkpoint is not None:  # before Lightning loads it into a model of other sizes
-        check_checkpoint_fits(cfg.ckpt_path, checkpoint, datamodule, checkpoint_field(cfg))
-    task = datamodule.task
-    check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
-    check_batch_norm_batches(cfg, len(datamodule.arrays["train"][0]))  # before the Trainer makes folders
-    with open_dict(cfg):
-        if cfg.optimized_metric == AUTO:
-            cfg.optimized_metric = DEFAULT_METRIC[task] if validates(cfg) else "train/loss"
-    image_shape = datamodule.image_shape
-    module = module_class(task, cfg.get("module"))(
-        input_size=datamodule.input_size,
-        output_size=datamodule.output_size,
-        net=plain(cfg.model),
-        image_shape=list(image_shape) if image_shape else None,
-        loss=plain(cfg.loss),
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
-        class_names=datamodule.class_names,
-        **loop_kwargs,
-    )
-    check_monitors_logged(cfg, module.metrics, module.main_metric)
+    trainer_kwargs, _, _ = split_trainer_config(cfg.trainer)
+    datamodule, module = seeded_data_and_module(cfg, checkpoint)
     module.augment = build_augmenter(
         plain(cfg.augmentation) if cfg.get("augmentation") else {},
         cfg.data.name,
@@ -231,6 +204,44 @@ def build(cfg: DictConfig) -> Run:
     else:
         save_config(cfg, run_dir, show=bool(cfg.get("print_config")))
     return run
+
+
+def seeded_data_and_module(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """The run's DataModule (set up) and LightningModule, built right after seeding with
+    ``cfg.seed``, so the initial weights and what the global random generator holds next
+    (dropout's draws) are the run's; ``optimized_metric: auto`` resolved. A stacked sweep
+    (:mod:`dllab.stacked`) builds each of its models here too, as its solo run would."""
+    import lightning as L
+
+    from dllab.data.datamodule import build_datamodule
+    from dllab.training.module import module_class
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    _, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
+    datamodule = build_datamodule(cfg.data, **data_kwargs)
+    datamodule.setup()
+    if checkpoint is not None:  # before Lightning loads it into a model of other sizes
+        check_checkpoint_fits(cfg.ckpt_path, checkpoint, datamodule, checkpoint_field(cfg))
+    task = datamodule.task
+    check_loss_fits(cfg.loss.name, task, f"data={cfg.data.name}")
+    check_batch_norm_batches(cfg, len(datamodule.arrays["train"][0]))  # before the Trainer makes folders
+    with open_dict(cfg):
+        if cfg.optimized_metric == AUTO:
+            cfg.optimized_metric = DEFAULT_METRIC[task] if validates(cfg) else "train/loss"
+    image_shape = datamodule.image_shape
+    module = module_class(task, cfg.get("module"))(
+        input_size=datamodule.input_size,
+        output_size=datamodule.output_size,
+        net=plain(cfg.model),
+        image_shape=list(image_shape) if image_shape else None,
+        loss=plain(cfg.loss),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
+        class_names=datamodule.class_names,
+        **loop_kwargs,
+    )
+    check_monitors_logged(cfg, module.metrics, module.main_metric)
+    return datamodule, module
 
 
 def fit_and_test(run: Run) -> dict[str, Any]:

@@ -104,3 +104,65 @@ def forget_sigterm(trainer: L.Trainer) -> None:
     """Lightning's own SIGTERM handler (which runs before dllab's) marks the trainer to stop at
     the end of the epoch with a ``SystemExit``; a SLURM job that requeues stops its own way."""
     trainer._signal_connector.received_sigterm = False
+
+
+def early_stopping_decision(callback: Any, current: Any) -> tuple[bool, str | None]:
+    """EarlyStopping's own verdict on one monitored value (its counters advance), without a
+    Trainer: what a stacked sweep asks for each of its models after an epoch."""
+    return callback._evaluate_stopping_criteria(current)
+
+
+def loops_state(epochs: int, steps: int, val_batches: int, in_validation: bool = False) -> dict[str, Any]:
+    """Lightning's ``loops`` entry of a dllab checkpoint (one Trainer batch per epoch, manual
+    optimization), as ``trainer.save_checkpoint`` writes it at the end of epoch ``epochs``
+    (1-based), or right after that epoch's validation (``in_validation``: the epoch not yet
+    counted done). A stacked sweep writes its models' checkpoints with it; a test compares it
+    with a solo run's checkpoint."""
+
+    def progress(done: int, current: int | None = None, processed: bool = True, started: bool = True) -> dict:
+        def counts(n: int) -> dict[str, int]:
+            c = {"completed": n, "ready": n}
+            if started:
+                c["started"] = n
+            if processed:
+                c["processed"] = n
+            return c
+
+        return {"current": counts(done if current is None else current), "total": counts(done)}
+
+    def batches(done: int, last: bool) -> dict[str, Any]:
+        return {**progress(done, min(done, 1)), "is_last_batch": last}
+
+    def none_run() -> dict[str, Any]:
+        return progress(0, 0, processed=False, started=False)
+
+    epoch_progress = progress(epochs)
+    if in_validation:  # the epoch has started and is being processed, not yet complete
+        for part in ("current", "total"):
+            epoch_progress[part] = {
+                "completed": epochs - 1,
+                "processed": epochs - 1,
+                "ready": epochs,
+                "started": epochs,
+            }
+    zero_grad = progress(0, 0, processed=False)
+    return {
+        "fit_loop": {
+            "state_dict": {},
+            "epoch_loop.state_dict": {"_batches_that_stepped": epochs - 1 if in_validation else epochs},
+            "epoch_loop.batch_progress": batches(epochs, True),
+            "epoch_loop.scheduler_progress": none_run(),
+            "epoch_loop.automatic_optimization.state_dict": {},
+            "epoch_loop.automatic_optimization.optim_progress": {
+                "optimizer": {"step": none_run(), "zero_grad": zero_grad}
+            },
+            "epoch_loop.manual_optimization.state_dict": {},
+            "epoch_loop.manual_optimization.optim_step_progress": progress(steps, processed=False, started=False),
+            "epoch_loop.val_loop.state_dict": {},
+            "epoch_loop.val_loop.batch_progress": batches(val_batches, True) if val_batches else batches(0, False),
+            "epoch_progress": epoch_progress,
+        },
+        "validate_loop": {"state_dict": {}, "batch_progress": batches(0, False)},
+        "test_loop": {"state_dict": {}, "batch_progress": batches(0, False)},
+        "predict_loop": {"state_dict": {}, "batch_progress": progress(0, 0)},
+    }

@@ -1,0 +1,445 @@
+"""A group of sweep jobs trained as one stack: each model as its solo run would train it.
+
+A job's config decides which group it joins (:func:`stack_key`: the config without the keys
+of :data:`STACKED_KEYS`) and whether it can stack at all (:func:`unstackable_reason`). Each
+model is built as ``dllab-train`` builds it (:func:`dllab.train.seeded_data_and_module`:
+seed, data split, initial weights, and the global generator's state that its dropout draws
+from next), then :class:`StackedGroup` trains the group epoch by epoch: every model on its
+own split in its own order, stepped by :class:`~dllab.stacked.optim.StackedOptimizer` with
+its own hyperparameters, validated on its own split, with its own best epoch (the rules of
+:class:`~dllab.training.checkpointing.BestCheckpoint`), early stopping (Lightning's
+``EarlyStopping``) and divergence. A model that stops leaves the optimizer's active set; the
+others go on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from dllab.stacked.network import StackedMLP, mlp_layout
+from dllab.stacked.optim import StackedOptimizer
+from dllab.training import compat
+
+# Keys whose values may differ between the models of one stack: each model keeps its own.
+STACKED_KEYS = (
+    "seed",
+    "data.seed",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "optimizer.momentum",
+    "optimizer.nesterov",
+    "optimizer.dampening",
+    "optimizer.betas",
+    "optimizer.eps",
+    "optimizer.amsgrad",
+    "optimizer.alpha",
+    "optimizer.centered",
+    "optimizer.lr_decay",
+    "optimizer.initial_accumulator_value",
+    "model.dropout",
+    "loss.label_smoothing",
+    "callbacks.early_stopping.patience",
+    "callbacks.early_stopping.min_delta",
+)
+# Keys that never change what a model learns: where its files go, how it reports.
+OUTPUT_KEYS = ("paths", "hydra", "print_config", "verbose", "plots", "logger", "task_name", "threads")
+OPTIMIZERS = ("torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.Adagrad", "torch.optim.RMSprop")
+# Callbacks a stacked run does itself (best and last checkpoint, early stopping) or that only
+# report (progress, summaries, learning rate): any other callback needs a solo run.
+KNOWN_CALLBACKS = (
+    "model_checkpoint",
+    "last_checkpoint",
+    "early_stopping",
+    "lr_monitor",
+    "model_summary",
+    "progress_bar",
+    "data_summary",
+    "augmentation_preview",
+)
+
+
+def stack_key(cfg: DictConfig) -> str:
+    """What the jobs of one stack share: the resolved config less :data:`STACKED_KEYS`,
+    :data:`OUTPUT_KEYS` and paths inside the job's run dir, as one string (equal strings stack)."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(tree, dict)
+    for key in (*STACKED_KEYS, *OUTPUT_KEYS):
+        node: Any = tree
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    run_dir = str(cfg.paths.output_dir)
+    # where a job writes (checkpoint dirs, the trainer's root dir) is its own, not a difference
+    leaves = _flatten(tree)  # type: ignore[arg-type]
+    flat = {k: v for k, v in leaves.items() if not (isinstance(v, str) and v.startswith(run_dir))}
+    return repr(sorted(flat.items()))
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def unstackable_reason(cfg: DictConfig) -> str | None:
+    """Why this job must train alone (the config key and its value), or None when it stacks."""
+    trainer = cfg.trainer
+    checks: list[tuple[bool, str]] = [
+        (cfg.model.get("_target_") != "dllab.models.mlp.MLP", f"model._target_={cfg.model.get('_target_')}"),
+        (bool(cfg.model.get("batch_norm")), "model.batch_norm=true"),
+        (bool(cfg.get("module")), f"module={cfg.get('module')}"),
+        (bool(cfg.scheduler.get("_target_")), "a scheduler"),
+        (bool(cfg.get("augmentation") and cfg.augmentation.get("_target_")), "augmentation"),
+        (cfg.optimizer.get("_target_") not in OPTIMIZERS, f"optimizer._target_={cfg.optimizer.get('_target_')}"),
+        (str(trainer.get("accelerator", "auto")) not in ("cpu", "auto"), f"trainer.accelerator={trainer.accelerator}"),
+        (str(trainer.get("devices", 1)) not in ("1", "auto"), f"trainer.devices={trainer.get('devices')}"),
+        (str(trainer.get("precision", "32-true")) not in ("32", "32-true"), f"trainer.precision={trainer.precision}"),
+        (bool(trainer.get("fast_dev_run")), "trainer.fast_dev_run"),
+        (trainer.get("max_steps", -1) not in (-1, None), f"trainer.max_steps={trainer.get('max_steps')}"),
+        (bool(trainer.get("gradient_clip_val")), "trainer.gradient_clip_val"),
+        (bool(trainer.get("overfit_batches")), "trainer.overfit_batches"),
+        (trainer.get("check_val_every_n_epoch", 1) != 1, "trainer.check_val_every_n_epoch"),
+        (bool(cfg.get("resume") or cfg.get("ckpt_path")), "resume/ckpt_path"),
+        (bool(cfg.get("tuner") and (cfg.tuner.get("lr_find") or cfg.tuner.get("batch_size_find"))), "the tuner"),
+    ]
+    for limit in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = trainer.get(limit, 1.0)
+        checks.append((value not in (1.0, None), f"trainer.{limit}={value}"))
+    callbacks = cfg.get("callbacks") or {}
+    for name, callback in callbacks.items():
+        enabled = not isinstance(callback, Mapping) or callback.get("enabled", True)
+        checks.append((bool(enabled) and name not in KNOWN_CALLBACKS, f"callbacks.{name}"))
+    return next((f"{what} does not stack" for bad, what in checks if bad), None)
+
+
+@dataclass
+class StackedJob:
+    """One model of a stack: its config, data, module (network, loss, metrics) and the
+    generator its dropout draws from (the global generator's state right after the module
+    was built, as in its solo run)."""
+
+    cfg: DictConfig
+    datamodule: Any
+    module: Any
+    generator: torch.Generator
+    early_stopping: Any = None
+
+
+def build_job(cfg: DictConfig) -> StackedJob:
+    """Build a job's model as its solo run does (seeded, same data split, same weights)."""
+    from hydra.utils import instantiate
+
+    from dllab.train import seeded_data_and_module
+
+    datamodule, module = seeded_data_and_module(cfg)
+    generator = torch.Generator()
+    generator.set_state(torch.get_rng_state())
+    stopping = (cfg.get("callbacks") or {}).get("early_stopping")
+    early_stopping = None
+    if stopping is not None and stopping.get("enabled", True):
+        options = {k: v for k, v in OmegaConf.to_container(stopping, resolve=True).items() if k != "enabled"}  # type: ignore[union-attr]
+        early_stopping = instantiate(options)
+    return StackedJob(cfg, datamodule, module, generator, early_stopping)
+
+
+@dataclass
+class BestEpoch:
+    """The kept best of a model (BestCheckpoint's record): epochs done, optimizer steps, the
+    monitored score (float32, as Lightning compares it), the tie-breaker value, the first epoch
+    that reached the score, and the weights and optimizer state of that moment."""
+
+    epoch: int
+    step: int
+    score: float
+    tie_value: float
+    first_epoch: int
+    net_state: dict[str, Tensor]
+    optimizer_state: dict[str, Any]
+    early_stopping_state: dict[str, Any] | None = None
+    rng_state: Tensor | None = None
+
+
+@dataclass
+class ModelResult:
+    """What one model of a stack ends with: ``status`` (completed, diverged or interrupted),
+    the per-epoch values as its loggers got them, its best epoch, its final weights and
+    optimizer state, and why it stopped before ``max_epochs`` (early stopping, divergence)."""
+
+    status: str = "completed"
+    epochs: int = 0
+    steps: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: BestEpoch | None = None
+    net_state: dict[str, Tensor] = field(default_factory=dict)
+    optimizer_state: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+    best_so_far: float | None = None  # val/<main metric>_best
+    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # epochs done -> weights
+    early_stopping_state: dict[str, Any] | None = None
+    rng_state: Tensor | None = None  # what the model's dropout draws from next
+
+
+def float32(value: float) -> float:
+    """A logged value as Lightning holds it (float32 tensors in ``callback_metrics``)."""
+    return float(np.float32(value))
+
+
+class StackedGroup:
+    """Trains the models of ``jobs`` (one :func:`stack_key`, all stackable) as one stack."""
+
+    def __init__(self, jobs: Sequence[StackedJob], device: str | torch.device = "cpu") -> None:
+        if not jobs:
+            raise ValueError("a stack needs one job or more")
+        self.jobs = list(jobs)
+        self.device = torch.device(device)
+        nets = [job.module.net for job in self.jobs]
+        for net in nets:
+            mlp_layout(net)  # raises for a network that does not stack
+        self.net = StackedMLP(nets).to(self.device)
+        self.net.set_generators([job.generator for job in self.jobs])
+        self.optimizer = StackedOptimizer(
+            self.net.ordered_parameters(),
+            [OmegaConf.to_container(j.cfg.optimizer, resolve=True) for j in self.jobs],  # type: ignore[misc]
+        )
+        first = self.jobs[0]
+        self.batch_size = int(first.datamodule.batch_size)
+        self.accumulate = int(first.cfg.trainer.get("accumulate_grad_batches", 1) or 1)
+        self.max_epochs = int(first.cfg.trainer.max_epochs)
+        self.train = self._split("train")
+        self.val = self._split("val")
+        self.task_module = first.module
+        self.vectorized_loss = self._vectorized_loss()
+        self.active: list[int] = []
+        self.results: list[ModelResult] = []
+
+    def _split(self, split: str) -> tuple[Tensor, Tensor]:
+        """A split of every model stacked: x [S, N, ...], y [S, N, ...] (sizes must agree)."""
+        tensors = [job.datamodule.tensors(split) for job in self.jobs]
+        sizes = {x.shape for x, _ in tensors}
+        if len(sizes) != 1:
+            raise ValueError(f"the models' {split} splits differ in size ({sorted(sizes)}); they do not stack")
+        x = torch.stack([x for x, _ in tensors]).to(self.device)
+        y = torch.stack([y for _, y in tensors]).to(self.device)
+        return x, y
+
+    def _vectorized_loss(self) -> float | None:
+        """0.0 where every model's loss is a plain cross entropy (one call for the stack, equal
+        to each model's own bit for bit), else None: then each model's criterion is called."""
+        criteria = [job.module.criterion for job in self.jobs]
+        if not all(type(c) is nn.CrossEntropyLoss and c.weight is None for c in criteria):
+            return None
+        # with label smoothing, the batched call rounds differently from each model's own
+        return 0.0 if all(c.label_smoothing == 0 for c in criteria) else None
+
+    def losses(self, output: Tensor, target: Tensor) -> Tensor:
+        """Each model's mean loss over its micro-batch, [S]."""
+        if self.vectorized_loss is not None:
+            s, b = target.shape[:2]
+            flat = F.cross_entropy(
+                output.flatten(0, 1), target.flatten(0, 1), reduction="none", label_smoothing=self.vectorized_loss
+            )
+            return flat.view(s, b).mean(1)
+        return torch.stack([job.module.criterion(output[i], target[i]) for i, job in enumerate(self.jobs)])
+
+    def orders(self, epoch: int) -> Tensor:
+        """Each model's visiting order of its training split this epoch, [S, N]."""
+        orders = [job.datamodule.train_dataloader().order(epoch) for job in self.jobs]
+        return torch.stack(orders).to(self.device)
+
+    def fit(
+        self,
+        on_epoch_end: Callable[[int, list[ModelResult]], None] | None = None,
+        snapshot_every: int | None = None,
+    ) -> list[ModelResult]:
+        """Train every model up to ``trainer.max_epochs``; ``on_epoch_end(epoch, results)`` after
+        each epoch's validation (a pruner may set a result's status then: that model stops).
+        ``snapshot_every``: keep each model's weights every that many epochs (the pictures drawn
+        during fit). Ctrl-C ends every running model ``interrupted`` with its state of that moment."""
+        results = self.results = [ModelResult() for _ in self.jobs]
+        active = self.active = list(range(len(self.jobs)))
+        try:
+            for epoch in range(self.max_epochs):
+                if not active:
+                    break
+                self._train_epoch(epoch, results, active)
+                self._validate(results, active)
+                stopping = []
+                for i in active:
+                    results[i].epochs = epoch + 1
+                    if results[i].status == "completed" and self._stops_early(i, results[i]):
+                        stopping.append(i)  # Lightning checks before the best checkpoint is taken
+                    self._check_best(i, results[i])
+                    if snapshot_every and (epoch + 1) % snapshot_every == 0:
+                        results[i].snapshots[epoch + 1] = self.net.model_state_dict(i)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, results)
+                stopped = [i for i in active if results[i].status != "completed" or i in stopping]
+                if stopped:
+                    active = self.active = [i for i in active if i not in stopped]
+                    for i in stopped:
+                        self._finish(i, results[i])
+        except KeyboardInterrupt:
+            for i in active:
+                results[i].status = "interrupted"
+            raise
+        finally:
+            for i in active:
+                self._finish(i, results[i])
+        return results
+
+    def _train_epoch(self, epoch: int, results: list[ModelResult], active: list[int]) -> None:
+        x, y = self.train
+        orders = self.orders(epoch)
+        rows = torch.arange(len(self.jobs), device=self.device).unsqueeze(1)
+        xs, ys = x[rows, orders], y[rows, orders]
+        n, batch, group = orders.shape[1], self.batch_size, self.batch_size * self.accumulate
+        self.net.train()
+        micro_losses: list[Tensor] = []
+        sizes: list[int] = []
+        outputs: list[Tensor] = []
+        steps = 0
+        for start in range(0, n, group):
+            stop = min(start + group, n)
+            for first in range(start, stop, batch):
+                last = min(first + batch, stop)
+                output = self.net(xs[:, first:last])
+                loss = self.losses(output, ys[:, first:last])
+                # exact accumulation: a smaller last group weighs each micro-batch by its share
+                scaled = loss if last - first == stop - start else loss * ((last - first) / (stop - start))
+                scaled.sum().backward()  # each model's gradient is its own loss's
+                micro_losses.append(loss.detach())
+                sizes.append(last - first)
+                outputs.append(output.detach())
+            self.optimizer.step(active)
+            self.optimizer.zero_grad()
+            steps += 1
+        host = torch.stack(micro_losses, 1).float().tolist()  # [S][micro-batches]
+        epoch_outputs = torch.cat(outputs, 1)
+        for i in active:
+            module = self.jobs[i].module
+            statistics = module.epoch_statistics(epoch_outputs[i], ys[i]).float().tolist()
+            samples = float(sum(sizes))
+            values = {f"train/{k}": v for k, v in module.epoch_metrics(statistics, samples).items()}
+            loss_sum = sum(loss * size for loss, size in zip(host[i], sizes, strict=True))
+            values["train/loss"] = loss_sum / samples
+            results[i].steps += steps
+            results[i].history.append(values)
+            if not math.isfinite(values["train/loss"]):
+                results[i].status = "diverged"
+                results[i].stop_reason = self._diverged_message(i, host[i], results[i].steps - steps, epoch)
+
+    def _diverged_message(self, i: int, micro_losses: Sequence[float], first_step: int, epoch: int) -> str:
+        """The solo run's DivergedError message."""
+        bad = next((k for k, loss in enumerate(micro_losses) if not math.isfinite(loss)), 0)
+        lr = float(self.jobs[i].cfg.optimizer.lr)
+        return (
+            f"training diverged: loss is {micro_losses[bad]} at optimizer step "
+            f"{first_step + bad // self.accumulate + 1} (epoch {epoch}); try a smaller optimizer.lr than {lr:g}"
+        )
+
+    @torch.no_grad()
+    def _validate(self, results: list[ModelResult], active: list[int]) -> None:
+        x, y = self.val
+        if x.shape[1] == 0:
+            return
+        self.net.eval()
+        step = int(self.jobs[0].datamodule.eval_batch_size)
+        sums: list[list[float]] = [[] for _ in self.jobs]
+        for start in range(0, x.shape[1], step):
+            output = self.net(x[:, start : start + step])
+            target = y[:, start : start + step]
+            for i in active:
+                module = self.jobs[i].module
+                loss = module.criterion(output[i], target[i])  # the solo run's step(x, y)
+                head = [float(loss.float() * target.shape[1]), float(target.shape[1])]
+                batch_sums = head + module.epoch_statistics(output[i], target[i]).float().tolist()
+                sums[i] = batch_sums if not sums[i] else [a + b for a, b in zip(sums[i], batch_sums, strict=True)]
+        for i in active:
+            if results[i].status != "completed":
+                continue
+            module = self.jobs[i].module
+            loss_sum, samples, *statistics = (float32(v) for v in sums[i])
+            values = {f"val/{k}": v for k, v in module.epoch_metrics(statistics, samples).items()}
+            values["val/loss"] = loss_sum / samples
+            main = f"val/{module.main_metric}"
+            current = float32(values[main])
+            best = results[i].best_so_far
+            better = best is None or (current > best if module.main_metric == "acc" else current < best)
+            results[i].best_so_far = current if better or best is None else best
+            values[f"{main}_best"] = float(results[i].best_so_far)  # type: ignore[arg-type]
+            results[i].history[-1].update(values)
+
+    def _check_best(self, i: int, result: ModelResult) -> None:
+        """BestCheckpoint's rule (save_top_k 1): a strictly better monitored value, or an equal
+        one with a strictly lower tie-breaker, replaces the kept best."""
+        cfg = self.jobs[i].cfg
+        checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
+        if checkpoint is None or not checkpoint.get("enabled", True) or result.status != "completed":
+            return
+        values = result.history[-1]
+        monitor, mode = str(checkpoint.monitor), str(checkpoint.mode)
+        if monitor not in values:
+            return
+        score = float32(values[monitor])
+        if math.isnan(score):
+            score = math.inf if mode == "min" else -math.inf
+        tie_breaker = checkpoint.get("tie_breaker")
+        if tie_breaker == monitor or monitor.endswith("_best"):
+            tie_breaker = None
+        tie = float32(values[tie_breaker]) if tie_breaker and tie_breaker in values else math.inf
+        tie = tie if math.isfinite(tie) else math.inf
+        kept = result.best
+        first_epoch = result.epochs
+        if kept is not None:
+            better = score > kept.score if mode == "max" else score < kept.score
+            if not better:
+                if not (tie_breaker and score == kept.score and tie < kept.tie_value):
+                    return
+                first_epoch = kept.first_epoch
+        result.best = BestEpoch(
+            result.epochs,
+            result.steps,
+            score,
+            tie,
+            first_epoch,
+            self.net.model_state_dict(i),
+            self.optimizer.model_state_dict(i),
+            self._early_stopping_state(i),
+            self.jobs[i].generator.get_state(),
+        )
+
+    def _early_stopping_state(self, i: int) -> dict[str, Any] | None:
+        stopping = self.jobs[i].early_stopping
+        return None if stopping is None else dict(stopping.state_dict())
+
+    def _stops_early(self, i: int, result: ModelResult) -> bool:
+        stopping = self.jobs[i].early_stopping
+        if stopping is None or stopping.monitor not in result.history[-1]:
+            return False
+        current = torch.tensor(result.history[-1][stopping.monitor], dtype=torch.float32)
+        stop, reason = compat.early_stopping_decision(stopping, current)
+        if stop:
+            result.stop_reason = reason
+        return bool(stop)
+
+    def _finish(self, i: int, result: ModelResult) -> None:
+        if not result.net_state:
+            result.net_state = self.net.model_state_dict(i)
+            result.optimizer_state = self.optimizer.model_state_dict(i)
+            result.early_stopping_state = self._early_stopping_state(i)
+            result.rng_state = self.jobs[i].generator.get_state()

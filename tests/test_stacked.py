@@ -1,0 +1,161 @@
+"""Stacked training (dllab.stacked): each model of a stack ends exactly where its solo
+``dllab-train`` run ends: same weights, same per-epoch values, same best epoch, same stop."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dllab.models.mlp import MLP
+from dllab.stacked.group import StackedGroup, build_job, stack_key, unstackable_reason
+from dllab.stacked.network import StackedMLP
+from dllab.train import train
+from tests.conftest import compose_train
+
+SMALL = ["data=digits", "model.hidden_sizes=[32,32]", "trainer.max_epochs=4", "plots=none", "logger=csv", "threads=1"]
+
+
+def solo_models(seeds: list[int], dropouts: list[float]) -> tuple[list[MLP], list[torch.Generator]]:
+    nets, generators = [], []
+    for seed, p in zip(seeds, dropouts, strict=True):
+        torch.manual_seed(seed)
+        nets.append(MLP(64, 10, [32, 16], "tanh", p))
+        generator = torch.Generator()
+        generator.set_state(torch.get_rng_state())
+        generators.append(generator)
+    return nets, generators
+
+
+def test_a_stack_computes_each_models_outputs_and_gradients_bit_for_bit() -> None:
+    dropouts = [0.0, 0.2, 0.5]
+    nets, generators = solo_models([0, 1, 2], dropouts)
+    stack = StackedMLP(nets)
+    stack.set_generators(generators)
+    xs = [torch.randn(8, 64) for _ in nets]
+    ys = [torch.randint(0, 10, (8,)) for _ in nets]
+    output = stack(torch.stack(xs))
+    assert output.shape == (3, 8, 10)
+    F.cross_entropy(output.flatten(0, 1), torch.stack(ys).flatten(), reduction="none").view(3, 8).mean(
+        1
+    ).sum().backward()
+    for i, net in enumerate(nets):
+        torch.set_rng_state(solo_models([i], [dropouts[i]])[1][0].get_state())  # the solo run's generator
+        solo = net(xs[i])
+        F.cross_entropy(solo, ys[i]).backward()
+        assert torch.equal(solo, output[i])
+        for mine, stacked in zip(net.parameters(), stack.ordered_parameters(), strict=True):
+            assert torch.equal(mine.grad, stacked.grad[i])
+        assert list(stack.model_state_dict(i)) == list(net.state_dict())
+    assert not torch.equal(output[0], output[1])
+
+
+def test_networks_that_cannot_stack_are_refused() -> None:
+    with pytest.raises(ValueError, match="batch_norm"):
+        StackedMLP([MLP(4, 2, [8], batch_norm=True)])
+    with pytest.raises(ValueError, match="one shape and activation"):
+        StackedMLP([MLP(4, 2, [8]), MLP(4, 2, [8], activation="tanh")])
+    with pytest.raises(ValueError, match=r"only dllab\.models\.mlp\.MLP"):
+        StackedMLP([torch.nn.Linear(4, 2)])
+
+
+def test_jobs_group_by_everything_but_the_stacked_keys(tmp_path: Path) -> None:
+    def key(*overrides: str) -> str:
+        return stack_key(compose_train([*SMALL, *overrides], tmp_path / "run"))
+
+    assert key("seed=1", "optimizer.lr=0.1") == key("seed=2", "optimizer.lr=0.01")
+    assert key("model.dropout=0.1") == key("model.dropout=0.3")
+    assert key("model.activation=tanh") != key("model.activation=relu")
+    assert key("data.batch_size=16") != key("data.batch_size=32")
+    assert key("optimizer=sgd") != key("optimizer=adam")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["model.batch_norm=true"], "model.batch_norm=true"),
+        (["scheduler=step"], "a scheduler"),
+        (["trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val"),
+        (["model=cnn"], "model._target_=dllab.models.cnn.CNN"),
+        (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0"),
+    ],
+)
+def test_a_job_that_cannot_stack_says_why(overrides: list[str], reason: str, tmp_path: Path) -> None:
+    assert unstackable_reason(compose_train([*SMALL, *overrides], tmp_path / "run")) == f"{reason} does not stack"
+
+
+def test_the_default_job_stacks(tmp_path: Path) -> None:
+    assert unstackable_reason(compose_train(SMALL, tmp_path / "run")) is None
+
+
+def solo_history(run_dir: Path) -> list[dict[str, float]]:
+    """Per epoch, the train and val values the solo run's CSV logger got."""
+    rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    epochs: dict[int, dict[str, float]] = {}
+    for row in rows:
+        values = {k: float(v) for k, v in row.items() if v not in ("", None) and k.startswith(("train/", "val/"))}
+        if values:
+            epochs.setdefault(int(row["step"]), {}).update(values)
+    return [epochs[k] for k in sorted(epochs)]
+
+
+CASES = {
+    "sgd": ["optimizer=sgd", "optimizer.momentum=0.9"],
+    "sgd_accumulate": [
+        "optimizer=sgd",
+        "optimizer.nesterov=true",
+        "optimizer.momentum=0.5",
+        "trainer.accumulate_grad_batches=3",
+    ],
+    "adam": ["optimizer=adam", "optimizer.weight_decay=0.01", "model.dropout=0.2"],
+    "adam_accumulate": ["trainer.accumulate_grad_batches=3", "loss=cross_entropy", "loss.label_smoothing=0.1"],
+    "adagrad": [
+        "optimizer=adagrad",
+        "callbacks.early_stopping.enabled=true",
+        "callbacks.early_stopping.patience=1",
+        "callbacks.early_stopping.min_delta=0.5",
+    ],
+    "adagrad_accumulate": [
+        "optimizer=adagrad",
+        "trainer.accumulate_grad_batches=3",
+        "data.batch_size=20",
+        "loss=hinge",
+    ],
+}
+# per model: its own seed and learning rate
+MODELS = [["seed=1", "optimizer.lr=0.01"], ["seed=2", "optimizer.lr=0.05"], ["seed=1", "optimizer.lr=0.003"]]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_model_of_a_stack_ends_as_its_solo_run(case: str, tmp_path: Path) -> None:
+    """Weights bit for bit (the issue asks 1e-5), per-epoch values and the best epoch as the
+    solo run's loggers and metrics.json have them (1e-4)."""
+    configs = [compose_train([*SMALL, *CASES[case], *m], tmp_path / f"solo{i}") for i, m in enumerate(MODELS)]
+    assert len({stack_key(cfg) for cfg in configs}) == 1 and unstackable_reason(configs[0]) is None
+    group = StackedGroup([build_job(cfg.copy()) for cfg in configs])
+    results = group.fit()
+    for cfg, result in zip(configs, results, strict=True):
+        solo = train(cfg)
+        run_dir = Path(cfg.paths.output_dir)
+        last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        for key, value in result.net_state.items():
+            torch.testing.assert_close(value, last["state_dict"][f"net.{key}"], rtol=0, atol=1e-5)
+            assert torch.equal(value, last["state_dict"][f"net.{key}"]), key
+        assert result.status == solo["status"] and result.epochs == solo["epochs"] == last["epoch"]
+        assert result.steps == solo["global_step"]
+        history = solo_history(run_dir)
+        assert len(history) == len(result.history)
+        for theirs, mine in zip(history, result.history, strict=True):
+            assert set(mine) <= set(theirs)
+            for key, value in mine.items():
+                assert value == pytest.approx(theirs[key], abs=1e-4), key
+        assert result.best is not None and result.best.epoch == solo["best_epoch"]
+        assert result.best.first_epoch == solo["best_first_epoch"]
+        best = torch.load(solo["best_checkpoint"], weights_only=True)
+        for key, value in result.best.net_state.items():
+            assert torch.equal(value, best["state_dict"][f"net.{key}"]), key
+    if case == "adagrad":  # no gain of 0.5 in val/acc after the first epoch: each stops after 2
+        assert all(r.epochs == 2 and "did not improve" in str(r.stop_reason) for r in results)
