@@ -1,0 +1,440 @@
+"""One optimizer for S models stacked into [S, ...] tensors, each with its own hyperparameters.
+
+torch.optim keeps hyperparameters per parameter group, and a group holds whole tensors: it
+cannot give each slice ``stacked[i]`` of a stacked tensor its own learning rate. This
+optimizer groups the models by equal hyperparameters and, per group, calls torch's own
+functional update (``torch.optim.sgd.sgd``, ``adam.adam``, ``adagrad.adagrad``,
+``rmsprop.rmsprop``) once, on the lists of the group's per-model slices, with the
+implementation (fused, foreach or for-loop) that ``dllab.training.optim.build_optimizer``
+would give the model alone. Every model therefore ends bit-identical to its solo training,
+and its state (stacked too, ``[S, ...]``) converts to and from a solo optimizer's
+``state_dict``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import torch
+from hydra.utils import get_class
+from torch import Tensor
+from torch.optim.optimizer import _get_scalar_dtype
+
+from dllab.training.optim import build_optimizer
+
+# The classes we step, each with the module holding its functional update. AdamW is Adam
+# with ``decoupled_weight_decay=True`` in its param group, which ``adam`` receives.
+SUPPORTED: dict[type[torch.optim.Optimizer], tuple[str, str]] = {
+    torch.optim.SGD: ("torch.optim.sgd", "sgd"),
+    torch.optim.Adam: ("torch.optim.adam", "adam"),
+    torch.optim.AdamW: ("torch.optim.adam", "adam"),
+    torch.optim.Adagrad: ("torch.optim.adagrad", "adagrad"),
+    torch.optim.RMSprop: ("torch.optim.rmsprop", "rmsprop"),
+}
+
+# Config keys that are not the optimizer class's arguments: Hydra's, and dllab's ``fused``
+# (build_optimizer's "auto", passed on only where the class takes it).
+CONFIG_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "fused"})
+
+# Param-group keys that are not hyperparameters.
+GROUP_KEYS = frozenset({"params", "param_names"})
+
+
+def _supported_names() -> str:
+    return ", ".join(f"torch.optim.{cls.__name__}" for cls in SUPPORTED)
+
+
+def _optimizer_class(config: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
+    target = config.get("_target_")
+    if not isinstance(target, str):
+        raise ValueError(f"optimizer._target_ must name one of {_supported_names()}, got {target!r}")
+    try:
+        cls = get_class(target)
+    except Exception as error:  # hydra raises ImportError or its own errors
+        raise ValueError(f"optimizer._target_={target!r} is not a class: {error}") from error
+    if cls not in SUPPORTED:
+        raise ValueError(
+            f"optimizer._target_={target!r} cannot be stacked; StackedOptimizer supports {_supported_names()}"
+        )
+    return cls
+
+
+def _check_keys(config: Mapping[str, Any], cls: type[torch.optim.Optimizer]) -> None:
+    """Reject arguments the class does not take, as its constructor would."""
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
+    for key in config:
+        if key not in accepted and key not in CONFIG_KEYS:
+            raise ValueError(
+                f"optimizer.{key} is not an argument of {cls.__module__}.{cls.__name__} "
+                f"(it takes: {', '.join(sorted(accepted))})"
+            )
+    fused = config.get("fused", "auto")
+    if fused not in ("auto", None) and "fused" not in accepted:
+        raise ValueError(f"optimizer.fused={fused!r}: {cls.__name__} has no fused implementation (use auto or null)")
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a hyperparameter value, equal where the values are."""
+    if isinstance(value, Tensor):
+        return ("tensor", id(value))
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _group_key(hparams: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted((k, _frozen(v)) for k, v in hparams.items()))
+
+
+def _state_keys(cls: type[torch.optim.Optimizer], hp: Mapping[str, Any]) -> tuple[str, ...]:
+    """The param-shaped state tensors torch keeps for one param, in torch's order (after ``step``)."""
+    if cls is torch.optim.SGD:
+        return ("momentum_buffer",) if hp["momentum"] != 0 else ()
+    if cls in (torch.optim.Adam, torch.optim.AdamW):
+        return ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if hp["amsgrad"] else ()))
+    if cls is torch.optim.Adagrad:
+        return ("sum",)
+    keys = ["square_avg"]  # RMSprop
+    if hp["momentum"] > 0:
+        keys.append("momentum_buffer")
+    if hp["centered"]:
+        keys.append("grad_avg")
+    return tuple(keys)
+
+
+def _step_kind(hp: Mapping[str, Any], device: torch.device) -> tuple[torch.dtype, torch.device]:
+    """Dtype and device of torch's ``step`` tensor: on the param's device when fused or capturable."""
+    on_device = bool(hp.get("fused")) or bool(hp.get("capturable"))
+    return _get_scalar_dtype(is_fused=hp.get("fused")), (device if on_device else torch.device("cpu"))
+
+
+def _picker(indices: list[int]) -> Callable[[Sequence[Tensor]], list[Tensor]]:
+    """``[flat[j] for j in indices]``, fast."""
+    if len(indices) == 1:
+        (index,) = indices
+        return lambda flat: [flat[index]]
+    getter = itemgetter(*indices)
+    return lambda flat: list(getter(flat))
+
+
+@dataclass
+class _Call:
+    """One functional update: the lists of one hyperparameter group's slices."""
+
+    kwargs: dict[str, Any]
+    params: list[Tensor]
+    grads: Callable[[Sequence[Tensor]], list[Tensor]]  # picks this call's slices from the flat grad list
+    states: dict[str, list[Tensor]]
+    steps: list[Tensor]
+    fresh: list[tuple[int, int]]  # (model, param) pairs that get their torch state with this step
+    first_momentum: bool = False  # SGD's first step: torch's buffers start as None, copied into ours after
+
+
+class StackedOptimizer:
+    """Steps S stacked models, model i exactly as ``build_optimizer(configs[i], ...)`` alone would.
+
+    ``params`` are the stacked leaf tensors, each ``[S, *shape]``, model i's tensor being
+    ``stacked[i]``; ``configs`` one optimizer config per model (dllab's format, the same
+    ``_target_`` for all). The params must stay the same tensors (the optimizer holds views).
+    """
+
+    def __init__(self, params: Sequence[Tensor], configs: Sequence[Mapping[str, Any]]) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("StackedOptimizer needs at least one parameter tensor")
+        self.configs = [dict(c) for c in configs]
+        self.size = len(self.configs)
+        if self.size == 0:
+            raise ValueError("StackedOptimizer needs one optimizer config per model, got none")
+        for p in self.params:
+            if p.dim() == 0 or p.shape[0] != self.size:
+                raise ValueError(f"stacked parameters must have shape [S={self.size}, ...], got {list(p.shape)}")
+        classes = [_optimizer_class(c) for c in self.configs]
+        self.optimizer_class = classes[0]
+        if any(cls is not self.optimizer_class for cls in classes):
+            targets = sorted({str(c["_target_"]) for c in self.configs})
+            raise ValueError(f"optimizer._target_ must be the same for all stacked models, got {targets}")
+        for config in self.configs:
+            _check_keys(config, self.optimizer_class)
+        module, name = SUPPORTED[self.optimizer_class]
+        self._function: Callable[..., None] = getattr(importlib.import_module(module), name)
+        self._function_args = set(inspect.signature(self._function).parameters)
+        self._has_step = self.optimizer_class is not torch.optim.SGD
+        self._has_complex = any(torch.is_complex(p) for p in self.params)
+
+        # Per-model hyperparameters: the param group torch itself builds from the config.
+        dummies = [torch.nn.Parameter(torch.zeros(1, dtype=p.dtype, device=p.device), False) for p in self.params]
+        self.hparams: list[dict[str, Any]] = []
+        for config in self.configs:
+            group = build_optimizer(config, dummies).param_groups[0]
+            self.hparams.append({k: v for k, v in group.items() if k not in GROUP_KEYS})
+
+        with torch.no_grad():
+            self._param_slices = [p.detach().unbind(0) for p in self.params]
+            self._state: dict[str, list[Tensor]] = {}
+            self._state_slices: dict[str, list[tuple[Tensor, ...]]] = {}
+            for hp in self.hparams:
+                for key in _state_keys(self.optimizer_class, hp):
+                    self._ensure_state(key)
+            self._step_store: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+            self._steps: list[list[Tensor]] = [[] for _ in range(self.size)]
+            # (model, param) pairs without torch state yet: torch creates it at the first step
+            # with a gradient, except Adagrad, which creates it in its constructor.
+            eager = self.optimizer_class is torch.optim.Adagrad
+            self._fresh = [[not eager] * len(self.params) for _ in range(self.size)]
+            for i in range(self.size):
+                self._place_steps(i)
+                for k in range(len(self.params)):
+                    self._reset_state(i, k)
+        self._regroup()
+        self._grads: list[Tensor] = []  # the gradients whose slices _grad_flat holds
+        self._grad_pointers: list[int] = []
+        self._grad_flat: list[Tensor] = []
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _ensure_state(self, key: str) -> None:
+        if key not in self._state:
+            tensors = [torch.zeros_like(p, memory_format=torch.preserve_format).detach() for p in self.params]
+            self._state[key] = tensors
+            self._state_slices[key] = [t.unbind(0) for t in tensors]
+
+    def _place_steps(self, i: int) -> None:
+        """Give model i its ``step`` tensors (0-d views) where torch keeps them for its hyperparameters."""
+        if not self._has_step:
+            return
+        for p, param in enumerate(self.params):
+            kind = _step_kind(self.hparams[i], param.device)
+            store = self._step_store.setdefault(kind, [])
+            while len(store) <= p:
+                store.append(torch.zeros(self.size, dtype=kind[0], device=kind[1]))
+            view = store[p][i]
+            if len(self._steps[i]) > p:
+                view.copy_(self._steps[i][p])
+                self._steps[i][p] = view
+            else:
+                self._steps[i].append(view)
+
+    def _reset_state(self, i: int, p: int) -> None:
+        """Model i's state for param p as torch initialises it."""
+        for key, slices in self._state_slices.items():
+            init = self.hparams[i].get("initial_accumulator_value", 0) if key == "sum" else 0
+            if torch.is_complex(slices[p][i]):
+                init = complex(init, init)
+            slices[p][i].fill_(init)
+        if self._has_step:
+            self._steps[i][p].zero_()
+
+    def _regroup(self) -> None:
+        """Group the models by equal hyperparameters; drop the cached step plan."""
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, hp in enumerate(self.hparams):
+            groups.setdefault(_group_key(hp), []).append(i)
+        self._groups = list(groups.values())
+        self._plan_key: tuple[Any, ...] | None = None
+        self._plan: list[_Call] = []
+
+    # -- stepping --------------------------------------------------------------------------
+
+    def _kwargs(self, hp: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs = {k: v for k, v in hp.items() if k in self._function_args}
+        if "betas" in hp:
+            kwargs["beta1"], kwargs["beta2"] = hp["betas"]
+        if "has_complex" in self._function_args:
+            kwargs["has_complex"] = self._has_complex
+        return kwargs
+
+    def _models(self, active: Sequence[int] | None) -> list[int]:
+        if active is None:
+            return list(range(self.size))
+        models = sorted({int(i) for i in active})
+        if models and (models[0] < 0 or models[-1] >= self.size):
+            raise IndexError(f"active models must be in [0, {self.size}), got {list(active)}")
+        return models
+
+    def _build_plan(self, active: Sequence[int] | None, with_grad: tuple[bool, ...]) -> list[_Call]:
+        chosen = set(self._models(active))
+        params = [p for p, has in enumerate(with_grad) if has]
+        offset = {p: k * self.size for k, p in enumerate(params)}  # of param p's grads in the flat list
+        calls: list[_Call] = []
+        for members in self._groups:
+            models = [i for i in members if i in chosen]
+            if not models:
+                continue
+            hp = self.hparams[models[0]]
+            pairs = [(i, p) for i in models for p in params]
+            parts = [(pairs, False)]
+            if self.optimizer_class is torch.optim.SGD and hp["momentum"] != 0:
+                # torch starts a buffer from the gradient where there is none: a call of its own.
+                parts = [
+                    ([(i, p) for i, p in pairs if not self._fresh[i][p]], False),
+                    ([(i, p) for i, p in pairs if self._fresh[i][p]], True),
+                ]
+            keys = _state_keys(self.optimizer_class, hp)
+            kwargs = self._kwargs(hp)
+            for part, first in parts:
+                if not part:
+                    continue
+                calls.append(
+                    _Call(
+                        kwargs=kwargs,
+                        params=[self._param_slices[p][i] for i, p in part],
+                        grads=_picker([offset[p] + i for i, p in part]),
+                        states={k: [self._state_slices[k][p][i] for i, p in part] for k in keys},
+                        steps=[self._steps[i][p] for i, p in part] if self._has_step else [],
+                        fresh=[(i, p) for i, p in part if self._fresh[i][p]],
+                        first_momentum=first,
+                    )
+                )
+        return calls
+
+    def _run(self, call: _Call, grads: list[Tensor]) -> None:
+        function, s = self._function, call.states
+        if self._has_complex:  # torch's complex path may replace list entries with real views
+            s = {k: list(v) for k, v in s.items()}
+        if self.optimizer_class is torch.optim.SGD:
+            if call.first_momentum:
+                buffers: list[Tensor | None] = [None] * len(call.params)
+                function(call.params, grads, buffers, **call.kwargs)
+                torch._foreach_copy_(s["momentum_buffer"], [b for b in buffers if b is not None])
+            else:
+                function(call.params, grads, s.get("momentum_buffer", []), **call.kwargs)
+        elif self.optimizer_class is torch.optim.Adagrad:
+            function(call.params, grads, s["sum"], call.steps, **call.kwargs)
+        elif self.optimizer_class is torch.optim.RMSprop:
+            grad_avgs, momentum_buffers = s.get("grad_avg", []), s.get("momentum_buffer", [])
+            function(call.params, grads, s["square_avg"], grad_avgs, momentum_buffers, call.steps, **call.kwargs)
+        else:  # Adam, AdamW
+            exp_avgs, exp_avg_sqs, max_exp_avg_sqs = s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq", [])
+            function(call.params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, call.steps, **call.kwargs)
+
+    def step(self, active: Sequence[int] | None = None) -> None:
+        """Step the models in ``active`` (all when None); the others keep params and state as they are.
+
+        A stacked tensor whose ``.grad`` is None is skipped for every model, as torch skips it.
+        """
+        grads = [p.grad for p in self.params]
+        with_grad = tuple(g is not None for g in grads)
+        if not any(with_grad):
+            return
+        key = (None if active is None else tuple(active), with_grad)
+        if key != self._plan_key:
+            self._plan = self._build_plan(active, with_grad)
+            self._plan_key = key
+        flat = self._grad_slices([g for g in grads if g is not None])
+        fresh = False
+        with torch.no_grad():
+            for call in self._plan:
+                self._run(call, call.grads(flat))
+                for i, p in call.fresh:
+                    self._fresh[i][p] = False
+                    fresh = True
+        if fresh:  # the pairs now have state: SGD's next call differs, so plan again
+            self._plan_key = None
+
+    def _grad_slices(self, grads: list[Tensor]) -> list[Tensor]:
+        """The per-model slices of the gradients, param-major; reused while they are the same tensors.
+
+        Gradients zeroed in place (``zero_grad(set_to_none=False)``) stay the same tensors, as
+        backward then adds into them: their slices are taken once, not at every step.
+        """
+        pointers = [g.data_ptr() for g in grads]
+        cached = self._grads
+        if pointers != self._grad_pointers or any(g is not c for g, c in zip(grads, cached, strict=True)):
+            self._grads, self._grad_pointers = grads, pointers
+            self._grad_flat = [s for g in grads for s in g.unbind(0)]
+        return self._grad_flat
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop the gradients (or zero them in place), as ``torch.optim.Optimizer.zero_grad``."""
+        if set_to_none:
+            self._grads, self._grad_pointers, self._grad_flat = [], [], []
+        for p in self.params:
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad.detach_().requires_grad_(False).zero_()
+
+    # -- one model's torch state_dict ------------------------------------------------------
+
+    def model_state_dict(self, i: int, param_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """What ``state_dict()`` of model i's solo optimizer would return (tensors cloned).
+
+        ``param_names``: the names a solo optimizer built on named parameters would record.
+        """
+        self._check_model(i)
+        hp = self.hparams[i]
+        keys = _state_keys(self.optimizer_class, hp)
+        state: dict[int, dict[str, Any]] = {}
+        for p in range(len(self.params)):
+            if self._fresh[i][p]:
+                continue
+            entry: dict[str, Any] = {}
+            if self._has_step:
+                entry["step"] = self._steps[i][p].clone()
+            for key in keys:
+                entry[key] = self._state_slices[key][p][i].clone()
+            if entry:
+                state[p] = entry
+        group: dict[str, Any] = {**copy.deepcopy(hp), "params": list(range(len(self.params)))}
+        if param_names is not None:
+            if len(param_names) != len(self.params):
+                raise ValueError(f"{len(param_names)} param_names for {len(self.params)} parameters")
+            group["param_names"] = list(param_names)
+        return {"state": state, "param_groups": [group]}
+
+    def load_model_state(self, i: int, state_dict: Mapping[str, Any]) -> None:
+        """Set model i's state and hyperparameters from a solo optimizer's ``state_dict`` (as its load_state_dict)."""
+        self._check_model(i)
+        groups = state_dict["param_groups"]
+        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
+            raise ValueError(
+                f"model state must have one param group of {len(self.params)} params, "
+                f"got {[len(g['params']) for g in groups]}"
+            )
+        saved = groups[0]
+        hp = dict(self.hparams[i])
+        for key, value in saved.items():
+            if key in GROUP_KEYS:
+                continue
+            if key not in hp:
+                raise ValueError(
+                    f"saved optimizer state has {key!r}, not a hyperparameter of {self.optimizer_class.__name__}"
+                )
+            hp[key] = copy.deepcopy(value)
+        self.hparams[i] = hp
+        keys = _state_keys(self.optimizer_class, hp)
+        saved_state = state_dict["state"]
+        with torch.no_grad():
+            for key in keys:
+                self._ensure_state(key)
+            self._place_steps(i)
+            for p, saved_id in enumerate(saved["params"]):
+                self._reset_state(i, p)
+                entry = saved_state.get(saved_id)
+                self._fresh[i][p] = not entry
+                if not entry:
+                    continue
+                missing = [k for k in (("step",) if self._has_step else ()) + keys if k not in entry]
+                if self.optimizer_class is torch.optim.SGD and missing:  # no buffer yet: torch starts one
+                    self._fresh[i][p] = True
+                    continue
+                if missing:
+                    raise ValueError(f"saved state of param {saved_id} lacks {missing}")
+                if self._has_step:
+                    self._steps[i][p].copy_(torch.as_tensor(entry["step"]))
+                for key in keys:
+                    self._state_slices[key][p][i].copy_(entry[key])
+        self._regroup()
+
+    def _check_model(self, i: int) -> None:
+        if not 0 <= i < self.size:
+            raise IndexError(f"model {i} is not in [0, {self.size})")
