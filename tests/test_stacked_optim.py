@@ -111,10 +111,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
 class Twins:
     """A stack of S models and the same S models apart, each with its own torch optimizer."""
 
-    def __init__(self, cfgs: Sequence[dict[str, Any]], seed: int = 0) -> None:
+    def __init__(self, cfgs: Sequence[dict[str, Any]], seed: int = 0, dtype: torch.dtype = torch.float32) -> None:
         self.configs = list(cfgs)
         self.gen = torch.Generator().manual_seed(seed)
-        self.stacked = [torch.randn(S, *shape, generator=self.gen).requires_grad_() for shape in SHAPES]
+        self.dtype = dtype
+        self.stacked = [torch.randn(S, *shape, generator=self.gen, dtype=dtype).requires_grad_() for shape in SHAPES]
         self.solo = [[torch.nn.Parameter(p.detach()[i].clone()) for p in self.stacked] for i in range(S)]
         self.optimizer = StackedOptimizer(self.stacked, self.configs)
         self.solo_optimizers = [build_optimizer(c, ps) for c, ps in zip(self.configs, self.solo, strict=True)]
@@ -130,7 +131,7 @@ class Twins:
                 for model in self.solo:
                     model[k].grad = None
                 continue
-            grads = [torch.randn(SHAPES[k], generator=self.gen) for _ in range(S)]
+            grads = [torch.randn(SHAPES[k], generator=self.gen, dtype=self.dtype) for _ in range(S)]
             if in_place and p.grad is not None:
                 p.grad.copy_(torch.stack(grads))
             else:
@@ -168,7 +169,17 @@ def assert_state_dicts_equal(ours: dict[str, Any], theirs: dict[str, Any]) -> No
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_model_matches_its_own_torch_optimizer(case: str) -> None:
     twins = Twins(CASES[case])
+    twins.assert_same_state()  # Adagrad has state before the first step
     for _ in range(20):
+        twins.step()
+        twins.assert_same()
+    twins.assert_same_state()
+
+
+@pytest.mark.parametrize("case", ["sgd-nesterov", "adam-decay-amsgrad", "adagrad", "rmsprop"])
+def test_float64_models(case: str) -> None:
+    twins = Twins(CASES[case], dtype=torch.float64)
+    for _ in range(10):
         twins.step()
         twins.assert_same()
     twins.assert_same_state()
@@ -326,6 +337,51 @@ def test_state_round_trip_between_models(case: str) -> None:
         for p in twins.stacked:
             assert torch.equal(p.detach()[3], p.detach()[1])
     assert_state_dicts_equal(optimizer.model_state_dict(3), optimizer.model_state_dict(1))
+
+
+@pytest.mark.parametrize("case", ["sgd-momentum", "adam-decay-amsgrad", "adagrad"])
+def test_load_model_state_of_a_new_optimizer_restarts_the_model_state(case: str) -> None:
+    twins = Twins(CASES[case])
+    for _ in range(3):
+        twins.step()
+    for i in range(S):
+        for k, p in enumerate(twins.stacked):
+            twins.solo[i][k] = torch.nn.Parameter(p.detach()[i].clone())
+        twins.solo_optimizers[i] = build_optimizer(twins.configs[i], twins.solo[i])
+        twins.optimizer.load_model_state(i, twins.solo_optimizers[i].state_dict())
+    twins.assert_same_state()
+    for _ in range(4):
+        twins.step()
+        twins.assert_same()
+    twins.assert_same_state()
+
+
+def test_load_model_state_refuses_a_bad_state_and_keeps_the_old() -> None:
+    twins = Twins(CASES["adam"])
+    for _ in range(2):
+        twins.step()
+    optimizer = twins.optimizer
+    before = optimizer.model_state_dict(1)
+    bad = optimizer.model_state_dict(0)
+    del bad["state"][2]["exp_avg"]
+    bad["param_groups"][0]["lr"] = 0.5
+    with pytest.raises(ValueError, match="exp_avg"):
+        optimizer.load_model_state(1, bad)
+    short = optimizer.model_state_dict(0)
+    short["param_groups"][0]["params"] = [0, 1]
+    with pytest.raises(ValueError, match="one param group of 4 params"):
+        optimizer.load_model_state(1, short)
+    assert_state_dicts_equal(optimizer.model_state_dict(1), before)
+
+
+def test_active_as_a_tensor() -> None:
+    twins = Twins(CASES["sgd-momentum"])
+    for _ in range(3):
+        twins.feed()
+        twins.optimizer.step(torch.tensor([0, 3]))
+        for i in (0, 3):
+            twins.solo_optimizers[i].step()
+        twins.assert_same([0, 3])
 
 
 def test_param_names_as_a_named_solo_optimizer_records_them() -> None:

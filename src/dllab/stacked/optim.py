@@ -174,6 +174,8 @@ class StackedOptimizer:
         for config in self.configs:
             group = build_optimizer(config, dummies).param_groups[0]
             self.hparams.append({k: v for k, v in group.items() if k not in GROUP_KEYS})
+            if group.get("differentiable"):
+                raise ValueError("optimizer.differentiable=true cannot be stacked (the update runs without autograd)")
 
         with torch.no_grad():
             self._param_slices = [p.detach().unbind(0) for p in self.params]
@@ -323,9 +325,9 @@ class StackedOptimizer:
         with_grad = tuple(g is not None for g in grads)
         if not any(with_grad):
             return
-        key = (None if active is None else tuple(active), with_grad)
+        key = (None if active is None else tuple(int(i) for i in active), with_grad)
         if key != self._plan_key:
-            self._plan = self._build_plan(active, with_grad)
+            self._plan = self._build_plan(key[0], with_grad)
             self._plan_key = key
         flat = self._grad_slices([g for g in grads if g is not None])
         fresh = False
@@ -410,25 +412,27 @@ class StackedOptimizer:
                     f"saved optimizer state has {key!r}, not a hyperparameter of {self.optimizer_class.__name__}"
                 )
             hp[key] = copy.deepcopy(value)
-        self.hparams[i] = hp
         keys = _state_keys(self.optimizer_class, hp)
-        saved_state = state_dict["state"]
+        required = (("step",) if self._has_step else ()) + keys
+        entries: list[Mapping[str, Any] | None] = []  # per param; None: no torch state yet
+        for saved_id in saved["params"]:
+            entry = state_dict["state"].get(saved_id)
+            missing = [k for k in required if k not in entry] if entry else []
+            if missing and self.optimizer_class is torch.optim.SGD:  # no buffer yet: torch starts one
+                entry = None
+            elif missing:
+                raise ValueError(f"saved state of param {saved_id} lacks {missing}")
+            entries.append(entry or None)
+        self.hparams[i] = hp
         with torch.no_grad():
             for key in keys:
                 self._ensure_state(key)
             self._place_steps(i)
-            for p, saved_id in enumerate(saved["params"]):
+            for p, entry in enumerate(entries):
                 self._reset_state(i, p)
-                entry = saved_state.get(saved_id)
-                self._fresh[i][p] = not entry
-                if not entry:
+                self._fresh[i][p] = entry is None
+                if entry is None:
                     continue
-                missing = [k for k in (("step",) if self._has_step else ()) + keys if k not in entry]
-                if self.optimizer_class is torch.optim.SGD and missing:  # no buffer yet: torch starts one
-                    self._fresh[i][p] = True
-                    continue
-                if missing:
-                    raise ValueError(f"saved state of param {saved_id} lacks {missing}")
                 if self._has_step:
                     self._steps[i][p].copy_(torch.as_tensor(entry["step"]))
                 for key in keys:

@@ -1,0 +1,197 @@
+"""``hydra/launcher=stacked``: a multirun's jobs trained as stacks, one stack after another.
+
+First every job's config is checked and its model built as its solo run would build it
+(:func:`dllab.stacked.group.build_job`), with the job's Hydra config current, as Hydra's
+``run_job`` would set it. Once its stack has trained, each job goes through ``run_job``, so
+its dir, ``.hydra/`` files, ``train.log`` and return value are a basic-launcher job's, with a
+task that writes its run dir (:func:`dllab.stacked.outputs.write_run`) and returns its
+objective. Jobs whose configs differ only in :data:`~dllab.stacked.group.STACKED_KEYS` form
+one stack, at most ``max_stack`` models; a job that cannot stack, or is alone in its group,
+runs as an ordinary ``dllab-train`` job.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+class Prepared:
+    """Phase one's verdict on a job: its built model, or why it trains alone."""
+
+    def __init__(self, job: Any = None, reason: str | None = None, key: str | None = None) -> None:
+        self.job, self.reason, self.key = job, reason, key
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Check a job's config and build its model, seeded, as its solo run would; any problem
+    (a bad config included) leaves the job to an ordinary run, which reports it as such."""
+    import torch
+
+    from dllab.checks import check_config
+    from dllab.stacked.group import build_job, stack_key, unstackable_reason
+    from dllab.sweeps.jobs import job_threads
+    from dllab.train import quiet_library_logs
+
+    try:
+        check_config(cfg)
+        reason = unstackable_reason(cfg)
+        if reason is not None:
+            return Prepared(reason=reason)
+        quiet_library_logs(bool(cfg.get("verbose")))
+        threads = job_threads(cfg)
+        if threads:
+            torch.set_num_threads(threads)
+        job = build_job(cfg)  # resolves optimized_metric: auto, which monitors interpolate
+        OmegaConf.resolve(job.cfg)  # this job's paths, while its Hydra config is the current one
+        return Prepared(job=job, key=stack_key(job.cfg))
+    except Exception as err:  # the solo run reports it, with its status
+        return Prepared(reason=f"{type(err).__name__}: {err}")
+
+
+def job_config(sweep_config: DictConfig) -> DictConfig:
+    """A job's task config as Hydra's ``run_job`` hands it to the task function (its output
+    dir set, its Hydra config the current one), without making its dir or writing its files:
+    those are made once, when the job is written."""
+    from hydra.core.hydra_config import HydraConfig
+
+    output_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")))
+    output_dir /= str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+    with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
+        sweep_config.hydra.runtime.output_dir = str(output_dir.absolute())
+    HydraConfig.instance().set_config(sweep_config)
+    task_cfg = copy.deepcopy(sweep_config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
+
+
+def stacks(prepared: Sequence[Prepared], max_stack: int) -> tuple[list[list[int]], list[int]]:
+    """(stacks of job positions, positions that run alone), stacks in order of their first job."""
+    groups: dict[str, list[int]] = {}
+    alone = []
+    for position, item in enumerate(prepared):
+        if item.job is None or item.key is None:
+            alone.append(position)
+        else:
+            groups.setdefault(item.key, []).append(position)
+    chunks = []
+    for members in groups.values():
+        for start in range(0, len(members), max_stack):
+            chunk = members[start : start + max_stack]
+            if len(chunk) == 1:
+                alone.append(chunk[0])
+            else:
+                chunks.append(chunk)
+    return chunks, sorted(alone)
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """The launcher's ``launch``: prepare every job, train each stack, write every job."""
+    setup_globals()
+    config, context, task = launcher.config, launcher.hydra_context, launcher.task_function
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    max_stack = int(config.hydra.launcher.max_stack)
+    if max_stack < 1:
+        raise ValueError(f"hydra.launcher.max_stack={max_stack}: must be 1 or more")
+    log.info(f"Launching {len(job_overrides)} jobs, stacked where they can be")
+
+    sweep_configs = []
+    for position, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + position
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        sweep_config = context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        sweep_configs.append(sweep_config)
+
+    def run(position: int, function: Callable[[DictConfig], Any]) -> JobReturn:
+        ret = run_job(
+            hydra_context=context,
+            task_function=function,
+            config=sweep_configs[position],
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+        return ret
+
+    prepared = [prepare(job_config(sweep_config)) for sweep_config in sweep_configs]
+    chunks, alone = stacks(prepared, max_stack)
+    returns: dict[int, JobReturn] = {}
+    for chunk in chunks:
+        returns |= train_stack(chunk, [prepared[p].job for p in chunk], run, initial_job_idx)
+    for position in alone:
+        reason = prepared[position].reason
+        if reason:
+            log.info(f"#{initial_job_idx + position} runs alone: {reason}")
+        returns[position] = run(position, task)
+    return [returns[p] for p in range(len(sweep_configs))]
+
+
+def train_stack(
+    chunk: list[int], jobs: list[Any], run: Callable[[int, Callable[[DictConfig], Any]], JobReturn], first_idx: int
+) -> dict[int, JobReturn]:
+    """Train one stack, then write each of its jobs (also when interrupted: then every model's
+    run dir says so, and the interrupt goes on to end the sweep)."""
+    from dllab.stacked.group import StackedGroup
+
+    names = ", ".join(f"#{first_idx + p}" for p in chunk)
+    log.info(f"stack of {len(chunk)} models: {names}")
+    started = time.perf_counter()
+    group = StackedGroup(jobs)
+    every = picture_interval(jobs[0].cfg)
+    interrupted: BaseException | None = None
+    try:
+        results = group.fit(snapshot_every=every)
+    except KeyboardInterrupt as err:
+        interrupted = err
+        results = group.results
+    seconds = round(time.perf_counter() - started, 3)
+    stack: dict[str, Any] = {"models": len(chunk), "jobs": [first_idx + p for p in chunk], "fit_seconds": seconds}
+    returns = {}
+    for position, job, result in zip(chunk, jobs, results, strict=True):
+        returns[position] = run(position, functools.partial(report, job, result, stack))
+    if interrupted is not None:
+        raise interrupted
+    return returns
+
+
+def picture_interval(cfg: DictConfig) -> int | None:
+    """Every how many epochs the pictures drawn during fit need the weights (None: never)."""
+    plots = cfg.get("plots")
+    if not plots or not plots.get("enabled", True) or not cfg.get("logger"):
+        return None
+    return int(plots.get("every_n_epochs") or 0) or None
+
+
+def report(job: Any, result: Any, stack: dict[str, Any], cfg: DictConfig | None = None) -> float:
+    """Phase two of a stacked job: its run dir, its result lines, its objective."""
+    from dllab.results import result_lines
+    from dllab.stacked.outputs import write_run
+    from dllab.sweeps.jobs import worst_value
+
+    fields = write_run(job, result, stack)
+    status = fields.pop("status")
+    if "error" in fields:
+        log.error(f"error: {fields['error']}")
+    else:
+        for line in result_lines(fields | {"status": status}, tensorboard=False):
+            logging.getLogger("dllab.train").info(line)
+    objective = fields.get("objective")
+    if objective is None or (isinstance(objective, float) and math.isnan(objective)):
+        return worst_value(job.cfg)
+    return float(objective)

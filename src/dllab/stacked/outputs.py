@@ -1,0 +1,283 @@
+"""A stacked model's run dir, as its solo ``dllab-train`` run writes it.
+
+:func:`write_run` turns one :class:`~dllab.stacked.group.ModelResult` into the files of an
+ordinary run: ``config.yaml``; the loggers' per-epoch values (TensorBoard scalars, the
+HParams session, a CSV); ``checkpoints/best.ckpt`` and ``last.ckpt`` as Lightning
+checkpoints of the single model (``dllab-eval`` and ``resume=`` read them as any other);
+the pictures; the test of the best checkpoint; ``metrics.json``. It drives dllab's own
+loggers and picture callbacks through :class:`RecordTrainer`, the few Trainer attributes
+they read, so the files come from the same code as a solo run's, without a Trainer's fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
+from dllab.stacked.group import BestEpoch, ModelResult, StackedJob
+from dllab.sweeps import jobs as sweep_jobs
+from dllab.training import compat
+
+log = logging.getLogger("dllab.train")
+
+
+@dataclass
+class RecordTrainer:
+    """What dllab's loggers, picture callbacks and HParams writer read of a Trainer."""
+
+    datamodule: Any
+    loggers: list[Any]
+    current_epoch: int = 0
+    global_step: int = 0
+    callback_metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    is_global_zero: bool = True
+    fast_dev_run: bool = False
+    sanity_checking: bool = False
+
+
+def plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> dict[str, Any]:
+    """Write the run dir of ``job`` from ``result``; return metrics.json's fields (with
+    ``status``). ``stack``: the stack's size and fit seconds, recorded under ``stack``."""
+    from dllab.pictures.callbacks import build_plot_callbacks
+    from dllab.train import instantiate_enabled
+    from dllab.training.loggers import job_swept_keys, log_run_hparams
+
+    started = time.perf_counter()
+    cfg, module, datamodule = job.cfg, job.module, job.datamodule
+    run_dir = Path(cfg.paths.output_dir)
+    save_config(cfg, run_dir, show=bool(cfg.get("print_config")))
+    loggers = instantiate_enabled(cfg.get("logger"))
+    plotters = build_plot_callbacks(**plain(cfg.plots)) if cfg.get("plots") and loggers else []
+    hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
+    for plotter in plotters:
+        plotter.run_hparams = (hparams, job_swept_keys())
+    trainer = RecordTrainer(datamodule, loggers)
+    for plotter in plotters:
+        plotter.setup(trainer, module, "fit")  # type: ignore[arg-type]
+    history = (
+        result.history[:-1] if result.status == "diverged" else result.history
+    )  # a solo run stops before logging it
+    replay_epochs(job, history, trainer, plotters, result)
+
+    callbacks = enabled_callbacks(cfg)
+    checkpoint_dir = Path(cfg.callbacks.model_checkpoint.dirpath) if "model_checkpoint" in callbacks else None
+    best_path = None
+    if checkpoint_dir is not None and result.best is not None:
+        best_path = checkpoint_dir / f"{cfg.callbacks.model_checkpoint.filename}.ckpt"
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint(job, result, plotters, result.best, best_path), best_path)
+    if result.status != "completed":  # diverged or interrupted: as a solo run's failure
+        for logger in loggers:
+            logger.finalize("failed")
+        fields = {"error": result.stop_reason or result.status, "epochs": result.epochs, "run_dir": str(run_dir)}
+        fields["stack"] = dict(stack)
+        fields["wall_seconds"] = round(
+            stack["fit_seconds"] / max(stack["models"], 1) + time.perf_counter() - started, 3
+        )
+        write_metrics(run_dir, result.status, **fields)
+        return fields | {"status": result.status}
+    if "last_checkpoint" in callbacks:
+        last_dir = Path(cfg.callbacks.last_checkpoint.dirpath)
+        last_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint(job, result, plotters, None, best_path), last_dir / "last.ckpt")
+
+    tested = result.best
+    net_state = tested.net_state if tested is not None and best_path is not None else result.net_state
+    test = test_metrics(job, net_state)
+    trainer.current_epoch = result.epochs
+    for logger in loggers:
+        logger.log_metrics(test | {"epoch": float(result.epochs)}, step=result.epochs)
+    for plotter in plotters:
+        if tested is not None and best_path is not None:
+            plotter.tested_epoch = tested.epoch - 1
+        module.net.load_state_dict(net_state)
+        plotter.on_test_end(trainer, module)  # type: ignore[arg-type]
+    best_val = {k: v for k, v in result.history[-1].items() if k.startswith("val/") and k.endswith("_best")}
+    best_val = {k: float(torch.tensor(v, dtype=torch.float32)) for k, v in best_val.items()}
+    log_run_hparams(trainer, hparams, {**test, **best_val})
+    for logger in loggers:
+        logger.finalize("success")
+    return record(job, result, test, best_val, best_path, plotters, stack, time.perf_counter() - started)
+
+
+def enabled_callbacks(cfg: DictConfig) -> list[str]:
+    callbacks = cfg.get("callbacks") or {}
+    return [name for name, c in callbacks.items() if c is not None and c.get("enabled", True)]
+
+
+def replay_epochs(
+    job: StackedJob, history: list[dict[str, float]], trainer: RecordTrainer, plotters: list[Any], result: ModelResult
+) -> None:
+    """Each epoch's values to the loggers (the learning rate at the epoch's start, then the
+    train values, then the validation values, at the steps a solo run uses), and to the
+    picture callbacks' epoch-end hooks with the weights of that epoch where they draw."""
+    cfg, module = job.cfg, job.module
+    lr_key = f"lr-{str(cfg.optimizer._target_).rsplit('.', 1)[-1]}"
+    log_lr = "lr_monitor" in enabled_callbacks(cfg)
+    for epoch, values in enumerate(history):
+        trainer.current_epoch = epoch
+        if log_lr:
+            for logger in trainer.loggers:
+                logger.log_metrics({lr_key: float(cfg.optimizer.lr)}, step=epoch)
+        train = {k: v for k, v in values.items() if k.startswith("train/")}
+        val = {k: v for k, v in values.items() if k.startswith("val/")}
+        for part in (train, val):
+            if part:
+                trainer.callback_metrics.update({k: torch.tensor(v, dtype=torch.float32) for k, v in part.items()})
+                for logger in trainer.loggers:
+                    logger.log_metrics(dict(part), step=epoch + 1)
+                    logger.save()
+        for plotter in plotters:
+            if val and hasattr(plotter, "_val_epoch"):
+                plotter.on_validation_end(trainer, module)
+            snapshot = result.snapshots.get(epoch + 1)
+            if snapshot is not None:
+                module.net.load_state_dict(snapshot)
+            plotter.on_train_epoch_end(trainer, module)
+
+
+def loops_state(epochs: int, steps: int, val_batches: int, in_validation: bool) -> dict[str, Any]:
+    """Lightning's ``loops`` entry of a checkpoint taken at the end of epoch ``epochs`` (1-based),
+    or right after its validation (``in_validation``: the epoch not yet counted complete)."""
+    return compat.loops_state(epochs, steps, val_batches, in_validation)
+
+
+def checkpoint(
+    job: StackedJob, result: ModelResult, plotters: list[Any], best: BestEpoch | None, best_path: Path | None
+) -> dict[str, Any]:
+    """The Lightning checkpoint of one model: ``best`` (taken after that epoch's validation) or,
+    for None, the last state (the end of training)."""
+    cfg, module = job.cfg, job.module
+    epochs = best.epoch if best is not None else result.epochs
+    steps = best.step if best is not None else result.steps
+    net_state = best.net_state if best is not None else result.net_state
+    optimizer_state = best.optimizer_state if best is not None else result.optimizer_state
+    main = f"val/{module.main_metric}_best"
+    history = result.history[:epochs]
+    running = [v[main] for v in history if main in v]
+    state_dict = {f"net.{k}": v for k, v in net_state.items()}
+    tracker = "max_value" if module.main_metric == "acc" else "min_value"
+    if running:
+        state_dict[f"best.{tracker}"] = torch.tensor(running[-1], dtype=torch.float32)
+    callbacks: dict[str, Any] = {}
+    kept = result.best
+    if "model_checkpoint" in enabled_callbacks(cfg) and kept is not None and best_path is not None:
+        from hydra.utils import instantiate
+
+        options = {k: v for k, v in plain(cfg.callbacks.model_checkpoint).items() if k != "enabled"}
+        callback = instantiate(options)
+        mark = best if best is not None else kept
+        path = str(best_path)
+        score = torch.tensor(mark.score)
+        callback.best_k_models = {path: score}
+        callback.best_model_path = callback.kth_best_model_path = path
+        callback.best_model_score = callback.kth_value = score
+        callback.current_score = torch.tensor(float(history[-1].get(callback.monitor, mark.score)))
+        callback.kept_at = {path: (mark.epoch, mark.step, mark.tie_value, mark.first_epoch)}
+        callbacks[callback.state_key] = callback.state_dict()
+    if job.early_stopping is not None:
+        state = best.early_stopping_state if best is not None else result.early_stopping_state
+        if state is not None:
+            callbacks[job.early_stopping.state_key] = state
+    for plotter in plotters:
+        state = plotter.state_dict()
+        if state:
+            if best is not None and "history" in state:  # the curves as they were at that epoch
+                state = {"history": {k: v[: epochs - 1] for k, v in state["history"].items()}}
+            callbacks[plotter.state_key] = state
+    rng = result.rng_state if best is None else best.rng_state
+    return {
+        "epoch": epochs - 1 if best is not None else epochs,
+        "global_step": steps,
+        "pytorch-lightning_version": L.__version__,
+        "state_dict": state_dict,
+        "loops": loops_state(epochs, steps, len(job.datamodule.val_dataloader()), in_validation=best is not None),
+        "callbacks": callbacks,
+        "optimizer_states": [optimizer_state],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": dict(module.hparams),
+        "dllab_task": module.task,
+        "torch_rng_state": rng,
+    }
+
+
+@torch.no_grad()
+def test_metrics(job: StackedJob, net_state: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The test split on ``net_state``, as ``trainer.test`` computes it (the module's own
+    ``test_step`` and torchmetrics)."""
+    module = job.module
+    module.net.load_state_dict(net_state)
+    module.net.eval()
+    for x, y in job.datamodule.test_dataloader():
+        loss, output = module.step(x, y)
+        module.test_loss.update(loss, weight=y.shape[0])
+        module.test_metrics.update(module.prediction(output), y)
+    values = {f"test/{k}": float(v) for k, v in module.test_metrics.compute().items()}
+    values["test/loss"] = float(module.test_loss.compute())
+    module.test_metrics.reset()
+    module.test_loss.reset()
+    module.net.train()
+    return values
+
+
+def record(
+    job: StackedJob,
+    result: ModelResult,
+    test: dict[str, float],
+    best_val: dict[str, float],
+    best_path: Path | None,
+    plotters: list[Any],
+    stack: dict[str, Any],
+    write_seconds: float,
+) -> dict[str, Any]:
+    """metrics.json's fields, as :func:`dllab.train.fit_and_test` and :func:`dllab.train.run`
+    write them; the fit and wall seconds are this model's share of the stack's."""
+    cfg = job.cfg
+    metric = str(cfg.optimized_metric)
+    values = result.history[-1] if result.history else {}
+    objective = values.get(metric, float("nan"))
+    if metric.startswith("val/") and not metric.endswith("_best") and result.best is not None and best_path:
+        objective = result.best.score
+    share = stack["fit_seconds"] / max(stack["models"], 1)
+    fields: dict[str, Any] = {
+        "optimized_metric": metric,
+        "objective": finite_or_none(float(torch.tensor(objective, dtype=torch.float32))),
+        "test": test,
+        "best_val": best_val,
+        "epochs": result.epochs,
+        "global_step": result.steps,
+        "fit_seconds": round(share, 3),
+        "best_checkpoint": str(best_path) if best_path else None,
+        "run_dir": str(cfg.paths.output_dir),
+    }
+    if best_path is not None and result.best is not None:
+        fields |= {
+            "best_epoch": result.best.epoch,
+            "best_step": result.best.step,
+            "tie_breaker": cfg.callbacks.model_checkpoint.get("tie_breaker"),
+            "best_tie_value": result.best.tie_value if result.best.tie_value != float("inf") else None,
+            "best_first_epoch": result.best.first_epoch,
+        }
+    if plotters:
+        fields["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
+        if any(p.error for p in plotters):
+            fields["warnings"] = [f"picture not drawn: {p.error}" for p in plotters if p.error]
+    if result.stop_reason and result.status != "completed":
+        fields["error"] = result.stop_reason
+    fields["stack"] = dict(stack)
+    fields["wall_seconds"] = round(share + write_seconds, 3)
+    write_metrics(Path(cfg.paths.output_dir), result.status, **fields)
+    return fields | {"status": result.status}

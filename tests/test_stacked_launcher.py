@@ -1,0 +1,132 @@
+"""``hydra/launcher=stacked`` end to end: a sweep's jobs write what the basic launcher's write
+(metrics.json, checkpoints, TensorBoard scalars and images, pictures, the summary), with the
+same numbers; dllab-eval and resume work on them; what cannot stack runs alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import run_cli
+
+# data=circle: 2-D, so the decision boundary is drawn during fit (every 5 epochs) too
+GRID = ["data=circle", "seed=0,1", "optimizer.lr=0.01,0.03", "trainer.max_epochs=6", "model.hidden_sizes=[16,16]"]
+SAME = ("status", "optimized_metric", "epochs", "global_step", "best_epoch", "best_step", "best_first_epoch")
+
+
+def sweep_dir(root: Path) -> Path:
+    (path,) = (root / "logs").glob("*/multiruns/*")
+    return path
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def scalars(job: Path) -> dict[str, list[tuple[int, float]]]:
+    (events_dir,) = {p.parent for p in (job / "tensorboard").rglob("events.out.tfevents.*")}
+    events = EventAccumulator(str(events_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    values = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags["scalars"]}
+    values["images"] = [(len(events.Images(tag)), 0.0) for tag in sorted(tags["images"])]  # type: ignore[misc]
+    return values
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    basic, stacked = tmp_path_factory.mktemp("basic"), tmp_path_factory.mktemp("stacked")
+    ran = run_cli("dllab-train", "-m", *GRID, cwd=basic, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    ran = run_cli("dllab-train", "-m", "hydra/launcher=stacked", *GRID, cwd=stacked, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    return sweep_dir(basic), sweep_dir(stacked), ran.stdout + ran.stderr
+
+
+@pytest.mark.slow
+def test_a_stacked_sweep_writes_what_the_basic_launcher_writes(sweeps: tuple[Path, Path, str]) -> None:
+    basic, stacked, output = sweeps
+    assert "stack of 4 models: #0, #1, #2, #3" in output
+    assert {p.name for p in basic.iterdir()} == {p.name for p in stacked.iterdir()}  # summary.* too
+    for theirs, mine in zip(job_dirs(basic), job_dirs(stacked), strict=True):
+        files = {str(p.relative_to(theirs)) for p in theirs.rglob("*") if "tfevents" not in p.name}
+        assert files == {str(p.relative_to(mine)) for p in mine.rglob("*") if "tfevents" not in p.name}
+        expected = json.loads((theirs / "metrics.json").read_text())
+        got = json.loads((mine / "metrics.json").read_text())
+        assert got["stack"]["models"] == 4
+        assert {k: got[k] for k in SAME} == {k: expected[k] for k in SAME}
+        assert got["objective"] == pytest.approx(expected["objective"], abs=1e-4)
+        for group in ("test", "best_val"):
+            assert got[group].keys() == expected[group].keys()
+            for key, value in expected[group].items():
+                assert got[group][key] == pytest.approx(value, abs=1e-4), key
+        for name in ("best.ckpt", "last.ckpt"):
+            a = torch.load(theirs / "checkpoints" / name, weights_only=True)
+            b = torch.load(mine / "checkpoints" / name, weights_only=True)
+            assert a.keys() == b.keys() and a["loops"] == b["loops"] and a["epoch"] == b["epoch"]
+            assert a["callbacks"].keys() == b["callbacks"].keys()
+            for key, value in a["state_dict"].items():
+                torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-5)
+            assert a["optimizer_states"][0]["param_groups"] == b["optimizer_states"][0]["param_groups"]
+        want, have = scalars(theirs), scalars(mine)
+        assert want.keys() == have.keys()
+        for tag, points in want.items():
+            assert [s for s, _ in points] == [s for s, _ in have[tag]], tag
+            assert [v for _, v in points] == pytest.approx([v for _, v in have[tag]], abs=1e-4), tag
+
+
+@pytest.mark.slow
+def test_dllab_eval_and_ckpt_path_read_a_stacked_jobs_checkpoints(
+    sweeps: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """dllab-eval tests a stacked job's best.ckpt; training on from its last.ckpt (ckpt_path=)
+    ends where training on from the basic launcher's job does."""
+    basic, stacked, _ = sweeps
+    job = job_dirs(stacked)[1]  # seed=0 optimizer.lr=0.03
+    evaluated = run_cli("dllab-eval", f"ckpt_path={job / 'checkpoints' / 'best.ckpt'}", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    expected = json.loads((job / "metrics.json").read_text())["test"]["test/acc"]
+    assert f"test/acc: {expected:.4f}" in evaluated.stdout
+    tests = []
+    for origin in (job_dirs(basic)[1], job):
+        config = ["data=circle", "seed=0", "optimizer.lr=0.03", "model.hidden_sizes=[16,16]", "trainer.max_epochs=8"]
+        ran = run_cli("dllab-train", *config, f"ckpt_path={origin / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        (path,) = (tmp_path / "logs").rglob("metrics.json")
+        tests.append(json.loads(path.read_text()))
+        path.rename(path.with_suffix(".seen"))  # the next run's is the only metrics.json
+    assert tests[0]["epochs"] == tests[1]["epochs"] == 8
+    for key, value in tests[0]["test"].items():
+        assert tests[1]["test"][key] == pytest.approx(value, abs=1e-4), key
+
+
+@pytest.mark.slow
+def test_jobs_that_cannot_stack_run_alone_and_a_diverging_model_leaves_the_rest(tmp_path: Path) -> None:
+    ran = run_cli(
+        "dllab-train",
+        "-m",
+        "hydra/launcher=stacked",
+        "data=circle",
+        "trainer.max_epochs=3",
+        "plots=none",
+        "optimizer=sgd",
+        "optimizer.lr=0.1,1e30",
+        "model.batch_norm=false,true",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    jobs = job_dirs(sweep_dir(tmp_path))
+    metrics = [json.loads((job / "metrics.json").read_text()) for job in jobs]
+    # jobs 0 and 2 (no batch norm) stack; 1 and 3 have batch norm: each runs alone
+    assert "stack of 2 models: #0, #2" in ran.stdout + ran.stderr
+    assert "#1 runs alone: model.batch_norm=true does not stack" in ran.stdout + ran.stderr
+    assert [m["status"] for m in metrics] == ["completed", "completed", "diverged", "diverged"]
+    assert "stack" in metrics[0] and "stack" not in metrics[1]
+    stacked, alone = metrics[2]["error"], metrics[3]["error"]  # the same words as a solo run's
+    assert stacked.startswith("training diverged: loss is nan at optimizer step ") and alone.startswith(stacked[:40])
+    assert stacked.endswith("try a smaller optimizer.lr than 1e+30")
