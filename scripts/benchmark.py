@@ -44,6 +44,12 @@ Breakdown. ``--breakdown CASE`` splits dllab's training time per epoch into the 
 (no validation, callbacks, logger or progress bar), next to both hand loops and to the
 default-optimizer hand loop with a validation pass after each epoch, timed apart as dllab's is.
 
+Stacked sweeps. ``stacked``: two whole sweeps (a 32-job grid on digits: seeds 0-7 x 4 learning
+rates, MLP 128-128, 30 epochs; the activation demo over 2 data sets x 3 activations x 5 seeds),
+each run by the basic launcher and by ``hydra/launcher=stacked`` as a subprocess (all cores,
+default pictures and records): wall seconds, peak memory, the ratio, and the training loops
+alone (the basic jobs' ``fit_seconds`` against the stacks').
+
 Start-up and memory. ``dllab-train`` runs as a subprocess: ``--help``, ``--cfg job`` and a
 bad config (median of 3 each, including interpreter start); the time from launching a
 default run to the start of its first training step (a probe callback, this file's
@@ -623,6 +629,83 @@ def benchmark_sweep(args, jobs: int = 16) -> dict:
     return result
 
 
+# Stacked sweeps (hydra/launcher=stacked) against the basic launcher: name -> the sweep's overrides.
+STACKED_SWEEPS = {
+    "grid32": [
+        "data=digits",
+        "seed=0,1,2,3,4,5,6,7",
+        "optimizer.lr=0.0003,0.001,0.003,0.01",
+        "model.hidden_sizes=[128,128]",
+        "trainer.max_epochs=30",
+    ],
+    "activations": [
+        "experiment=activations",
+        "data=circle,xor",
+        "model.activation=relu,tanh,sigmoid",
+        "seed=0,1,2,3,4",
+    ],
+}
+TARGET_STACKED = {"grid32": 5.0, "activations": 3.0}
+
+
+def benchmark_stacked(args) -> dict:
+    """Each sweep of STACKED_SWEEPS run whole (``dllab-train -m``, its default pictures and
+    records) by the basic launcher, then by ``hydra/launcher=stacked``, as subprocesses with
+    torch's default threads (all cores): wall seconds and peak memory of each, their ratio, and
+    the training loops alone (the basic jobs' fit_seconds added up against the stacks')."""
+    accelerator = "gpu" if args.device == "cuda" else "cpu"
+    results = {}
+    for name, overrides in STACKED_SWEEPS.items():
+        result: dict = {}
+        for launcher in ("basic", "stacked"):
+            with tempfile.TemporaryDirectory(prefix="dllab-bench-stacked-") as tmp:
+                env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"DLLAB_LOG_DIR": tmp}
+                extra = ["hydra/launcher=stacked"] if launcher == "stacked" else []
+                command = [DLLAB_TRAIN, "-m", *extra, *overrides, f"trainer.accelerator={accelerator}"]
+                child = run_child(command, env)
+                if child["code"] != 0:
+                    raise RuntimeError(f"{name} ({launcher}) failed:\n{child['output'][-3000:]}")
+                metrics = [json.loads(f.read_text()) for f in Path(tmp).glob("*/multiruns/*/*/metrics.json")]
+                stacks = {tuple(m["stack"]["jobs"]): m["stack"] for m in metrics if "stack" in m}
+                fit = sum(s["fit_seconds"] for s in stacks.values()) if stacks else 0.0
+                fit += sum(m["fit_seconds"] for m in metrics if "stack" not in m)
+                result[launcher] = {
+                    "seconds": child["seconds"],
+                    "mib": child["mib"],
+                    "jobs": len(metrics),
+                    "completed": sum(m["status"] == "completed" for m in metrics),
+                    "fit_seconds": fit,
+                    "stacks": [len(jobs) for jobs in stacks],
+                    "stack_mib": max((s.get("memory_mib", 0.0) for s in stacks.values()), default=0.0),
+                }
+        result["ratio"] = result["basic"]["seconds"] / result["stacked"]["seconds"]
+        result["fit_ratio"] = result["basic"]["fit_seconds"] / max(result["stacked"]["fit_seconds"], 1e-9)
+        print(
+            f"  {name}: basic {result['basic']['seconds']:.1f} s, stacked {result['stacked']['seconds']:.1f} s "
+            f"({result['ratio']:.2f}x; training loops {result['fit_ratio']:.2f}x)",
+            flush=True,
+        )
+        results[name] = result
+    return results
+
+
+def stacked_table(results: dict) -> str:
+    lines = [
+        "| sweep | jobs | basic s | stacked s | whole sweep | training loops | stacks | peak MiB basic / stacked "
+        "| stack tensors MiB |",
+        "|---|---:|---:|---:|---|---:|---|---|---:|",
+    ]
+    for name, r in results.items():
+        basic, stacked = r["basic"], r["stacked"]
+        lines.append(
+            f"| {name} | {basic['jobs']} | {basic['seconds']:.1f} | {stacked['seconds']:.1f} "
+            f"| {check(r['ratio'], TARGET_STACKED[name])} | {r['fit_ratio']:.2f}x "
+            f"| {'+'.join(str(n) for n in stacked['stacks']) or '-'} | {basic['mib']:.0f} / {stacked['mib']:.0f} "
+            f"| {stacked['stack_mib']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 # --- report -----------------------------------------------------------------------------------------
 def check(value: float, target: float, strict: bool = False) -> str:
     ok = value > target if strict else value >= target
@@ -685,9 +768,10 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        choices=[*CASES, "startup", "sweep"],
-        default=[*CASES, "startup", "sweep"],
-        help="throughput cases, startup (start-up times and peak memory), sweep (per-job overhead)",
+        choices=[*CASES, "startup", "sweep", "stacked"],
+        default=[*CASES, "startup", "sweep", "stacked"],
+        help="throughput cases, startup (start-up times and peak memory), sweep (per-job overhead), "
+        "stacked (hydra/launcher=stacked against the basic launcher, whole sweeps)",
     )
     parser.add_argument("--profile", choices=list(CASES), help="only profile a hand and a dllab run")
     parser.add_argument("--breakdown", choices=list(CASES), help="only split dllab's epoch time (see above)")
@@ -728,6 +812,7 @@ def main() -> None:
     throughput = benchmark_throughput(cases, args) if cases else {}
     startup = benchmark_startup(args) if "startup" in args.cases else {}
     sweep = benchmark_sweep(args) if "sweep" in args.cases else {}
+    stacked = benchmark_stacked(args) if "stacked" in args.cases else {}
 
     print(f"\n## dllab benchmark ({args.device}, {args.precision}, {args.threads} torch thread(s))\n")
     if throughput:
@@ -743,10 +828,13 @@ def main() -> None:
             f"median per-job overhead {sweep['median_job_overhead_seconds']:.2f} s "
             f"(<= {TARGET_SWEEP_OVERHEAD_SECONDS:g} s: {ok}), median training loop {sweep['median_fit_seconds']:.2f} s"
         )
+    if stacked:
+        print("\nStacked sweeps: whole-sweep wall time, basic launcher / hydra/launcher=stacked (one run each)\n")
+        print(stacked_table(stacked))
     load = f"load average {machine['load_average_at_start']} at start, {os.getloadavg()[0]:.2f} at end"
     print(f"\n(benchmark took {time.perf_counter() - started:.0f} s; {load})")
     if args.json:
-        results = {"machine": machine, "throughput": throughput, "startup": startup, "sweep": sweep}
+        results = {"machine": machine, "throughput": throughput, "startup": startup, "sweep": sweep, "stacked": stacked}
         args.json.write_text(json.dumps(results, indent=1))
         print(f"results: {args.json}")
 

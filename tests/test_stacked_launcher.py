@@ -130,3 +130,41 @@ def test_jobs_that_cannot_stack_run_alone_and_a_diverging_model_leaves_the_rest(
     stacked, alone = metrics[2]["error"], metrics[3]["error"]  # the same words as a solo run's
     assert stacked.startswith("training diverged: loss is nan at optimizer step ") and alone.startswith(stacked[:40])
     assert stacked.endswith("try a smaller optimizer.lr than 1e+30")
+
+
+@pytest.mark.slow
+def test_an_optuna_search_trains_its_batches_of_trials_as_stacks_and_prunes_inside_them(tmp_path: Path) -> None:
+    import optuna
+
+    search = (
+        "hparams_search=circle_optuna",
+        "hydra/launcher=stacked",
+        "hydra.sweeper.n_jobs=4",
+        "hydra.sweeper.n_trials=8",
+        "trainer.max_epochs=8",
+        "plots=none",
+        "hydra.sweeper.pruner.n_startup_trials=0",
+        "hydra.sweeper.pruner.n_warmup_steps=1",
+        # fixed here, so out of the search space: only the learning rate varies, and every
+        # batch of 4 trials is one stack
+        "model.hidden_sizes=[8,8]",
+        "model.activation=relu",
+        "data.batch_size=30",
+    )
+    ran = run_cli("dllab-train", *search, cwd=tmp_path, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    output = ran.stdout + ran.stderr
+    assert "stack of 4 models: #0, #1, #2, #3" in output and "stack of 4 models: #4, #5, #6, #7" in output
+    sweep = tmp_path / "logs" / "circle" / "multiruns" / "optuna_circle_optuna"
+    study = optuna.load_study(study_name="circle_optuna", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert len(states) == 8 and set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, states  # the median pruner sees the stack's trials epoch by epoch
+    for trial in study.trials:
+        m = json.loads((sweep / str(trial.number) / "metrics.json").read_text())
+        assert len(trial.intermediate_values) == m["epochs"] and m["stack"]["models"] == 4
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            assert m["status"] == "pruned" and m["epochs"] < 8
+        else:
+            assert m["status"] == "completed" and trial.value == pytest.approx(m["objective"])

@@ -49,6 +49,7 @@ STACKED_KEYS = (
     "loss.label_smoothing",
     "callbacks.early_stopping.patience",
     "callbacks.early_stopping.min_delta",
+    "callbacks.optuna_pruning.trial_id",  # each trial of an Optuna search reports to its own
 )
 # Keys that never change what a model learns: where its files go, how it reports.
 OUTPUT_KEYS = ("paths", "hydra", "print_config", "verbose", "plots", "logger", "task_name", "threads")
@@ -64,6 +65,7 @@ KNOWN_CALLBACKS = (
     "progress_bar",
     "data_summary",
     "augmentation_preview",
+    "optuna_pruning",
 )
 
 
@@ -127,6 +129,10 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
     return next((f"{what} does not stack" for bad, what in checks if bad), None)
 
 
+# Statuses of a model that stopped without its results (no test, no last checkpoint).
+FAILED = ("diverged", "interrupted")
+
+
 @dataclass
 class StackedJob:
     """One model of a stack: its config, data, module (network, loss, metrics) and the
@@ -138,6 +144,7 @@ class StackedJob:
     module: Any
     generator: torch.Generator
     early_stopping: Any = None
+    pruning: Any = None  # dllab.sweeps.pruning.OptunaPruning of an Optuna trial
 
 
 def build_job(cfg: DictConfig) -> StackedJob:
@@ -149,12 +156,16 @@ def build_job(cfg: DictConfig) -> StackedJob:
     datamodule, module = seeded_data_and_module(cfg)
     generator = torch.Generator()
     generator.set_state(torch.get_rng_state())
-    stopping = (cfg.get("callbacks") or {}).get("early_stopping")
-    early_stopping = None
-    if stopping is not None and stopping.get("enabled", True):
-        options = {k: v for k, v in OmegaConf.to_container(stopping, resolve=True).items() if k != "enabled"}  # type: ignore[union-attr]
-        early_stopping = instantiate(options)
-    return StackedJob(cfg, datamodule, module, generator, early_stopping)
+    callbacks = {}
+    for name in ("early_stopping", "optuna_pruning"):
+        node = (cfg.get("callbacks") or {}).get(name)
+        if node is not None and node.get("enabled", True):
+            options = OmegaConf.to_container(node, resolve=True)
+            assert isinstance(options, dict)
+            callbacks[name] = instantiate({k: v for k, v in options.items() if k != "enabled"})
+    return StackedJob(
+        cfg, datamodule, module, generator, callbacks.get("early_stopping"), callbacks.get("optuna_pruning")
+    )
 
 
 @dataclass
@@ -227,6 +238,16 @@ class StackedGroup:
         self.active: list[int] = []
         self.results: list[ModelResult] = []
 
+    def tensor_bytes(self) -> int:
+        """Memory of the stack's own tensors: weights and their gradients, the optimizer's state,
+        the stacked splits (activations, a few micro-batches' worth, come on top)."""
+        tensors = [*self.net.ordered_parameters(), *self.train, *self.val]
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        size += sum(p.numel() * p.element_size() for p in self.net.ordered_parameters())  # gradients
+        state = getattr(self.optimizer, "_state", {})
+        size += sum(t.numel() * t.element_size() for tensors in state.values() for t in tensors)
+        return size
+
     def _split(self, split: str) -> tuple[Tensor, Tensor]:
         """A split of every model stacked: x [S, N, ...], y [S, N, ...] (sizes must agree)."""
         tensors = [job.datamodule.tensors(split) for job in self.jobs]
@@ -280,15 +301,18 @@ class StackedGroup:
                 self._validate(results, active)
                 stopping = []
                 for i in active:
-                    results[i].epochs = epoch + 1
-                    if results[i].status == "completed" and self._stops_early(i, results[i]):
-                        stopping.append(i)  # Lightning checks before the best checkpoint is taken
-                    self._check_best(i, results[i])
+                    result = results[i]
+                    result.epochs = epoch + 1
+                    if result.status == "completed":  # not diverged this epoch
+                        # Lightning's order: early stopping and pruning, then the best checkpoint
+                        if self._stops_early(i, result) | self._pruned(i, result, epoch):
+                            stopping.append(i)
+                        self._check_best(i, result)
                     if snapshot_every and (epoch + 1) % snapshot_every == 0:
-                        results[i].snapshots[epoch + 1] = self.net.model_state_dict(i)
+                        result.snapshots[epoch + 1] = self.net.model_state_dict(i)
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, results)
-                stopped = [i for i in active if results[i].status != "completed" or i in stopping]
+                stopped = [i for i in active if results[i].status in FAILED or i in stopping]
                 if stopped:
                     active = self.active = [i for i in active if i not in stopped]
                     for i in stopped:
@@ -389,7 +413,7 @@ class StackedGroup:
         one with a strictly lower tie-breaker, replaces the kept best."""
         cfg = self.jobs[i].cfg
         checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
-        if checkpoint is None or not checkpoint.get("enabled", True) or result.status != "completed":
+        if checkpoint is None or not checkpoint.get("enabled", True) or result.status in FAILED:
             return
         values = result.history[-1]
         monitor, mode = str(checkpoint.monitor), str(checkpoint.mode)
@@ -436,6 +460,30 @@ class StackedGroup:
         if stop:
             result.stop_reason = reason
         return bool(stop)
+
+    def _pruned(self, i: int, result: ModelResult, epoch: int) -> bool:
+        """The Optuna pruning callback's verdict (it reports this epoch's value to its trial):
+        a pruned model ends ``pruned`` after this epoch, as its solo run would."""
+        pruning = self.jobs[i].pruning
+        if pruning is None or pruning.trial_id is None or pruning.storage is None:
+            return False
+        checkpoint = (self.jobs[i].cfg.get("callbacks") or {}).get("model_checkpoint")
+        monitor = pruning.monitor or (checkpoint.monitor if checkpoint is not None else None)
+        value = result.history[-1].get(monitor) if monitor else None
+        if value is None or not math.isfinite(value) or pruning._finished:
+            return False
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        if pruning._trial is None:
+            pruning._trial = pruning._open()
+        try:
+            pruning._trial.report(float32(value), step=epoch)
+            if pruning._trial.should_prune():
+                result.status = "pruned"
+                return True
+        except UpdateFinishedTrialError:  # failed as stale by another sweeper: train on, unreported
+            pruning._finished = True
+        return False
 
     def _finish(self, i: int, result: ModelResult) -> None:
         if not result.net_state:

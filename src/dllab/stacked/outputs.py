@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
-from dllab.stacked.group import BestEpoch, ModelResult, StackedJob
+from dllab.stacked.group import FAILED, BestEpoch, ModelResult, StackedJob
 from dllab.sweeps import jobs as sweep_jobs
 from dllab.training import compat
 
@@ -78,7 +78,7 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
         best_path = checkpoint_dir / f"{cfg.callbacks.model_checkpoint.filename}.ckpt"
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint(job, result, plotters, result.best, best_path), best_path)
-    if result.status != "completed":  # diverged or interrupted: as a solo run's failure
+    if result.status in FAILED:  # diverged or interrupted: as a solo run's failure
         for logger in loggers:
             logger.finalize("failed")
         fields = {"error": result.stop_reason or result.status, "epochs": result.epochs, "run_dir": str(run_dir)}
