@@ -5,6 +5,7 @@ same numbers; dllab-eval and resume work on them; what cannot stack runs alone."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,54 @@ def test_an_optuna_search_trains_its_batches_of_trials_as_stacks_and_prunes_insi
             assert m["status"] == "pruned" and m["epochs"] < 8
         else:
             assert m["status"] == "completed" and trial.value == pytest.approx(m["objective"])
+
+
+@pytest.mark.slow
+def test_sigterm_saves_every_model_of_the_stack_and_a_resumed_job_ends_as_one_never_stopped(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BIN
+
+    config = ["data=circle", "model.hidden_sizes=[16,16]", "trainer.max_epochs=300", "plots=none", "threads=1"]
+    env = {**os.environ, "DLLAB_LOG_DIR": str(tmp_path / "logs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    command = [str(BIN / "dllab-train"), "-m", "hydra/launcher=stacked", *config, "seed=0,1,2"]
+    command.append("callbacks.last_checkpoint.every_seconds=0")  # last.ckpt at every epoch's end
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert sweep.stdout is not None
+    for line in sweep.stdout:
+        if "stack of 3 models" in line:
+            break
+    time.sleep(1.5)  # some epochs in
+    sweep.send_signal(signal.SIGTERM)
+    output = sweep.stdout.read()
+    assert sweep.wait(timeout=120) == 128 + signal.SIGTERM, output[-3000:]
+    assert "interrupted: the stack of 3 models after epoch" in output
+    jobs = job_dirs(sweep_dir(tmp_path))
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "interrupted" and 0 < metrics["epochs"] < 300, metrics
+        assert metrics["resume_command"] == f"dllab-train resume={job}"
+        assert {"last.ckpt", "interrupted.ckpt", "best.ckpt"} <= {p.name for p in (job / "checkpoints").iterdir()}
+
+    resumed = run_cli("dllab-train", f"resume={jobs[1]}", cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (tmp_path / "alone").mkdir()
+    alone = run_cli("dllab-train", *config, "seed=1", cwd=tmp_path / "alone", timeout=600)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    (alone_dir,) = (tmp_path / "alone" / "logs").glob("*/runs/*")
+    got, expected = (
+        json.loads((jobs[1] / "metrics.json").read_text()),
+        json.loads((alone_dir / "metrics.json").read_text()),
+    )
+    assert got["status"] == "completed" and got["epochs"] == expected["epochs"] == 300
+    for key, value in expected["test"].items():
+        assert got["test"][key] == pytest.approx(value, abs=1e-4), key
+    a = torch.load(jobs[1] / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(alone_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for key, value in b.items():
+        torch.testing.assert_close(a[key], value, rtol=0, atol=1e-5)

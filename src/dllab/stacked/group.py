@@ -15,6 +15,7 @@ others go on.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,7 +109,11 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
         (bool(cfg.scheduler.get("_target_")), "a scheduler"),
         (bool(cfg.get("augmentation") and cfg.augmentation.get("_target_")), "augmentation"),
         (cfg.optimizer.get("_target_") not in OPTIMIZERS, f"optimizer._target_={cfg.optimizer.get('_target_')}"),
-        (str(trainer.get("accelerator", "auto")) not in ("cpu", "auto"), f"trainer.accelerator={trainer.accelerator}"),
+        (stack_device(cfg) is None, f"trainer.accelerator={trainer.get('accelerator', 'auto')} on this machine"),
+        (
+            stack_device(cfg) == "cuda" and bool(cfg.model.get("dropout")),
+            "model.dropout on a GPU",  # the solo run draws from the CUDA generator
+        ),
         (str(trainer.get("devices", 1)) not in ("1", "auto"), f"trainer.devices={trainer.get('devices')}"),
         (str(trainer.get("precision", "32-true")) not in ("32", "32-true"), f"trainer.precision={trainer.precision}"),
         (bool(trainer.get("fast_dev_run")), "trainer.fast_dev_run"),
@@ -131,6 +136,20 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
 
 # Statuses of a model that stopped without its results (no test, no last checkpoint).
 FAILED = ("diverged", "interrupted")
+
+
+def stack_device(cfg: DictConfig) -> str | None:
+    """The device a stack trains on, the one the solo run's Trainer would pick: ``cpu``, or
+    ``cuda`` for ``gpu``/``cuda`` (and ``auto`` where CUDA is available); None where it would
+    pick another (MPS, TPU, ...)."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator == "cpu":
+        return "cpu"
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "cuda" if torch.cuda.is_available() else None
+    if accelerator == "auto" and not torch.backends.mps.is_available():
+        return "cpu"
+    return None
 
 
 @dataclass
@@ -201,6 +220,7 @@ class ModelResult:
     stop_reason: str | None = None
     best_so_far: float | None = None  # val/<main metric>_best
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # epochs done -> weights
+    kept: BestEpoch | None = None  # an epoch-end state kept as last.ckpt keeps it (for an interrupt)
     early_stopping_state: dict[str, Any] | None = None
     rng_state: Tensor | None = None  # what the model's dropout draws from next
 
@@ -290,8 +310,12 @@ class StackedGroup:
         """Train every model up to ``trainer.max_epochs``; ``on_epoch_end(epoch, results)`` after
         each epoch's validation (a pruner may set a result's status then: that model stops).
         ``snapshot_every``: keep each model's weights every that many epochs (the pictures drawn
-        during fit). Ctrl-C ends every running model ``interrupted`` with its state of that moment."""
+        during fit). Ctrl-C ends every running model ``interrupted`` with its state of that moment,
+        and the epoch-end state kept last (as ``last.ckpt`` is kept: ``every_seconds``)."""
         results = self.results = [ModelResult() for _ in self.jobs]
+        last = (self.jobs[0].cfg.get("callbacks") or {}).get("last_checkpoint")
+        keep_every = float(last.get("every_seconds", 30.0)) if last and last.get("enabled", True) else None
+        kept_at = time.monotonic()
         active = self.active = list(range(len(self.jobs)))
         try:
             for epoch in range(self.max_epochs):
@@ -310,6 +334,11 @@ class StackedGroup:
                         self._check_best(i, result)
                     if snapshot_every and (epoch + 1) % snapshot_every == 0:
                         result.snapshots[epoch + 1] = self.net.model_state_dict(i)
+                if keep_every is not None and time.monotonic() - kept_at >= keep_every:
+                    kept_at = time.monotonic()  # as LastCheckpoint saves: at an epoch's end, on a time budget
+                    for i in active:
+                        if results[i].status not in FAILED:
+                            results[i].kept = self._state(i, results[i])
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, results)
                 stopped = [i for i in active if results[i].status in FAILED or i in stopping]
@@ -485,9 +514,23 @@ class StackedGroup:
             pruning._finished = True
         return False
 
+    def _state(self, i: int, result: ModelResult) -> BestEpoch:
+        """Model ``i``'s training state now (epochs and steps done so far)."""
+        return BestEpoch(
+            result.epochs,
+            result.steps,
+            math.nan,
+            math.inf,
+            result.epochs,
+            self.net.model_state_dict(i),
+            self.optimizer.model_state_dict(i),
+            self._early_stopping_state(i),
+            self.jobs[i].generator.get_state(),
+        )
+
     def _finish(self, i: int, result: ModelResult) -> None:
-        if not result.net_state:
-            result.net_state = self.net.model_state_dict(i)
-            result.optimizer_state = self.optimizer.model_state_dict(i)
-            result.early_stopping_state = self._early_stopping_state(i)
-            result.rng_state = self.jobs[i].generator.get_state()
+        """The state a model ends with: at the end of its last epoch, or of the moment (interrupted)."""
+        result.net_state = self.net.model_state_dict(i)
+        result.optimizer_state = self.optimizer.model_state_dict(i)
+        result.early_stopping_state = self._early_stopping_state(i)
+        result.rng_state = self.jobs[i].generator.get_state()

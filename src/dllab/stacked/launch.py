@@ -16,6 +16,7 @@ import copy
 import functools
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -147,12 +148,12 @@ def train_stack(
 ) -> dict[int, JobReturn]:
     """Train one stack, then write each of its jobs (also when interrupted: then every model's
     run dir says so, and the interrupt goes on to end the sweep)."""
-    from dllab.stacked.group import StackedGroup
+    from dllab.stacked.group import StackedGroup, stack_device
 
     names = ", ".join(f"#{first_idx + p}" for p in chunk)
     log.info(f"stack of {len(chunk)} models: {names}")
     started = time.perf_counter()
-    group = StackedGroup(jobs)
+    group = StackedGroup(jobs, device=stack_device(jobs[0].cfg) or "cpu")
     every = picture_interval(jobs[0].cfg)
     interrupted: BaseException | None = None
     try:
@@ -167,6 +168,15 @@ def train_stack(
     for position, job, result in zip(chunk, jobs, results, strict=True):
         returns[position] = run(position, functools.partial(report, job, result, stack))
     if interrupted is not None:
+        from dllab import train
+
+        done = min((r.epochs for r in results), default=0)
+        print(
+            f"\ninterrupted: the stack of {len(chunk)} models after epoch {done}; each job's run dir holds its "
+            "checkpoints; continue one with: dllab-train resume=<job dir>",
+            file=sys.stderr,
+        )
+        train._PHASE[0] = "reported"  # dllab-train's exit says nothing more
         raise interrupted
     return returns
 

@@ -12,6 +12,7 @@ they read, so the files come from the same code as a solo run's, without a Train
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,9 +67,8 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     trainer = RecordTrainer(datamodule, loggers)
     for plotter in plotters:
         plotter.setup(trainer, module, "fit")  # type: ignore[arg-type]
-    history = (
-        result.history[:-1] if result.status == "diverged" else result.history
-    )  # a solo run stops before logging it
+    # a diverged model's last epoch never reached its loggers, an interrupted one's was not done
+    history = result.history[: result.epochs]
     replay_epochs(job, history, trainer, plotters, result)
 
     callbacks = enabled_callbacks(cfg)
@@ -77,21 +77,14 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     if checkpoint_dir is not None and result.best is not None:
         best_path = checkpoint_dir / f"{cfg.callbacks.model_checkpoint.filename}.ckpt"
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint(job, result, plotters, result.best, best_path), best_path)
-    if result.status in FAILED:  # diverged or interrupted: as a solo run's failure
-        for logger in loggers:
-            logger.finalize("failed")
-        fields = {"error": result.stop_reason or result.status, "epochs": result.epochs, "run_dir": str(run_dir)}
-        fields["stack"] = dict(stack)
-        fields["wall_seconds"] = round(
-            stack["fit_seconds"] / max(stack["models"], 1) + time.perf_counter() - started, 3
-        )
-        write_metrics(run_dir, result.status, **fields)
-        return fields | {"status": result.status}
-    if "last_checkpoint" in callbacks:
+        torch.save(checkpoint(job, result, plotters, result.best, best_path, after_validation=True), best_path)
+    last = result.kept if result.status == "interrupted" else None if result.status in FAILED else final_state(result)
+    if "last_checkpoint" in callbacks and last is not None:
         last_dir = Path(cfg.callbacks.last_checkpoint.dirpath)
         last_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint(job, result, plotters, None, best_path), last_dir / "last.ckpt")
+        torch.save(checkpoint(job, result, plotters, last, best_path), last_dir / "last.ckpt")
+    if result.status in FAILED:
+        return failed(job, result, loggers, plotters, best_path, stack, time.perf_counter() - started)
 
     tested = result.best
     net_state = tested.net_state if tested is not None and best_path is not None else result.net_state
@@ -148,70 +141,109 @@ def replay_epochs(
             plotter.on_train_epoch_end(trainer, module)
 
 
-def loops_state(epochs: int, steps: int, val_batches: int, in_validation: bool) -> dict[str, Any]:
-    """Lightning's ``loops`` entry of a checkpoint taken at the end of epoch ``epochs`` (1-based),
-    or right after its validation (``in_validation``: the epoch not yet counted complete)."""
-    return compat.loops_state(epochs, steps, val_batches, in_validation)
+def final_state(result: ModelResult) -> BestEpoch:
+    """A model's state when it stopped, as a snapshot (for its last.ckpt)."""
+    return BestEpoch(
+        result.epochs,
+        result.steps,
+        math.nan,
+        math.inf,
+        result.epochs,
+        result.net_state,
+        result.optimizer_state,
+        result.early_stopping_state,
+        result.rng_state,
+    )
 
 
 def checkpoint(
-    job: StackedJob, result: ModelResult, plotters: list[Any], best: BestEpoch | None, best_path: Path | None
+    job: StackedJob,
+    result: ModelResult,
+    plotters: list[Any],
+    state: BestEpoch,
+    best_path: Path | None,
+    after_validation: bool = False,
 ) -> dict[str, Any]:
-    """The Lightning checkpoint of one model: ``best`` (taken after that epoch's validation) or,
-    for None, the last state (the end of training)."""
+    """The Lightning checkpoint of one model in ``state``: taken right after that epoch's
+    validation (the best checkpoint) or at its end (``last.ckpt``)."""
     cfg, module = job.cfg, job.module
-    epochs = best.epoch if best is not None else result.epochs
-    steps = best.step if best is not None else result.steps
-    net_state = best.net_state if best is not None else result.net_state
-    optimizer_state = best.optimizer_state if best is not None else result.optimizer_state
+    epochs, steps = state.epoch, state.step
     main = f"val/{module.main_metric}_best"
     history = result.history[:epochs]
     running = [v[main] for v in history if main in v]
-    state_dict = {f"net.{k}": v for k, v in net_state.items()}
+    state_dict = {f"net.{k}": v for k, v in state.net_state.items()}
     tracker = "max_value" if module.main_metric == "acc" else "min_value"
     if running:
         state_dict[f"best.{tracker}"] = torch.tensor(running[-1], dtype=torch.float32)
     callbacks: dict[str, Any] = {}
-    kept = result.best
+    kept = result.best if not after_validation else state
+    if kept is not None and kept.epoch > epochs:  # a best found after this state: not known then
+        kept = None
     if "model_checkpoint" in enabled_callbacks(cfg) and kept is not None and best_path is not None:
         from hydra.utils import instantiate
 
         options = {k: v for k, v in plain(cfg.callbacks.model_checkpoint).items() if k != "enabled"}
         callback = instantiate(options)
-        mark = best if best is not None else kept
         path = str(best_path)
-        score = torch.tensor(mark.score)
+        score = torch.tensor(kept.score)
         callback.best_k_models = {path: score}
         callback.best_model_path = callback.kth_best_model_path = path
         callback.best_model_score = callback.kth_value = score
-        callback.current_score = torch.tensor(float(history[-1].get(callback.monitor, mark.score)))
-        callback.kept_at = {path: (mark.epoch, mark.step, mark.tie_value, mark.first_epoch)}
+        callback.current_score = torch.tensor(float(history[-1].get(callback.monitor, kept.score)))
+        callback.kept_at = {path: (kept.epoch, kept.step, kept.tie_value, kept.first_epoch)}
         callbacks[callback.state_key] = callback.state_dict()
-    if job.early_stopping is not None:
-        state = best.early_stopping_state if best is not None else result.early_stopping_state
-        if state is not None:
-            callbacks[job.early_stopping.state_key] = state
+    if job.early_stopping is not None and state.early_stopping_state is not None:
+        callbacks[job.early_stopping.state_key] = state.early_stopping_state
     for plotter in plotters:
-        state = plotter.state_dict()
-        if state:
-            if best is not None and "history" in state:  # the curves as they were at that epoch
-                state = {"history": {k: v[: epochs - 1] for k, v in state["history"].items()}}
-            callbacks[plotter.state_key] = state
-    rng = result.rng_state if best is None else best.rng_state
+        plotter_state = plotter.state_dict()
+        if plotter_state:
+            if "history" in plotter_state:  # the curves as they were then
+                done = epochs - 1 if after_validation else epochs
+                plotter_state = {"history": {k: v[:done] for k, v in plotter_state["history"].items()}}
+            callbacks[plotter.state_key] = plotter_state
     return {
-        "epoch": epochs - 1 if best is not None else epochs,
+        "epoch": epochs - 1 if after_validation else epochs,
         "global_step": steps,
         "pytorch-lightning_version": L.__version__,
         "state_dict": state_dict,
-        "loops": loops_state(epochs, steps, len(job.datamodule.val_dataloader()), in_validation=best is not None),
+        "loops": compat.loops_state(epochs, steps, len(job.datamodule.val_dataloader()), after_validation),
         "callbacks": callbacks,
-        "optimizer_states": [optimizer_state],
+        "optimizer_states": [state.optimizer_state],
         "lr_schedulers": [],
         "hparams_name": "kwargs",
         "hyper_parameters": dict(module.hparams),
         "dllab_task": module.task,
-        "torch_rng_state": rng,
+        "torch_rng_state": state.rng_state,
     }
+
+
+def failed(
+    job: StackedJob,
+    result: ModelResult,
+    loggers: list[Any],
+    plotters: list[Any],
+    best_path: Path | None,
+    stack: dict[str, Any],
+    write_seconds: float,
+) -> dict[str, Any]:
+    """A diverged model's record, as a solo run's failure writes it; an interrupted one's with
+    ``interrupted.ckpt`` (the weights of the moment) and the command that carries on."""
+    run_dir = Path(job.cfg.paths.output_dir)
+    for logger in loggers:
+        logger.finalize("failed")
+    fields: dict[str, Any] = {"epochs": result.epochs, "global_step": result.steps, "run_dir": str(run_dir)}
+    if result.status == "interrupted":
+        moment = final_state(result)
+        path = run_dir / "checkpoints" / "interrupted.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint(job, result, plotters, moment, best_path), path)
+        fields["resume_command"] = f"dllab-train resume={run_dir}"
+    else:
+        fields["error"] = result.stop_reason or result.status
+    fields["stack"] = dict(stack)
+    fields["wall_seconds"] = round(stack["fit_seconds"] / max(stack["models"], 1) + write_seconds, 3)
+    write_metrics(run_dir, result.status, **fields)
+    return fields | {"status": result.status}
 
 
 @torch.no_grad()
