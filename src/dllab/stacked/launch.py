@@ -164,6 +164,7 @@ def train_stack(
     seconds = round(time.perf_counter() - started, 3)
     stack: dict[str, Any] = {"models": len(chunk), "jobs": [first_idx + p for p in chunk], "fit_seconds": seconds}
     stack["memory_mib"] = round(group.tensor_bytes() / 2**20, 2)
+    log.info(f"stack of {len(chunk)} models trained in {seconds:.1f} s ({stack['memory_mib']:.1f} MiB of tensors)")
     returns = {}
     for position, job, result in zip(chunk, jobs, results, strict=True):
         returns[position] = run(position, functools.partial(report, job, result, stack))
