@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
 PROGRAMS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
 FAST = ("data=circle", "model.hidden_sizes=[8]", "threads=1", "trainer.deterministic=true")
+# Epochs of the pre-empted jobs: seconds of training, so the signal lands mid-run also on a busy
+# machine (with 60, a job on a loaded machine could end before its signal came)
+EPOCHS = 400
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +141,7 @@ def interrupted_sweep(slurm: dict[str, str], tmp_path_factory: pytest.TempPathFa
     """One sweep of three jobs: job 0 pre-empted with SIGTERM, job 1 with submitit's USR2,
     job 2 cancelled; and the unstopped runs of jobs 0 and 1 (a local sweep) to compare with."""
     root = tmp_path_factory.mktemp("interrupted")
-    process = start_sweep(slurm, root, "trainer.max_epochs=60,61,3000")
+    process = start_sweep(slurm, root, f"trainer.max_epochs={EPOCHS},{EPOCHS + 1},3000")
     try:
         signals = {"0": "TERM", "1": "USR2"}
         for job in ("0", "1", "2"):
@@ -153,7 +156,7 @@ def interrupted_sweep(slurm: dict[str, str], tmp_path_factory: pytest.TempPathFa
         if process.poll() is None:
             process.kill()
     unstopped_root = tmp_path_factory.mktemp("unstopped")
-    unstopped = run_cli("dllab-train", "-m", *FAST, "trainer.max_epochs=60,61", cwd=unstopped_root)
+    unstopped = run_cli("dllab-train", "-m", *FAST, f"trainer.max_epochs={EPOCHS},{EPOCHS + 1}", cwd=unstopped_root)
     assert unstopped.returncode == 0, unstopped.stderr[-3000:]
     return {
         "returncode": process.returncode,
@@ -175,7 +178,7 @@ def test_a_preempted_job_is_requeued_and_ends_as_one_never_stopped(interrupted_s
     assert result["test"] == metrics(interrupted_sweep["unstopped"] / job)["test"]
     assert "resuming " in (job_dir / "train.log").read_text()
     epochs, _ = read_curves(job_dir, ["val/loss"])["val/loss"]
-    assert list(epochs) == list(range(1, 61 + int(job)))  # one history, each epoch once
+    assert list(epochs) == list(range(1, EPOCHS + 1 + int(job)))  # one history, each epoch once
     events = list((job_dir / "tensorboard").rglob("events.out.tfevents.*"))
     steps: list[int] = []
     from tensorboard.backend.event_processing import event_accumulator as ea
@@ -185,7 +188,7 @@ def test_a_preempted_job_is_requeued_and_ends_as_one_never_stopped(interrupted_s
         accumulator.Reload()
         if "val/loss" in accumulator.Tags()["scalars"]:
             steps += [e.step for e in accumulator.Scalars("val/loss")]
-    assert len(steps) == len(set(steps)) == 60 + int(job)  # no step logged twice
+    assert len(steps) == len(set(steps)) == EPOCHS + int(job)  # no step logged twice
 
 
 def test_a_cancelled_job_is_failed_and_the_rest_of_the_sweep_finishes(interrupted_sweep: dict[str, Any]) -> None:

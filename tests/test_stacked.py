@@ -54,6 +54,8 @@ def test_a_stack_computes_each_models_outputs_and_gradients_bit_for_bit() -> Non
 
 
 def test_networks_that_cannot_stack_are_refused() -> None:
+    lone = MLP(4, 2, [])  # no hidden layer: one Linear, stacked all the same
+    assert StackedMLP([lone, lone])(torch.zeros(2, 3, 4)).shape == (2, 3, 2)
     with pytest.raises(ValueError, match="batch_norm"):
         StackedMLP([MLP(4, 2, [8], batch_norm=True)])
     with pytest.raises(ValueError, match="one shape and activation"):
@@ -71,6 +73,9 @@ def test_jobs_group_by_everything_but_the_stacked_keys(tmp_path: Path) -> None:
     assert key("model.activation=tanh") != key("model.activation=relu")
     assert key("data.batch_size=16") != key("data.batch_size=32")
     assert key("optimizer=sgd") != key("optimizer=adam")
+    # pictures drawn during fit need their epochs' weights: other picture settings or loggers stack apart
+    assert key("plots=default", "plots.every_n_epochs=2") != key("plots=default", "plots.every_n_epochs=5")
+    assert key("logger=tensorboard") != key()  # SMALL logs to CSV
 
 
 @pytest.mark.parametrize(
@@ -81,6 +86,9 @@ def test_jobs_group_by_everything_but_the_stacked_keys(tmp_path: Path) -> None:
         (["trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val"),
         (["model=cnn"], "model._target_=dllab.models.cnn.CNN"),
         (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0"),
+        (["+trainer.min_epochs=3"], "trainer.min_epochs"),
+        (["callbacks.model_checkpoint.save_top_k=3"], "callbacks.model_checkpoint.save_top_k"),
+        (["trainer.devices=2"], "trainer.devices=2 (several processes)"),
     ],
 )
 def test_a_job_that_cannot_stack_says_why(overrides: list[str], reason: str, tmp_path: Path) -> None:
@@ -118,6 +126,8 @@ CASES = {
         "callbacks.early_stopping.patience=1",
         "callbacks.early_stopping.min_delta=0.5",
     ],
+    # regression, RMSprop, a monitor that is its own tie-breaker (none then)
+    "rmsprop_regression": ["data=diabetes", "optimizer=rmsprop", "optimizer.momentum=0.5", "optimized_metric=val/loss"],
     "adagrad_accumulate": [
         "optimizer=adagrad",
         "trainer.accumulate_grad_batches=3",

@@ -131,6 +131,7 @@ def test_jobs_that_cannot_stack_run_alone_and_a_diverging_model_leaves_the_rest(
     stacked, alone = metrics[2]["error"], metrics[3]["error"]  # the same words as a solo run's
     assert stacked.startswith("training diverged: loss is nan at optimizer step ") and alone.startswith(stacked[:40])
     assert stacked.endswith("try a smaller optimizer.lr than 1e+30")
+    assert set(metrics[2]) - {"stack"} == set(metrics[3])  # the fields of a solo run's failure
 
 
 @pytest.mark.slow

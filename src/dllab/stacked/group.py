@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from dllab.checks import processes
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import StackedOptimizer
 from dllab.training import compat
@@ -53,7 +54,9 @@ STACKED_KEYS = (
     "callbacks.optuna_pruning.trial_id",  # each trial of an Optuna search reports to its own
 )
 # Keys that never change what a model learns: where its files go, how it reports.
-OUTPUT_KEYS = ("paths", "hydra", "print_config", "verbose", "plots", "logger", "task_name", "threads")
+# (``plots`` does not change it either, but the pictures drawn during fit need the weights of
+# their epochs: jobs that differ in it, or in which loggers they have, stack apart.)
+OUTPUT_KEYS = ("paths", "hydra", "print_config", "verbose", "task_name", "threads", "logger")
 OPTIMIZERS = ("torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.Adagrad", "torch.optim.RMSprop")
 # Callbacks a stacked run does itself (best and last checkpoint, early stopping) or that only
 # report (progress, summaries, learning rate): any other callback needs a solo run.
@@ -68,6 +71,19 @@ KNOWN_CALLBACKS = (
     "augmentation_preview",
     "optuna_pruning",
 )
+
+
+# The best checkpoint a stack keeps per model: one file, checked every epoch, whole checkpoints
+# (any other setting trains alone).
+CHECKPOINT_DEFAULTS: dict[str, Any] = {
+    "save_top_k": 1,
+    "every_n_epochs": None,
+    "every_n_train_steps": None,
+    "train_time_interval": None,
+    "save_weights_only": False,
+    "save_last": False,
+    "auto_insert_metric_name": False,
+}
 
 
 def stack_key(cfg: DictConfig) -> str:
@@ -85,6 +101,7 @@ def stack_key(cfg: DictConfig) -> str:
     run_dir = str(cfg.paths.output_dir)
     # where a job writes (checkpoint dirs, the trainer's root dir) is its own, not a difference
     leaves = _flatten(tree)  # type: ignore[arg-type]
+    leaves["loggers"] = sorted(name for name, node in (cfg.get("logger") or {}).items() if node is not None)
     flat = {k: v for k, v in leaves.items() if not (isinstance(v, str) and v.startswith(run_dir))}
     return repr(sorted(flat.items()))
 
@@ -114,7 +131,7 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
             stack_device(cfg) == "cuda" and bool(cfg.model.get("dropout")),
             "model.dropout on a GPU",  # the solo run draws from the CUDA generator
         ),
-        (str(trainer.get("devices", 1)) not in ("1", "auto"), f"trainer.devices={trainer.get('devices')}"),
+        (processes(trainer) != 1, f"trainer.devices={trainer.get('devices')} (several processes)"),
         (str(trainer.get("precision", "32-true")) not in ("32", "32-true"), f"trainer.precision={trainer.precision}"),
         (bool(trainer.get("fast_dev_run")), "trainer.fast_dev_run"),
         (trainer.get("max_steps", -1) not in (-1, None), f"trainer.max_steps={trainer.get('max_steps')}"),
@@ -124,6 +141,13 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
         (bool(cfg.get("resume") or cfg.get("ckpt_path")), "resume/ckpt_path"),
         (bool(cfg.get("tuner") and (cfg.tuner.get("lr_find") or cfg.tuner.get("batch_size_find"))), "the tuner"),
     ]
+    for key in ("min_epochs", "min_steps", "max_time"):  # Lightning's limits on stopping early
+        checks.append((trainer.get(key) is not None, f"trainer.{key}"))
+    checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    if checkpoint is not None and checkpoint.get("enabled", True):
+        for key, default in CHECKPOINT_DEFAULTS.items():
+            checks.append((checkpoint.get(key, default) != default, f"callbacks.model_checkpoint.{key}"))
+        checks.append(("{" in str(checkpoint.get("filename", "")), "callbacks.model_checkpoint.filename"))
     for limit in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         value = trainer.get(limit, 1.0)
         checks.append((value not in (1.0, None), f"trainer.{limit}={value}"))
@@ -326,10 +350,10 @@ class StackedGroup:
                 stopping = []
                 for i in active:
                     result = results[i]
-                    result.epochs = epoch + 1
-                    if result.status == "completed":  # not diverged this epoch
+                    if result.status == "completed":  # not diverged this epoch (a solo run stops before counting it)
+                        result.epochs = epoch + 1
                         # Lightning's order: early stopping and pruning, then the best checkpoint
-                        if self._stops_early(i, result) | self._pruned(i, result, epoch):
+                        if self._stops_early(i, result, epoch) | self._pruned(i, result, epoch):
                             stopping.append(i)
                         self._check_best(i, result)
                     if snapshot_every and (epoch + 1) % snapshot_every == 0:
@@ -412,21 +436,25 @@ class StackedGroup:
             return
         self.net.eval()
         step = int(self.jobs[0].datamodule.eval_batch_size)
-        sums: list[list[float]] = [[] for _ in self.jobs]
+        sums: list[Tensor | None] = [None for _ in self.jobs]
         for start in range(0, x.shape[1], step):
             output = self.net(x[:, start : start + step])
             target = y[:, start : start + step]
             for i in active:
+                # the solo run's validation_step: its step(x, y), then sums in float32
                 module = self.jobs[i].module
-                loss = module.criterion(output[i], target[i])  # the solo run's step(x, y)
-                head = [float(loss.float() * target.shape[1]), float(target.shape[1])]
-                batch_sums = head + module.epoch_statistics(output[i], target[i]).float().tolist()
-                sums[i] = batch_sums if not sums[i] else [a + b for a, b in zip(sums[i], batch_sums, strict=True)]
+                loss = module.criterion(output[i], target[i])
+                n = target.shape[1]
+                head = torch.stack([loss.float() * n, loss.new_full((), n, dtype=torch.float32)])
+                batch = torch.cat([head, module.epoch_statistics(output[i], target[i]).float()])
+                total = sums[i]
+                sums[i] = batch if total is None else total + batch
         for i in active:
-            if results[i].status != "completed":
+            total = sums[i]
+            if results[i].status != "completed" or total is None:
                 continue
             module = self.jobs[i].module
-            loss_sum, samples, *statistics = (float32(v) for v in sums[i])
+            loss_sum, samples, *statistics = total.tolist()
             values = {f"val/{k}": v for k, v in module.epoch_metrics(statistics, samples).items()}
             values["val/loss"] = loss_sum / samples
             main = f"val/{module.main_metric}"
@@ -480,14 +508,15 @@ class StackedGroup:
         stopping = self.jobs[i].early_stopping
         return None if stopping is None else dict(stopping.state_dict())
 
-    def _stops_early(self, i: int, result: ModelResult) -> bool:
+    def _stops_early(self, i: int, result: ModelResult, epoch: int) -> bool:
         stopping = self.jobs[i].early_stopping
         if stopping is None or stopping.monitor not in result.history[-1]:
             return False
         current = torch.tensor(result.history[-1][stopping.monitor], dtype=torch.float32)
         stop, reason = compat.early_stopping_decision(stopping, current)
-        if stop:
-            result.stop_reason = reason
+        if stop:  # as EarlyStopping records it when it stops a Trainer
+            result.stop_reason = stopping.stopping_reason_message = reason
+            stopping.stopped_epoch = epoch
         return bool(stop)
 
     def _pruned(self, i: int, result: ModelResult, epoch: int) -> bool:

@@ -93,6 +93,7 @@ def stacks(prepared: Sequence[Prepared], max_stack: int) -> tuple[list[list[int]
             chunk = members[start : start + max_stack]
             if len(chunk) == 1:
                 alone.append(chunk[0])
+                prepared[chunk[0]].reason = prepared[chunk[0]].reason or "no other job of the sweep stacks with it"
             else:
                 chunks.append(chunk)
     return chunks, sorted(alone)
@@ -134,7 +135,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     chunks, alone = stacks(prepared, max_stack)
     returns: dict[int, JobReturn] = {}
     for chunk in chunks:
-        returns |= train_stack(chunk, [prepared[p].job for p in chunk], run, initial_job_idx)
+        returns |= train_stack(chunk, [prepared[p].job for p in chunk], run, initial_job_idx, task)
     for position in alone:
         reason = prepared[position].reason
         if reason:
@@ -144,7 +145,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 
 
 def train_stack(
-    chunk: list[int], jobs: list[Any], run: Callable[[int, Callable[[DictConfig], Any]], JobReturn], first_idx: int
+    chunk: list[int],
+    jobs: list[Any],
+    run: Callable[[int, Callable[[DictConfig], Any]], JobReturn],
+    first_idx: int,
+    task: Callable[[DictConfig], Any],
 ) -> dict[int, JobReturn]:
     """Train one stack, then write each of its jobs (also when interrupted: then every model's
     run dir says so, and the interrupt goes on to end the sweep)."""
@@ -153,7 +158,11 @@ def train_stack(
     names = ", ".join(f"#{first_idx + p}" for p in chunk)
     log.info(f"stack of {len(chunk)} models: {names}")
     started = time.perf_counter()
-    group = StackedGroup(jobs, device=stack_device(jobs[0].cfg) or "cpu")
+    try:
+        group = StackedGroup(jobs, device=stack_device(jobs[0].cfg) or "cpu")
+    except Exception as err:  # a stack that cannot be built: its jobs run alone, as usual
+        log.info(f"these jobs run alone: the stack could not be built ({type(err).__name__}: {err})")
+        return {position: run(position, task) for position in chunk}
     every = picture_interval(jobs[0].cfg)
     interrupted: BaseException | None = None
     try:

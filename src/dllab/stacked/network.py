@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dllab.models.mlp import MLP
@@ -29,6 +30,9 @@ class StackedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        if weight.shape[1] == 1:  # one output (a regression head): torch takes a matrix-vector
+            # product there, which rounds otherwise than the batched one; as the solo run, per model
+            return torch.stack([F.linear(x[i], weight[i], bias[i]) for i in range(weight.shape[0])])
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
     @staticmethod
@@ -63,7 +67,8 @@ class StackedMLP(nn.Module):
             raise ValueError("stacked networks must be MLPs of one shape and activation")
         first = nets[0]
         assert isinstance(first, MLP)
-        self.activation = next(m for m in first.layers if _is_activation(m))
+        # (a network without hidden layers has none: one Linear)
+        self.activation = next((m for m in first.layers if _is_activation(m)), nn.Identity())
         self.dropouts = [dropout for _, _, dropout in layouts]
         # per model, the (weight key, bias key) of each Linear in its solo state_dict: a model
         # without dropout has no Dropout layers, so its keys number differently

@@ -60,7 +60,7 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     run_dir = Path(cfg.paths.output_dir)
     save_config(cfg, run_dir, show=bool(cfg.get("print_config")))
     loggers = instantiate_enabled(cfg.get("logger"))
-    plotters = build_plot_callbacks(**plain(cfg.plots)) if cfg.get("plots") and loggers else []
+    plotters = build_plot_callbacks(**plain(cfg.plots)) if cfg.get("plots") else []
     hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
     for plotter in plotters:
         plotter.run_hparams = (hparams, job_swept_keys())
@@ -82,7 +82,8 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     if "last_checkpoint" in callbacks and last is not None:
         last_dir = Path(cfg.callbacks.last_checkpoint.dirpath)
         last_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint(job, result, plotters, last, best_path), last_dir / "last.ckpt")
+        name = f"{cfg.callbacks.last_checkpoint.get('filename', 'last')}.ckpt"
+        torch.save(checkpoint(job, result, plotters, last, best_path), last_dir / name)
     if result.status in FAILED:
         return failed(job, result, loggers, plotters, best_path, stack, time.perf_counter() - started)
 
@@ -103,6 +104,13 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     for logger in loggers:
         logger.finalize("success")
     return record(job, result, test, best_val, best_path, plotters, stack, time.perf_counter() - started)
+
+
+def effective_tie_breaker(cfg: DictConfig) -> str | None:
+    """BestCheckpoint's tie-breaker: none where it is the monitor or the monitor is a running best."""
+    checkpoint = cfg.callbacks.model_checkpoint
+    tie_breaker, monitor = checkpoint.get("tie_breaker"), str(checkpoint.monitor)
+    return None if tie_breaker == monitor or monitor.endswith("_best") else tie_breaker
 
 
 def enabled_callbacks(cfg: DictConfig) -> list[str]:
@@ -231,8 +239,9 @@ def failed(
     run_dir = Path(job.cfg.paths.output_dir)
     for logger in loggers:
         logger.finalize("failed")
-    fields: dict[str, Any] = {"epochs": result.epochs, "global_step": result.steps, "run_dir": str(run_dir)}
-    if result.status == "interrupted":
+    fields: dict[str, Any] = {"run_dir": str(run_dir)}
+    if result.status == "interrupted":  # as GracefulInterrupt records it
+        fields |= {"epochs": result.epochs, "global_step": result.steps}
         moment = final_state(result)
         path = run_dir / "checkpoints" / "interrupted.ckpt"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,13 +305,14 @@ def record(
         "run_dir": str(cfg.paths.output_dir),
     }
     if best_path is not None and result.best is not None:
-        fields |= {
+        tested = {
             "best_epoch": result.best.epoch,
             "best_step": result.best.step,
-            "tie_breaker": cfg.callbacks.model_checkpoint.get("tie_breaker"),
-            "best_tie_value": result.best.tie_value if result.best.tie_value != float("inf") else None,
+            "tie_breaker": effective_tie_breaker(cfg),
+            "best_tie_value": result.best.tie_value if math.isfinite(result.best.tie_value) else None,
             "best_first_epoch": result.best.first_epoch,
         }
+        fields |= {k: v for k, v in tested.items() if v is not None}  # as fit_and_test
     if plotters:
         fields["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
         if any(p.error for p in plotters):
