@@ -249,6 +249,20 @@ class ModelResult:
     rng_state: Tensor | None = None  # what the model's dropout draws from next
 
 
+def epoch_state(
+    result: ModelResult,
+    net_state: dict[str, Tensor],
+    optimizer_state: dict[str, Any],
+    early_stopping_state: dict[str, Any] | None,
+    rng_state: Tensor | None,
+) -> BestEpoch:
+    """A training state at ``result``'s epochs and steps so far (no monitored score)."""
+    epochs, steps = result.epochs, result.steps
+    return BestEpoch(
+        epochs, steps, math.nan, math.inf, epochs, net_state, optimizer_state, early_stopping_state, rng_state
+    )
+
+
 def float32(value: float) -> float:
     """A logged value as Lightning holds it (float32 tensors in ``callback_metrics``)."""
     return float(np.float32(value))
@@ -545,17 +559,8 @@ class StackedGroup:
 
     def _state(self, i: int, result: ModelResult) -> BestEpoch:
         """Model ``i``'s training state now (epochs and steps done so far)."""
-        return BestEpoch(
-            result.epochs,
-            result.steps,
-            math.nan,
-            math.inf,
-            result.epochs,
-            self.net.model_state_dict(i),
-            self.optimizer.model_state_dict(i),
-            self._early_stopping_state(i),
-            self.jobs[i].generator.get_state(),
-        )
+        net, optimizer = self.net.model_state_dict(i), self.optimizer.model_state_dict(i)
+        return epoch_state(result, net, optimizer, self._early_stopping_state(i), self.jobs[i].generator.get_state())
 
     def _finish(self, i: int, result: ModelResult) -> None:
         """The state a model ends with: at the end of its last epoch, or of the moment (interrupted)."""

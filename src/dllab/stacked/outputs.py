@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
-from dllab.stacked.group import FAILED, BestEpoch, ModelResult, StackedJob
+from dllab.stacked.group import FAILED, BestEpoch, ModelResult, StackedJob, epoch_state
 from dllab.sweeps import jobs as sweep_jobs
 from dllab.training import compat
 
@@ -151,17 +151,7 @@ def replay_epochs(
 
 def final_state(result: ModelResult) -> BestEpoch:
     """A model's state when it stopped, as a snapshot (for its last.ckpt)."""
-    return BestEpoch(
-        result.epochs,
-        result.steps,
-        math.nan,
-        math.inf,
-        result.epochs,
-        result.net_state,
-        result.optimizer_state,
-        result.early_stopping_state,
-        result.rng_state,
-    )
+    return epoch_state(result, result.net_state, result.optimizer_state, result.early_stopping_state, result.rng_state)
 
 
 def checkpoint(
