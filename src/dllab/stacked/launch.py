@@ -131,7 +131,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         return ret
 
-    prepared = [prepare(job_config(sweep_config)) for sweep_config in sweep_configs]
+    from hydra.core.hydra_config import HydraConfig
+
+    sweep_hydra = HydraConfig.instance().cfg
+    try:
+        prepared = [prepare(job_config(sweep_config)) for sweep_config in sweep_configs]
+    finally:  # the sweep's own Hydra config again, as run_job leaves it
+        HydraConfig.instance().cfg = sweep_hydra
     chunks, alone = stacks(prepared, max_stack)
     returns: dict[int, JobReturn] = {}
     for chunk in chunks:

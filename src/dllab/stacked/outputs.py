@@ -11,7 +11,6 @@ they read, so the files come from the same code as a solo run's, without a Train
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,14 +19,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
 from dllab.stacked.group import FAILED, BestEpoch, ModelResult, StackedJob, epoch_state
 from dllab.sweeps import jobs as sweep_jobs
+from dllab.train import plain
 from dllab.training import compat
-
-log = logging.getLogger("dllab.train")
 
 
 @dataclass
@@ -42,10 +40,6 @@ class RecordTrainer:
     is_global_zero: bool = True
     fast_dev_run: bool = False
     sanity_checking: bool = False
-
-
-def plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> dict[str, Any]:
