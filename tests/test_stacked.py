@@ -151,7 +151,8 @@ def test_each_model_of_a_stack_ends_as_its_solo_run(case: str, tmp_path: Path) -
         solo = train(cfg)
         run_dir = Path(cfg.paths.output_dir)
         last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-        for key, value in result.net_state.items():
+        assert result.final is not None
+        for key, value in result.final.net_state.items():
             torch.testing.assert_close(value, last["state_dict"][f"net.{key}"], rtol=0, atol=1e-5)
             assert torch.equal(value, last["state_dict"][f"net.{key}"]), key
         assert result.status == solo["status"] and result.epochs == solo["epochs"] == last["epoch"]
@@ -169,3 +170,15 @@ def test_each_model_of_a_stack_ends_as_its_solo_run(case: str, tmp_path: Path) -
             assert torch.equal(value, best["state_dict"][f"net.{key}"]), key
     if case == "adagrad":  # no gain of 0.5 in val/acc after the first epoch: each stops after 2
         assert all(r.epochs == 2 and "did not improve" in str(r.stop_reason) for r in results)
+
+
+def test_max_stack_splits_a_group_and_a_lone_job_runs_alone() -> None:
+    from dllab.stacked.launch import Prepared, stacks
+
+    keys = ["a", "a", "b", "a", "a", "a", None]  # None: could not stack (its reason is kept)
+    prepared = [Prepared(job=object(), key=k) if k else Prepared(reason="model.batch_norm=true") for k in keys]
+    chunks, alone = stacks(prepared, max_stack=2)
+    assert chunks == [[0, 1], [3, 4]] and alone == [2, 5, 6]
+    assert prepared[2].reason == prepared[5].reason == "no other job of the sweep stacks with it"
+    assert prepared[6].reason == "model.batch_norm=true"
+    assert stacks(prepared, max_stack=64)[0] == [[0, 1, 3, 4, 5]]

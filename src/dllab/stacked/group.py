@@ -14,6 +14,7 @@ others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from dllab.catalog import metric_mode
 from dllab.checks import processes
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import StackedOptimizer
@@ -212,20 +214,21 @@ def build_job(cfg: DictConfig) -> StackedJob:
 
 
 @dataclass
-class BestEpoch:
-    """The kept best of a model (BestCheckpoint's record): epochs done, optimizer steps, the
-    monitored score (float32, as Lightning compares it), the tie-breaker value, the first epoch
-    that reached the score, and the weights and optimizer state of that moment."""
+class ModelState:
+    """A model's training state at one moment: epochs done, optimizer steps, its weights,
+    optimizer state, early stopping's counters and the generator its dropout draws from next.
+    For the kept best (BestCheckpoint's record) also the monitored score (float32, as Lightning
+    compares it), the tie-breaker's value and the first epoch that reached the score."""
 
     epoch: int
     step: int
-    score: float
-    tie_value: float
-    first_epoch: int
     net_state: dict[str, Tensor]
     optimizer_state: dict[str, Any]
-    early_stopping_state: dict[str, Any] | None = None
-    rng_state: Tensor | None = None
+    early_stopping_state: dict[str, Any] | None
+    rng_state: Tensor
+    score: float = math.nan
+    tie_value: float = math.inf
+    first_epoch: int = 0
 
 
 @dataclass
@@ -238,29 +241,12 @@ class ModelResult:
     epochs: int = 0
     steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
-    best: BestEpoch | None = None
-    net_state: dict[str, Tensor] = field(default_factory=dict)
-    optimizer_state: dict[str, Any] = field(default_factory=dict)
+    best: ModelState | None = None
+    final: ModelState | None = None  # when it stopped: the end of its last epoch, or of the moment
     stop_reason: str | None = None
     best_so_far: float | None = None  # val/<main metric>_best
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # epochs done -> weights
-    kept: BestEpoch | None = None  # an epoch-end state kept as last.ckpt keeps it (for an interrupt)
-    early_stopping_state: dict[str, Any] | None = None
-    rng_state: Tensor | None = None  # what the model's dropout draws from next
-
-
-def epoch_state(
-    result: ModelResult,
-    net_state: dict[str, Tensor],
-    optimizer_state: dict[str, Any],
-    early_stopping_state: dict[str, Any] | None,
-    rng_state: Tensor | None,
-) -> BestEpoch:
-    """A training state at ``result``'s epochs and steps so far (no monitored score)."""
-    epochs, steps = result.epochs, result.steps
-    return BestEpoch(
-        epochs, steps, math.nan, math.inf, epochs, net_state, optimizer_state, early_stopping_state, rng_state
-    )
+    kept: ModelState | None = None  # an epoch-end state kept as last.ckpt keeps it (for an interrupt)
 
 
 def float32(value: float) -> float:
@@ -292,7 +278,7 @@ class StackedGroup:
         self.train = self._split("train")
         self.val = self._split("val")
         self.task_module = first.module
-        self.vectorized_loss = self._vectorized_loss()
+        self.batched_cross_entropy = self._batched_cross_entropy()
         self.active: list[int] = []
         self.results: list[ModelResult] = []
 
@@ -302,9 +288,7 @@ class StackedGroup:
         tensors = [*self.net.ordered_parameters(), *self.train, *self.val]
         size = sum(t.numel() * t.element_size() for t in tensors)
         size += sum(p.numel() * p.element_size() for p in self.net.ordered_parameters())  # gradients
-        state = getattr(self.optimizer, "_state", {})
-        size += sum(t.numel() * t.element_size() for tensors in state.values() for t in tensors)
-        return size
+        return size + self.optimizer.state_bytes()
 
     def _split(self, split: str) -> tuple[Tensor, Tensor]:
         """A split of every model stacked: x [S, N, ...], y [S, N, ...] (sizes must agree)."""
@@ -316,23 +300,20 @@ class StackedGroup:
         y = torch.stack([y for _, y in tensors]).to(self.device)
         return x, y
 
-    def _vectorized_loss(self) -> float | None:
-        """0.0 where every model's loss is a plain cross entropy (one call for the stack, equal
-        to each model's own bit for bit), else None: then each model's criterion is called."""
-        criteria = [job.module.criterion for job in self.jobs]
-        if not all(type(c) is nn.CrossEntropyLoss and c.weight is None for c in criteria):
-            return None
-        # with label smoothing, the batched call rounds differently from each model's own
-        return 0.0 if all(c.label_smoothing == 0 for c in criteria) else None
+    def _batched_cross_entropy(self) -> bool:
+        """Whether every model's loss is a plain cross entropy: then one call for the stack
+        equals each model's own bit for bit (with label smoothing or weights it rounds otherwise,
+        and each model's criterion is called)."""
+        return all(
+            type(c) is nn.CrossEntropyLoss and c.weight is None and c.label_smoothing == 0
+            for c in (job.module.criterion for job in self.jobs)
+        )
 
     def losses(self, output: Tensor, target: Tensor) -> Tensor:
         """Each model's mean loss over its micro-batch, [S]."""
-        if self.vectorized_loss is not None:
+        if self.batched_cross_entropy:
             s, b = target.shape[:2]
-            flat = F.cross_entropy(
-                output.flatten(0, 1), target.flatten(0, 1), reduction="none", label_smoothing=self.vectorized_loss
-            )
-            return flat.view(s, b).mean(1)
+            return F.cross_entropy(output.flatten(0, 1), target.flatten(0, 1), reduction="none").view(s, b).mean(1)
         return torch.stack([job.module.criterion(output[i], target[i]) for i, job in enumerate(self.jobs)])
 
     def orders(self, epoch: int) -> Tensor:
@@ -474,7 +455,7 @@ class StackedGroup:
             main = f"val/{module.main_metric}"
             current = float32(values[main])
             best = results[i].best_so_far
-            better = best is None or (current > best if module.main_metric == "acc" else current < best)
+            better = best is None or (current > best if metric_mode(main) == "max" else current < best)
             results[i].best_so_far = current if better or best is None else best
             values[f"{main}_best"] = float(results[i].best_so_far)  # type: ignore[arg-type]
             results[i].history[-1].update(values)
@@ -506,17 +487,7 @@ class StackedGroup:
                 if not (tie_breaker and score == kept.score and tie < kept.tie_value):
                     return
                 first_epoch = kept.first_epoch
-        result.best = BestEpoch(
-            result.epochs,
-            result.steps,
-            score,
-            tie,
-            first_epoch,
-            self.net.model_state_dict(i),
-            self.optimizer.model_state_dict(i),
-            self._early_stopping_state(i),
-            self.jobs[i].generator.get_state(),
-        )
+        result.best = dataclasses.replace(self._state(i, result), score=score, tie_value=tie, first_epoch=first_epoch)
 
     def _early_stopping_state(self, i: int) -> dict[str, Any] | None:
         stopping = self.jobs[i].early_stopping
@@ -557,14 +528,18 @@ class StackedGroup:
             pruning._finished = True
         return False
 
-    def _state(self, i: int, result: ModelResult) -> BestEpoch:
+    def _state(self, i: int, result: ModelResult) -> ModelState:
         """Model ``i``'s training state now (epochs and steps done so far)."""
-        net, optimizer = self.net.model_state_dict(i), self.optimizer.model_state_dict(i)
-        return epoch_state(result, net, optimizer, self._early_stopping_state(i), self.jobs[i].generator.get_state())
+        return ModelState(
+            result.epochs,
+            result.steps,
+            self.net.model_state_dict(i),
+            self.optimizer.model_state_dict(i),
+            self._early_stopping_state(i),
+            self.jobs[i].generator.get_state(),
+            first_epoch=result.epochs,
+        )
 
     def _finish(self, i: int, result: ModelResult) -> None:
         """The state a model ends with: at the end of its last epoch, or of the moment (interrupted)."""
-        result.net_state = self.net.model_state_dict(i)
-        result.optimizer_state = self.optimizer.model_state_dict(i)
-        result.early_stopping_state = self._early_stopping_state(i)
-        result.rng_state = self.jobs[i].generator.get_state()
+        result.final = self._state(i, result)

@@ -353,6 +353,10 @@ class StackedOptimizer:
             self._grad_flat = [s for g in grads for s in g.unbind(0)]
         return self._grad_flat
 
+    def state_bytes(self) -> int:
+        """Memory of the stacked optimizer state (moments, sums, momentum buffers)."""
+        return sum(t.numel() * t.element_size() for tensors in self._state.values() for t in tensors)
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop the gradients (or zero them in place), as ``torch.optim.Optimizer.zero_grad``."""
         if set_to_none:

@@ -21,8 +21,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from dllab.catalog import metric_mode
 from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
-from dllab.stacked.group import FAILED, BestEpoch, ModelResult, StackedJob, epoch_state
+from dllab.stacked.group import FAILED, ModelResult, ModelState, StackedJob
 from dllab.sweeps import jobs as sweep_jobs
 from dllab.train import plain
 from dllab.training import compat
@@ -72,7 +73,7 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
         best_path = checkpoint_dir / f"{cfg.callbacks.model_checkpoint.filename}.ckpt"
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint(job, result, plotters, result.best, best_path, after_validation=True), best_path)
-    last = result.kept if result.status == "interrupted" else None if result.status in FAILED else final_state(result)
+    last = result.kept if result.status == "interrupted" else None if result.status in FAILED else result.final
     if "last_checkpoint" in callbacks and last is not None:
         last_dir = Path(cfg.callbacks.last_checkpoint.dirpath)
         last_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,8 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
         return failed(job, result, loggers, plotters, best_path, stack, time.perf_counter() - started)
 
     tested = result.best
-    net_state = tested.net_state if tested is not None and best_path is not None else result.net_state
+    assert result.final is not None
+    net_state = tested.net_state if tested is not None and best_path is not None else result.final.net_state
     test = test_metrics(job, net_state)
     trainer.current_epoch = result.epochs
     for logger in loggers:
@@ -143,16 +145,11 @@ def replay_epochs(
             plotter.on_train_epoch_end(trainer, module)
 
 
-def final_state(result: ModelResult) -> BestEpoch:
-    """A model's state when it stopped, as a snapshot (for its last.ckpt)."""
-    return epoch_state(result, result.net_state, result.optimizer_state, result.early_stopping_state, result.rng_state)
-
-
 def checkpoint(
     job: StackedJob,
     result: ModelResult,
     plotters: list[Any],
-    state: BestEpoch,
+    state: ModelState,
     best_path: Path | None,
     after_validation: bool = False,
 ) -> dict[str, Any]:
@@ -164,7 +161,7 @@ def checkpoint(
     history = result.history[:epochs]
     running = [v[main] for v in history if main in v]
     state_dict = {f"net.{k}": v for k, v in state.net_state.items()}
-    tracker = "max_value" if module.main_metric == "acc" else "min_value"
+    tracker = "max_value" if metric_mode(main) == "max" else "min_value"  # MaxMetric's or MinMetric's state
     if running:
         state_dict[f"best.{tracker}"] = torch.tensor(running[-1], dtype=torch.float32)
     callbacks: dict[str, Any] = {}
@@ -226,7 +223,8 @@ def failed(
     fields: dict[str, Any] = {"run_dir": str(run_dir)}
     if result.status == "interrupted":  # as GracefulInterrupt records it
         fields |= {"epochs": result.epochs, "global_step": result.steps}
-        moment = final_state(result)
+        moment = result.final
+        assert moment is not None
         path = run_dir / "checkpoints" / "interrupted.ckpt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint(job, result, plotters, moment, best_path), path)
