@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from dllab.training import compat
+from dllab import compat
 from dllab.training.module import load_module
 from tests.conftest import bare_trainer, run_cli
 

@@ -1,5 +1,10 @@
-"""Stacked training (dllab.stacked): each model of a stack ends exactly where its solo
-``dllab-train`` run ends: same weights, same per-epoch values, same best epoch, same stop."""
+"""Stacked training (dllab.stacked): each model of a stack ends where its solo ``dllab-train``
+run ends: same weights, per-epoch values, best epoch and stop.
+
+The stack's products are batched (``bmm``) where the solo run's are not (``mm``, ``mv``). On
+most CPUs the BLAS library rounds both alike and the weights agree bit for bit; on some (an
+Intel Xeon with AVX-512 and AMX, whichever ISA it is limited to) they differ in the last bits.
+So these tests assert what holds on every CPU: 1e-5 on the weights, 1e-4 on logged values."""
 
 from __future__ import annotations
 
@@ -46,9 +51,9 @@ def test_a_stack_computes_each_models_outputs_and_gradients_bit_for_bit() -> Non
         torch.set_rng_state(solo_models([i], [dropouts[i]])[1][0].get_state())  # the solo run's generator
         solo = net(xs[i])
         F.cross_entropy(solo, ys[i]).backward()
-        assert torch.equal(solo, output[i])
+        torch.testing.assert_close(output[i], solo)  # float32's default: rtol 1.3e-6, atol 1e-5
         for mine, stacked in zip(net.parameters(), stack.ordered_parameters(), strict=True):
-            assert torch.equal(mine.grad, stacked.grad[i])
+            torch.testing.assert_close(stacked.grad[i], mine.grad)
         assert list(stack.model_state_dict(i)) == list(net.state_dict())
     assert not torch.equal(output[0], output[1])
 
@@ -141,8 +146,8 @@ MODELS = [["seed=1", "optimizer.lr=0.01"], ["seed=2", "optimizer.lr=0.05"], ["se
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_model_of_a_stack_ends_as_its_solo_run(case: str, tmp_path: Path) -> None:
-    """Weights bit for bit (the issue asks 1e-5), per-epoch values and the best epoch as the
-    solo run's loggers and metrics.json have them (1e-4)."""
+    """Weights within 1e-5 (bit for bit on most CPUs: see the module's docstring), per-epoch
+    values and the best epoch as the solo run's loggers and metrics.json have them (1e-4)."""
     configs = [compose_train([*SMALL, *CASES[case], *m], tmp_path / f"solo{i}") for i, m in enumerate(MODELS)]
     assert len({stack_key(cfg) for cfg in configs}) == 1 and unstackable_reason(configs[0]) is None
     group = StackedGroup([build_job(cfg.copy()) for cfg in configs])
@@ -153,8 +158,7 @@ def test_each_model_of_a_stack_ends_as_its_solo_run(case: str, tmp_path: Path) -
         last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
         assert result.final is not None
         for key, value in result.final.net_state.items():
-            torch.testing.assert_close(value, last["state_dict"][f"net.{key}"], rtol=0, atol=1e-5)
-            assert torch.equal(value, last["state_dict"][f"net.{key}"]), key
+            torch.testing.assert_close(value, last["state_dict"][f"net.{key}"], rtol=0, atol=1e-5, msg=key)
         assert result.status == solo["status"] and result.epochs == solo["epochs"] == last["epoch"]
         assert result.steps == solo["global_step"]
         history = solo_history(run_dir)
@@ -167,7 +171,7 @@ def test_each_model_of_a_stack_ends_as_its_solo_run(case: str, tmp_path: Path) -
         assert result.best.first_epoch == solo["best_first_epoch"]
         best = torch.load(solo["best_checkpoint"], weights_only=True)
         for key, value in result.best.net_state.items():
-            assert torch.equal(value, best["state_dict"][f"net.{key}"]), key
+            torch.testing.assert_close(value, best["state_dict"][f"net.{key}"], rtol=0, atol=1e-5, msg=key)
     if case == "adagrad":  # no gain of 0.5 in val/acc after the first epoch: each stops after 2
         assert all(r.epochs == 2 and "did not improve" in str(r.stop_reason) for r in results)
 

@@ -111,7 +111,7 @@ def log_png(loggers: Iterable[Any], tag: str, png: bytes, step: int, height: int
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from dllab.training import compat
+    from dllab import compat
 
     image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
     summary = Summary(value=[Summary.Value(tag=tag, image=image)])

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from dllab import compat
 from dllab.catalog import metric_mode
 from dllab.checks import processes
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import StackedOptimizer
-from dllab.training import compat
 
 # Keys whose values may differ between the models of one stack: each model keeps its own.
 STACKED_KEYS = (

@@ -21,12 +21,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from dllab import compat
 from dllab.catalog import metric_mode
 from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
 from dllab.stacked.group import FAILED, ModelResult, ModelState, StackedJob
 from dllab.sweeps import jobs as sweep_jobs
 from dllab.train import plain
-from dllab.training import compat
 
 
 @dataclass

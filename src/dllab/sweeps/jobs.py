@@ -224,7 +224,7 @@ def ddp_worker_command(local_rank: int) -> tuple[list[str], str]:
 def use_job_ddp_workers() -> None:
     """In a multirun, make Lightning's DDP launcher start workers with
     :func:`ddp_worker_command` (a single run keeps Lightning's own, which is right)."""
-    from dllab.training import compat
+    from dllab import compat
 
     global _LIGHTNING_DDP_COMMAND
     if _LIGHTNING_DDP_COMMAND is None:

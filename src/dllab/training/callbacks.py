@@ -15,8 +15,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from tqdm import tqdm
 
+from dllab import compat
 from dllab.sweeps import requeue
-from dllab.training import compat
 from dllab.training.checkpointing import LastCheckpoint
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
-from dllab.training import compat
+from dllab import compat
 
 log = logging.getLogger(__name__)
 

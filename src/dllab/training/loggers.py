@@ -29,8 +29,8 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch import Tensor
 
+from dllab import compat
 from dllab.sweeps import jobs as sweep_jobs
-from dllab.training import compat
 
 X_AXIS = "x: epochs done"  # what a step is in dllab's scalars (not an optimizer update)
 STAGES = ("train", "val")  # the per-epoch stages; test is one value after fit

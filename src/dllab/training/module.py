@@ -26,13 +26,13 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
+from dllab import compat
 from dllab.catalog import AUTO, CLASSIFICATION, REGRESSION
 from dllab.checkpoints import read_checkpoint
 from dllab.data.datamodule import EpochBatch
 from dllab.errors import ConfigError, DivergedError
 from dllab.models.network import DEFAULT_NETWORK, build_network
 from dllab.targets import import_class
-from dllab.training import compat
 from dllab.training.epoch_loop import EpochLoop, EpochResult
 from dllab.training.losses import build_loss, resolved_loss_name
 from dllab.training.optim import build_optimizer, build_scheduler

@@ -24,9 +24,9 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+from dllab import compat
 from dllab.data.datamodule import EpochBatch
 from dllab.errors import ConfigError
-from dllab.training import compat
 from dllab.training.epoch_loop import StepHooks
 
 PER_STEP_HOOKS = (

@@ -1,4 +1,4 @@
-"""Every private Lightning (and torch) API dllab uses, in one place.
+"""Every private Lightning, torch and Hydra API dllab uses, in one place.
 
 dllab's fast paths reach under Lightning's public API in a few spots: its epoch loop counts
 optimizer steps itself, its checkpoint callbacks snapshot checkpoints in memory, its
@@ -11,10 +11,11 @@ that moves one fails there, by name, rather than deep inside a run.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+if TYPE_CHECKING:  # imported where used: torch-free callers (Hydra's --help) import this module too
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
 # The Lightning minor versions dllab is tested with (pyproject.toml pins the same range).
 TESTED_LIGHTNING = (2, 6)
@@ -42,10 +43,14 @@ def dump_checkpoint(trainer: L.Trainer, weights_only: bool = False) -> dict[str,
 
 def write_model_checkpoint(callback: ModelCheckpoint, trainer: L.Trainer, filepath: str) -> None:
     """ModelCheckpoint's own save of ``filepath`` (the file, its bookkeeping, the loggers' notice)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     ModelCheckpoint._save_checkpoint(callback, trainer, filepath)
 
 
 def remove_model_checkpoint(callback: ModelCheckpoint, trainer: L.Trainer, filepath: str) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     ModelCheckpoint._remove_checkpoint(callback, trainer, filepath)
 
 
