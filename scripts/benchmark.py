@@ -19,7 +19,7 @@ Throughput. Each case (a dataset and a batch size; the model is an MLP with hidd
 - ``hand_default_optim``: the same loop with torch's default Adam (no ``fused`` flag).
 - ``dllab``: the real thing. The config is composed as ``dllab-train`` composes it (default
   callbacks with checkpoints, TensorBoard logger, validation every epoch) and
-  ``dllab.train.train`` runs it; the timing callback below is added to the config's callbacks.
+  ``dllab.runs.fit.train`` runs it; the timing callback below is added to the config's callbacks.
   The pictures (conf/plots) are off, as the performance issue defines this case; ``--plots``
   turns them on as a default run has them.
 - ``template``: the usual set-up: a Trainer, ``DataLoader(TensorDataset)`` with shuffling, an
@@ -92,7 +92,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from dllab.data.datamodule import EpochBatch, InMemoryDataModule, build_datamodule
 from dllab.models.mlp import MLP
 from dllab.models.network import build_network
-from dllab.train import config_dir, plain, train
+from dllab.runs.config import config_dir, plain
+from dllab.runs.fit import train
 from dllab.training.checkpointing import LastCheckpoint
 from dllab.training.optim import build_optimizer
 

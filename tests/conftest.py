@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from dllab.train import config_dir
+from dllab.runs.config import config_dir
 
 BIN = Path(sys.executable).parent
 

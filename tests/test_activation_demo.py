@@ -12,7 +12,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from dllab.checks import check_config
-from dllab.train import config_dir
+from dllab.runs.config import config_dir
 from tests.conftest import compose_train, run_cli
 
 

@@ -16,7 +16,7 @@ from dllab.data.augmentation import AugmentationPreview, Augmenter, build_augmen
 from dllab.data.datamodule import InMemoryDataModule
 from dllab.data.sklearn_sets import SklearnSet
 from dllab.errors import ConfigError
-from dllab.train import plain
+from dllab.runs.config import plain
 from dllab.training.module import ClassificationModule
 from tests.conftest import bare_trainer, mlp, run_cli, run_dirs
 

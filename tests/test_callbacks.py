@@ -320,7 +320,7 @@ def test_a_signal_whose_exception_was_lost_stops_training_at_the_next_hook(tmp_p
     import json
     import signal
 
-    from dllab.training.callbacks import GracefulInterrupt
+    from dllab.runs.interrupt import GracefulInterrupt
 
     interrupt = GracefulInterrupt()
     interrupt._signal = signal.SIGINT  # as if its KeyboardInterrupt had been dropped in a finalizer

@@ -192,7 +192,7 @@ def test_help_listing_is_hydras_without_internal_groups() -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     from dllab import hydra_help
-    from dllab.train import config_dir
+    from dllab.runs.config import config_dir
 
     hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=create_config_search_path(config_dir()))
     try:

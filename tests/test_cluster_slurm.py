@@ -219,7 +219,7 @@ def test_a_job_that_times_out_for_good_is_failed_with_the_reason(slurm: dict[str
 
 def test_sacct_rows_of_an_array_map_to_its_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tasks of an array that never started share one sacct row; each gets its state."""
-    from dllab.sweeps import slurm
+    from dllab.launchers import slurm
 
     rows = "7_0|COMPLETED|None\n7_[1-3%2]|CANCELLED by 0|PartitionConfig\n8|OUT_OF_MEMORY|OutOfMemory\n"
     monkeypatch.setattr(slurm.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, rows, ""))

@@ -34,7 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dllab.checks import TOP_LEVEL_KEYS, check_config, check_targets
 from dllab.errors import ConfigError
 from dllab.pictures.callbacks import build_plot_callbacks
-from dllab.train import config_dir, instantiate_enabled, plain, split_trainer_config
+from dllab.runs.config import config_dir, instantiate_enabled, plain, split_trainer_config
 from dllab.training.optim import build_optimizer, build_scheduler
 
 CONF = Path(config_dir())

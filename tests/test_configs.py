@@ -34,7 +34,7 @@ from dllab.checks import (
 from dllab.data.datamodule import build_datamodule
 from dllab.data.source import source_of
 from dllab.errors import ConfigError
-from dllab.train import config_dir, instantiate_enabled, plain, split_trainer_config
+from dllab.runs.config import config_dir, instantiate_enabled, plain, split_trainer_config
 from dllab.training.losses import build_loss
 from dllab.training.module import MODULES
 from dllab.training.optim import build_optimizer, build_scheduler

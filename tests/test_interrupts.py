@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dllab.train import resume_checkpoint
+from dllab.runs.resume import resume_checkpoint
 from tests.conftest import BIN, run_cli, run_dirs
 
 SIGNALLING = """

@@ -16,7 +16,7 @@ from dllab.models.activations import ACTIVATION_LAYERS
 from dllab.models.cnn import CNN
 from dllab.models.mlp import MLP
 from dllab.models.network import build_network
-from dllab.train import config_dir
+from dllab.runs.config import config_dir
 from dllab.training.losses import LOSS_CLASSES, MSELoss, build_loss
 
 

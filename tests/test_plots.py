@@ -454,7 +454,7 @@ def test_testing_the_best_checkpoint_keeps_the_whole_history() -> None:
 
 def test_plots_config_switches(make_cfg) -> None:
     from dllab.pictures.callbacks import build_plot_callbacks
-    from dllab.train import plain
+    from dllab.runs.config import plain
 
     assert build_plot_callbacks(**plain(make_cfg("plots=none").plots)) == []
     callbacks = build_plot_callbacks(**plain(make_cfg("plots.curves=false", "plots.every_n_epochs=3").plots))

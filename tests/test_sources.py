@@ -178,7 +178,7 @@ import sys
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from dllab.checks import check_config
-from dllab.train import config_dir
+from dllab.runs.config import config_dir
 
 for overrides in ([], ["data=circle"], ["data=mnist", "augmentation=light"], ["data=image_folder", "data.root=x"]):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from dllab.models.mlp import MLP
+from dllab.runs.fit import train
 from dllab.stacked.group import StackedGroup, build_job, stack_key, unstackable_reason
 from dllab.stacked.network import StackedMLP
-from dllab.train import train
 from tests.conftest import compose_train
 
 SMALL = ["data=digits", "model.hidden_sizes=[32,32]", "trainer.max_epochs=4", "plots=none", "logger=csv", "threads=1"]
@@ -177,7 +177,7 @@ def test_each_model_of_a_stack_ends_as_its_solo_run(case: str, tmp_path: Path) -
 
 
 def test_max_stack_splits_a_group_and_a_lone_job_runs_alone() -> None:
-    from dllab.stacked.launch import Prepared, stacks
+    from dllab.launchers.stacked import Prepared, stacks
 
     keys = ["a", "a", "b", "a", "a", "a", None]  # None: could not stack (its reason is kept)
     prepared = [Prepared(job=object(), key=k) if k else Prepared(reason="model.batch_norm=true") for k in keys]

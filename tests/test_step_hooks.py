@@ -145,7 +145,7 @@ def test_the_module_class_is_a_config_choice() -> None:
 def test_a_default_run_has_no_per_step_hooks(make_cfg) -> None:
     """dllab's default callbacks (checkpoints, lr monitor, bar, ...) override per-step hooks that
     do nothing as configured: the loop calls none of them."""
-    from dllab.train import instantiate_enabled
+    from dllab.runs.config import instantiate_enabled
     from dllab.training.step_hooks import lightning_step_hooks
 
     module = ClassificationModule(2, 2, net=mlp([4]))

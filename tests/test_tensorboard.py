@@ -91,7 +91,8 @@ def test_a_run_writes_layout_hparams_and_titled_pictures(
     make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dllab.results import short_hparams
-    from dllab.train import build, fit_and_test
+    from dllab.runs.build import build
+    from dllab.runs.fit import fit_and_test
 
     cfg = make_cfg(
         "data=circle",

@@ -10,7 +10,7 @@ checked key by key where the class is one that conf/ ships: their keyword names 
 as tuples (tests compare them with the classes' signatures), so that an unknown or misspelt key
 is refused before torch is imported, not by a TypeError after the data is loaded.
 
-Three checks need more than the config, and run in :func:`dllab.train.build`:
+Three checks need more than the config, and run in :func:`dllab.runs.build.build`:
 :func:`check_targets` (the classes named by ``_target_``, once torch is imported),
 :func:`check_monitors_logged` (the metric names a module of one's own or a table's task logs)
 and :func:`check_batch_norm_batches` (the training split's size).
@@ -1001,7 +1001,7 @@ _MODEL_CHECKPOINT_KEYS = (
     "enable_version_counter",
 )
 # The keyword names of the callbacks conf/callbacks and conf/hparams_search name (a test
-# compares them with their signatures); ``enabled`` is dllab's (dllab.train.instantiate_enabled).
+# compares them with their signatures); ``enabled`` is dllab's (dllab.runs.config.instantiate_enabled).
 CALLBACK_KEYS = {
     "dllab.training.checkpointing.BestCheckpoint": (*_MODEL_CHECKPOINT_KEYS, "write_every_seconds", "tie_breaker"),
     "lightning.pytorch.callbacks.ModelCheckpoint": _MODEL_CHECKPOINT_KEYS,
@@ -1237,7 +1237,7 @@ def check_targets(cfg: DictConfig) -> None:
     exist, are of the right kind and take the keys given: one line naming the field, where
     Hydra's ``instantiate`` would raise a multi-line error after the data is loaded. The config
     checks cannot tell ``torch.optim.Adamm`` from ``torch.optim.Adam`` without importing torch;
-    this imports the classes, so it runs once the run imports torch anyway (:func:`dllab.train.build`).
+    this imports the classes, so it runs once the run imports torch anyway (:func:`dllab.runs.build.build`).
     A class that takes ``**kwargs`` checks its keys itself."""
     import lightning.pytorch as pl
     import torch

@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from dllab.catalog import CLASSIFICATION
 from dllab.errors import ConfigError
 from dllab.hydra_help import install as install_help
-from dllab.train import config_dir, plain, verbose_errors
+from dllab.runs.config import config_dir, plain, verbose_errors
 
 # Hydra settings of this command: no run dir, no .hydra/ and no log file; logs to stdout.
 HYDRA_OVERRIDES = ("hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=stdout")

@@ -20,7 +20,8 @@ from dllab.checks import check_accelerator_present, check_threads
 from dllab.errors import ConfigError
 from dllab.hydra_help import install as install_help
 from dllab.results import to_float, upgrade_config, write_json
-from dllab.train import config_dir, quiet_library_logs, verbose_errors
+from dllab.runs.build import quiet_library_logs
+from dllab.runs.config import config_dir, verbose_errors
 
 log = logging.getLogger("dllab.evaluate")
 
@@ -44,7 +45,7 @@ def load_run(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) ->
     changed since). Returns (module, datamodule, run dir). ``checkpoint``: its contents,
     when the caller has read them already."""
     from dllab.data.datamodule import build_datamodule
-    from dllab.train import split_trainer_config
+    from dllab.runs.config import split_trainer_config
     from dllab.training.module import module_from_checkpoint
 
     path = Path(ckpt_path)

@@ -144,7 +144,7 @@ class PlotCallback(L.Callback, ABC):
         self.active = False
         self.written: list[Path] = []
         self.surface = False
-        # the run's HParams set and the keys its sweep varies (dllab.train.build sets them)
+        # the run's HParams set and the keys its sweep varies (dllab.runs.build.build sets them)
         self.run_hparams: tuple[dict[str, Any], list[str]] | None = None
         self.tested_epoch: int | None = None  # the epoch index of the checkpoint trainer.test loaded
         self.error: str | None = None  # why the picture was not drawn (see not_fatal)

@@ -2,7 +2,7 @@
 
 A job's config decides which group it joins (:func:`stack_key`: the config without the keys
 of :data:`STACKED_KEYS`) and whether it can stack at all (:func:`unstackable_reason`). Each
-model is built as ``dllab-train`` builds it (:func:`dllab.train.seeded_data_and_module`:
+model is built as ``dllab-train`` builds it (:func:`dllab.runs.build.seeded_data_and_module`:
 seed, data split, initial weights, and the global generator's state that its dropout draws
 from next), then :class:`StackedGroup` trains the group epoch by epoch: every model on its
 own split in its own order, stepped by :class:`~dllab.stacked.optim.StackedOptimizer` with
@@ -196,7 +196,7 @@ def build_job(cfg: DictConfig) -> StackedJob:
     """Build a job's model as its solo run does (seeded, same data split, same weights)."""
     from hydra.utils import instantiate
 
-    from dllab.train import seeded_data_and_module
+    from dllab.runs.build import seeded_data_and_module
 
     datamodule, module = seeded_data_and_module(cfg)
     generator = torch.Generator()

@@ -24,9 +24,9 @@ from omegaconf import DictConfig
 from dllab import compat
 from dllab.catalog import metric_mode
 from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
+from dllab.runs.config import plain
 from dllab.stacked.group import FAILED, ModelResult, ModelState, StackedJob
 from dllab.sweeps import jobs as sweep_jobs
-from dllab.train import plain
 
 
 @dataclass
@@ -47,7 +47,7 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     """Write the run dir of ``job`` from ``result``; return metrics.json's fields (with
     ``status``). ``stack``: the stack's size and fit seconds, recorded under ``stack``."""
     from dllab.pictures.callbacks import build_plot_callbacks
-    from dllab.train import instantiate_enabled
+    from dllab.runs.config import instantiate_enabled
     from dllab.training.loggers import job_swept_keys, log_run_hparams
 
     started = time.perf_counter()
@@ -266,7 +266,7 @@ def record(
     stack: dict[str, Any],
     write_seconds: float,
 ) -> dict[str, Any]:
-    """metrics.json's fields, as :func:`dllab.train.fit_and_test` and :func:`dllab.train.run`
+    """metrics.json's fields, as :func:`dllab.runs.fit.fit_and_test` and :func:`dllab.train.run`
     write them; the fit and wall seconds are this model's share of the stack's."""
     cfg = job.cfg
     metric = str(cfg.optimized_metric)

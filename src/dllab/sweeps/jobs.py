@@ -27,57 +27,14 @@ from omegaconf import DictConfig, OmegaConf
 from dllab.catalog import AUTO, DEFAULT_METRIC, metric_mode
 from dllab.data.source import source_of
 from dllab.errors import ConfigError
+from dllab.overrides import SWEPT_KEYS_ENV, is_multirun, job_overrides, run_label, split_override
 
 log = logging.getLogger("dllab.sweeps")
 
-# Overrides a sweeper adds for its own bookkeeping; not hyperparameters, never shown.
-INTERNAL_PREFIXES = ("callbacks.optuna_pruning.", "hydra.", "hydra/")
 # Environment variables with which Lightning's DDP launcher marks a process as a worker.
 DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "RANK")
 # Lightning's own DDP worker command, kept when use_job_ddp_workers replaces it.
 _LIGHTNING_DDP_COMMAND: Any = None
-
-
-def is_multirun() -> bool:
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def split_override(override: str) -> tuple[str, str]:
-    """``key=value`` (also ``+key=``, ``++key=``, ``group=option``) as (key, value)."""
-    key, _, value = override.partition("=")
-    return key.lstrip("+~"), value
-
-
-def shown_overrides(overrides: Sequence[str]) -> list[str]:
-    """The overrides that are hyperparameters (a sweeper's bookkeeping left out)."""
-    return [o for o in overrides if not split_override(o)[0].startswith(INTERNAL_PREFIXES)]
-
-
-def job_overrides() -> list[str]:
-    """This job's task overrides in a multirun; empty in a single run."""
-    if not is_multirun():
-        return []
-    return shown_overrides(list(HydraConfig.get().overrides.task))
-
-
-def short_key(key: str) -> str:
-    """``model.activation`` -> ``activation``: the last part of a dotted key."""
-    return key.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
-
-
-def run_label(overrides: Sequence[str], limit: int = 120) -> str:
-    """A readable, file-name-safe label from overrides: ``data=xor,activation=tanh``."""
-    parts = []
-    for override in overrides:
-        key, value = split_override(override)
-        parts.append(f"{short_key(key)}={value}")
-    label = re.sub(r"[^\w=,.+\-\[\]]", "_", ",".join(parts))
-    return label[:limit] or "defaults"
-
-
-SWEPT_KEYS_ENV = "DLLAB_SWEPT_KEYS"
 
 
 def swept_keys(config: DictConfig) -> list[str]:

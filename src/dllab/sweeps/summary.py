@@ -35,8 +35,9 @@ from omegaconf import DictConfig
 
 from dllab.catalog import metric_mode
 from dllab.checkpoints import error_line
+from dllab.overrides import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override
 from dllab.results import COMPLETED
-from dllab.sweeps.jobs import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override, swept_keys
+from dllab.sweeps.jobs import swept_keys
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
 UNFINISHED = "unfinished"

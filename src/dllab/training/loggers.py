@@ -29,8 +29,7 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch import Tensor
 
-from dllab import compat
-from dllab.sweeps import jobs as sweep_jobs
+from dllab import compat, overrides
 
 X_AXIS = "x: epochs done"  # what a step is in dllab's scalars (not an optimizer update)
 STAGES = ("train", "val")  # the per-epoch stages; test is one value after fit
@@ -171,8 +170,8 @@ def layout_summary(layout: layout_pb2.Layout) -> Summary:
 def job_swept_keys() -> list[str]:
     """The keys this job's sweep varies (as the sweep told its jobs); in a sweep that did not
     say, every key the job overrode; none in a single run."""
-    overridden = [sweep_jobs.split_override(o)[0] for o in sweep_jobs.job_overrides()]
-    varied = [k for k in os.environ.get(sweep_jobs.SWEPT_KEYS_ENV, "").split(",") if k in overridden]
+    overridden = [overrides.split_override(o)[0] for o in overrides.job_overrides()]
+    varied = [k for k in os.environ.get(overrides.SWEPT_KEYS_ENV, "").split(",") if k in overridden]
     return varied or overridden
 
 
@@ -183,7 +182,7 @@ def _same(a: Any, b: Any) -> bool:
 def shown_name(hparams: Mapping[str, Any], key: str) -> str:
     """The name ``key`` of ``hparams`` is shown under: its short name when ``hparams`` holds
     that too with the same value (``model.activation`` -> ``activation``), else ``key``."""
-    short = sweep_jobs.short_key(key)
+    short = overrides.short_key(key)
     return short if short != key and short in hparams and _same(hparams[short], hparams[key]) else key
 
 
@@ -320,7 +319,7 @@ def run_title(hparams: Mapping[str, Any], swept: Sequence[str] = (), first: str 
     parts = [first if first is not None else str(columns.get("data", ""))]
     for name in [*swept_columns(hparams, swept), "activation"]:
         if name in columns and name not in ("data", "optimizer", "lr"):
-            parts.append(_title_part(sweep_jobs.short_key(name), columns[name]))
+            parts.append(_title_part(overrides.short_key(name), columns[name]))
     if "optimizer" in columns:
         lr = columns.get("lr")
         parts.append(f"{columns['optimizer']} lr {lr:.3g}" if isinstance(lr, float) else str(columns["optimizer"]))

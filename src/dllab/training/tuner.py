@@ -20,12 +20,9 @@ run trains is untouched.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,43 +113,6 @@ def lr_range_test(
         best = min(best, smoothed)
     lr_array, loss_array = np.asarray(lrs), np.asarray(losses)
     return LRFinderResult(lr_array, loss_array, suggest(lr_array, loss_array))
-
-
-def find_and_use_lr(cfg: Any, module: Any, datamodule: Any, run_dir: Path, loggers: Iterable[Any]) -> dict[str, Any]:
-    """Run the range test for ``dllab-train``, set ``optimizer.lr`` of the module and the
-    config to the suggestion (the configured lr stays when there is none), log it (run log,
-    TensorBoard ``tuner/lr_find_suggestion`` and ``tuner/lr_find`` image) and save lr_find.png."""
-    from omegaconf import open_dict
-
-    from dllab.pictures import plots
-    from dllab.pictures.callbacks import log_figure
-
-    accepted = inspect.signature(lr_range_test).parameters
-    options = {k: v for k, v in cfg.tuner.items() if k in accepted}
-    result = lr_range_test(module, datamodule, seed=int(cfg.seed), **options)
-    configured = float(cfg.optimizer.lr)
-    if result.suggestion is None:
-        log.warning(
-            "lr_find: no suggestion (the test stopped after %d steps); keeping optimizer.lr=%g",
-            len(result.lrs),
-            configured,
-        )
-        used = configured
-    else:
-        used = result.suggestion
-        log.info("lr_find: suggested lr %.4g (configured %.4g); training with it", used, configured)
-    module.hparams["optimizer"]["lr"] = used
-    with open_dict(cfg):
-        cfg.optimizer.lr = used
-    figure = plots.lr_find_figure(result.lrs, result.losses, result.suggestion)
-    loggers = list(loggers)
-    png = log_figure(loggers, "tuner/lr_find", figure, 0)
-    path = Path(run_dir) / "lr_find.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
-    for logger in loggers:
-        logger.log_metrics({"tuner/lr_find_suggestion": used}, step=0)
-    return {"suggestion": result.suggestion, "configured_lr": configured, "used_lr": used, "steps": len(result.lrs)}
 
 
 def find_and_use_batch_size(cfg: Any, trainer: Any, module: Any, datamodule: Any) -> dict[str, Any]:

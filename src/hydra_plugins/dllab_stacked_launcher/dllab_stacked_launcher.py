@@ -1,5 +1,5 @@
 """``hydra/launcher=stacked`` (conf/hydra/launcher/stacked.yaml): a multirun's jobs trained as
-stacks of models in this process (:mod:`dllab.stacked.launch`).
+stacks of models in this process (:mod:`dllab.launchers.stacked`).
 
 Imports nothing heavy: Hydra scans its plugins at every start.
 """
@@ -25,6 +25,6 @@ class StackedLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from dllab.stacked.launch import launch
+        from dllab.launchers.stacked import launch
 
         return launch(self, job_overrides, initial_job_idx)

@@ -41,9 +41,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     import torch
 
     from dllab.checks import check_config
+    from dllab.runs.build import quiet_library_logs
     from dllab.stacked.group import build_job, stack_key, unstackable_reason
     from dllab.sweeps.jobs import job_threads
-    from dllab.train import quiet_library_logs
 
     try:
         check_config(cfg)
@@ -184,7 +184,7 @@ def train_stack(
     for position, job, result in zip(chunk, jobs, results, strict=True):
         returns[position] = run(position, functools.partial(report, job, result, stack))
     if interrupted is not None:
-        from dllab import train
+        from dllab.runs import exits
 
         done = min((r.epochs for r in results), default=0)
         print(
@@ -192,7 +192,7 @@ def train_stack(
             "checkpoints; continue one with: dllab-train resume=<job dir>",
             file=sys.stderr,
         )
-        train._PHASE[0] = "reported"  # dllab-train's exit says nothing more
+        exits.enter_phase("reported")  # dllab-train's exit says nothing more
         raise interrupted
     return returns
 

@@ -6,7 +6,7 @@
 - No lost sweep: a job that never reports a result (killed, out of memory, timed out for good,
   cancelled) is recorded as failed with SLURM's state in its metrics.json, the other jobs
   finish, and the summary is written.
-The job's side (pre-emption, time-outs, requeue) is :mod:`dllab.sweeps.requeue`.
+The job's side (pre-emption, time-outs, requeue) is :mod:`dllab.runs.requeue`.
 """
 
 from __future__ import annotations
@@ -240,8 +240,8 @@ def lost_job(launcher: Any, overrides: Sequence[str], idx: int, error: str) -> J
 
 def job_function(launcher: Any, base_call: Any, *args: Any) -> Any:
     """The job: Hydra's submitit job function, with pre-emption and time-outs requeued
-    (:mod:`dllab.sweeps.requeue`) and a requeue refused (time-outs used up) recorded failed."""
-    from dllab.sweeps import requeue
+    (:mod:`dllab.runs.requeue`) and a requeue refused (time-outs used up) recorded failed."""
+    from dllab.runs import requeue
 
     requeue.arm()
     try:
