@@ -94,6 +94,12 @@ def test_jobs_group_by_everything_but_the_stacked_keys(tmp_path: Path) -> None:
         (["+trainer.min_epochs=3"], "trainer.min_epochs"),
         (["callbacks.model_checkpoint.save_top_k=3"], "callbacks.model_checkpoint.save_top_k"),
         (["trainer.devices=2"], "trainer.devices=2 (several processes)"),
+        # a callback of one's own under a key the stack knows: by class, so it is not dropped
+        (
+            ["callbacks.progress_bar._target_=lightning.pytorch.callbacks.TQDMProgressBar"],
+            "callbacks.progress_bar._target_=lightning.pytorch.callbacks.TQDMProgressBar",
+        ),
+        (["+callbacks.mine._target_=my.Callback"], "callbacks.mine._target_=my.Callback"),
     ],
 )
 def test_a_job_that_cannot_stack_says_why(overrides: list[str], reason: str, tmp_path: Path) -> None:

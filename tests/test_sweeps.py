@@ -22,8 +22,8 @@ from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from dllab import overrides
 from dllab.errors import ConfigError
+from dllab.overrides import run_label
 from dllab.runs.config import config_dir
 from dllab.sweeps import jobs, summary
 from dllab.sweeps.search_space import search_space
@@ -99,10 +99,10 @@ def test_thread_rule_and_labels() -> None:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         ddp = compose("train", overrides=["trainer=ddp", "trainer.accelerator=cpu"]).trainer
     assert jobs.processes_per_job(ddp) == 2
-    assert overrides.run_label(["data=xor", "model.activation=tanh", "optimizer.lr=0.1"]) == (
+    assert run_label(["data=xor", "model.activation=tanh", "optimizer.lr=0.1"]) == (
         "data=xor,activation=tanh,lr=0.1"
     )
-    assert overrides.run_label(["model.hidden_sizes=[8, 8]", "+x/y=a b"]) == "hidden_sizes=[8,_8],y=a_b"
+    assert run_label(["model.hidden_sizes=[8, 8]", "+x/y=a b"]) == "hidden_sizes=[8,_8],y=a_b"
 
 
 def test_slurm_launcher_maps_devices_and_nodes() -> None:
@@ -134,7 +134,7 @@ def fake_job(sweep: Path, job: int, overrides: list[str], curve: list[float] | N
     m = {"status": status, "optimized_metric": "val/acc", "objective": objective, "epochs": len(curve or [])}
     (job_dir / "metrics.json").write_text(json.dumps(m))
     if curve is not None:
-        with SummaryWriter(str(job_dir / "tensorboard" / overrides.run_label(overrides))) as writer:
+        with SummaryWriter(str(job_dir / "tensorboard" / run_label(overrides))) as writer:
             for step, acc in enumerate(curve):
                 writer.add_scalar("epoch", step, step)
                 writer.add_scalar("val/acc", acc, step)

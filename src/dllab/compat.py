@@ -111,6 +111,14 @@ def forget_sigterm(trainer: L.Trainer) -> None:
     trainer._signal_connector.received_sigterm = False
 
 
+def lr_monitor_name(monitor: Any, optimizer: Any) -> str:
+    """The scalar name LearningRateMonitor logs ``optimizer``'s learning rate under (``lr-Adam``)."""
+    from collections import defaultdict
+
+    names, _ = monitor._find_names_from_optimizers([optimizer], [], defaultdict(int))
+    return str(names[0][0])
+
+
 def early_stopping_decision(callback: Any, current: Any) -> tuple[bool, str | None]:
     """EarlyStopping's own verdict on one monitored value (its counters advance), without a
     Trainer: what a stacked sweep asks for each of its models after an epoch."""

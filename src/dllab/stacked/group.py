@@ -31,24 +31,15 @@ from dllab import compat
 from dllab.catalog import metric_mode
 from dllab.checks import processes
 from dllab.stacked.network import StackedMLP, mlp_layout
-from dllab.stacked.optim import StackedOptimizer
+from dllab.stacked.optim import SUPPORTED, StackedOptimizer
+from dllab.training.rules import diverged_message
 
-# Keys whose values may differ between the models of one stack: each model keeps its own.
+# Keys whose values may differ between the models of one stack: each model keeps its own. So
+# does every optimizer hyperparameter (all ``optimizer.*`` but ``_target_``): the stacked
+# optimizer steps each model with its own param group.
 STACKED_KEYS = (
     "seed",
     "data.seed",
-    "optimizer.lr",
-    "optimizer.weight_decay",
-    "optimizer.momentum",
-    "optimizer.nesterov",
-    "optimizer.dampening",
-    "optimizer.betas",
-    "optimizer.eps",
-    "optimizer.amsgrad",
-    "optimizer.alpha",
-    "optimizer.centered",
-    "optimizer.lr_decay",
-    "optimizer.initial_accumulator_value",
     "model.dropout",
     "loss.label_smoothing",
     "callbacks.early_stopping.patience",
@@ -59,19 +50,19 @@ STACKED_KEYS = (
 # (``plots`` does not change it either, but the pictures drawn during fit need the weights of
 # their epochs: jobs that differ in it, or in which loggers they have, stack apart.)
 OUTPUT_KEYS = ("paths", "hydra", "print_config", "verbose", "task_name", "threads", "logger")
-OPTIMIZERS = ("torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.Adagrad", "torch.optim.RMSprop")
-# Callbacks a stacked run does itself (best and last checkpoint, early stopping) or that only
-# report (progress, summaries, learning rate): any other callback needs a solo run.
-KNOWN_CALLBACKS = (
-    "model_checkpoint",
-    "last_checkpoint",
-    "early_stopping",
-    "lr_monitor",
-    "model_summary",
-    "progress_bar",
-    "data_summary",
-    "augmentation_preview",
-    "optuna_pruning",
+# Callbacks a stack does itself, per model (best and last checkpoint, early stopping, Optuna
+# pruning), or that only report (progress, summaries, learning rate), by class: any other class,
+# a subclass of one of these included, needs the hooks of a solo run's Trainer.
+STACKED_CALLBACKS = (
+    "dllab.training.checkpointing.BestCheckpoint",
+    "dllab.training.checkpointing.LastCheckpoint",
+    "lightning.pytorch.callbacks.EarlyStopping",
+    "lightning.pytorch.callbacks.LearningRateMonitor",
+    "lightning.pytorch.callbacks.ModelSummary",
+    "dllab.training.callbacks.EpochProgressBar",
+    "dllab.training.callbacks.DataSummary",
+    "dllab.data.augmentation.AugmentationPreview",
+    "dllab.sweeps.pruning.OptunaPruning",
 )
 
 
@@ -89,10 +80,14 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 
 
 def stack_key(cfg: DictConfig) -> str:
-    """What the jobs of one stack share: the resolved config less :data:`STACKED_KEYS`,
-    :data:`OUTPUT_KEYS` and paths inside the job's run dir, as one string (equal strings stack)."""
+    """What the jobs of one stack share: the resolved config less :data:`STACKED_KEYS`, the
+    optimizer's hyperparameters, :data:`OUTPUT_KEYS` and paths inside the job's run dir, as one
+    string (equal strings stack)."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(tree, dict)
+    optimizer = tree.get("optimizer")
+    if isinstance(optimizer, dict):
+        tree["optimizer"] = {"_target_": optimizer.get("_target_")}
     for key in (*STACKED_KEYS, *OUTPUT_KEYS):
         node: Any = tree
         *parents, last = key.split(".")
@@ -118,6 +113,16 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def stackable_optimizer(target: Any) -> bool:
+    """Whether the optimizer class ``target`` names is one :class:`StackedOptimizer` steps."""
+    from hydra.utils import get_class
+
+    try:
+        return get_class(str(target)) in SUPPORTED
+    except Exception:  # not a class that imports: the run's own checks name it
+        return False
+
+
 def unstackable_reason(cfg: DictConfig) -> str | None:
     """Why this job must train alone (the config key and its value), or None when it stacks."""
     trainer = cfg.trainer
@@ -127,7 +132,7 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
         (bool(cfg.get("module")), f"module={cfg.get('module')}"),
         (bool(cfg.scheduler.get("_target_")), "a scheduler"),
         (bool(cfg.get("augmentation") and cfg.augmentation.get("_target_")), "augmentation"),
-        (cfg.optimizer.get("_target_") not in OPTIMIZERS, f"optimizer._target_={cfg.optimizer.get('_target_')}"),
+        (not stackable_optimizer(cfg.optimizer.get("_target_")), f"optimizer._target_={cfg.optimizer.get('_target_')}"),
         (stack_device(cfg) is None, f"trainer.accelerator={trainer.get('accelerator', 'auto')} on this machine"),
         (
             stack_device(cfg) == "cuda" and bool(cfg.model.get("dropout")),
@@ -153,10 +158,10 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
     for limit in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         value = trainer.get(limit, 1.0)
         checks.append((value not in (1.0, None), f"trainer.{limit}={value}"))
-    callbacks = cfg.get("callbacks") or {}
-    for name, callback in callbacks.items():
-        enabled = not isinstance(callback, Mapping) or callback.get("enabled", True)
-        checks.append((bool(enabled) and name not in KNOWN_CALLBACKS, f"callbacks.{name}"))
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if isinstance(callback, Mapping) and callback.get("enabled", True) and "_target_" in callback:
+            target = str(callback["_target_"])
+            checks.append((target not in STACKED_CALLBACKS, f"callbacks.{name}._target_={target}"))
     return next((f"{what} does not stack" for bad, what in checks if bad), None)
 
 
@@ -188,28 +193,42 @@ class StackedJob:
     datamodule: Any
     module: Any
     generator: torch.Generator
-    early_stopping: Any = None
+    early_stopping: Any = None  # Lightning's EarlyStopping
     pruning: Any = None  # dllab.sweeps.pruning.OptunaPruning of an Optuna trial
+    best_checkpoint: Any = None  # dllab.training.checkpointing.BestCheckpoint
+    last_checkpoint: Any = None  # dllab.training.checkpointing.LastCheckpoint
+    lr_monitor: Any = None  # Lightning's LearningRateMonitor
 
 
 def build_job(cfg: DictConfig) -> StackedJob:
-    """Build a job's model as its solo run does (seeded, same data split, same weights)."""
-    from hydra.utils import instantiate
+    """Build a job's model as its solo run does (seeded, same data split, same weights), and
+    its callbacks as the solo run instantiates them: the stack asks these objects for their
+    settings (monitor, patience, time budget) and state."""
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 
     from dllab.runs.build import seeded_data_and_module
+    from dllab.runs.config import instantiate_enabled
+    from dllab.sweeps.pruning import OptunaPruning
+    from dllab.training.checkpointing import BestCheckpoint, LastCheckpoint
 
     datamodule, module = seeded_data_and_module(cfg)
     generator = torch.Generator()
     generator.set_state(torch.get_rng_state())
-    callbacks = {}
-    for name in ("early_stopping", "optuna_pruning"):
-        node = (cfg.get("callbacks") or {}).get(name)
-        if node is not None and node.get("enabled", True):
-            options = OmegaConf.to_container(node, resolve=True)
-            assert isinstance(options, dict)
-            callbacks[name] = instantiate({k: v for k, v in options.items() if k != "enabled"})
+    callbacks = instantiate_enabled(cfg.get("callbacks"))
+
+    def one(kind: type) -> Any:
+        return next((c for c in callbacks if isinstance(c, kind)), None)
+
     return StackedJob(
-        cfg, datamodule, module, generator, callbacks.get("early_stopping"), callbacks.get("optuna_pruning")
+        cfg,
+        datamodule,
+        module,
+        generator,
+        early_stopping=one(EarlyStopping),
+        pruning=one(OptunaPruning),
+        best_checkpoint=one(BestCheckpoint),
+        last_checkpoint=one(LastCheckpoint),
+        lr_monitor=one(LearningRateMonitor),
     )
 
 
@@ -332,8 +351,8 @@ class StackedGroup:
         during fit). Ctrl-C ends every running model ``interrupted`` with its state of that moment,
         and the epoch-end state kept last (as ``last.ckpt`` is kept: ``every_seconds``)."""
         results = self.results = [ModelResult() for _ in self.jobs]
-        last = (self.jobs[0].cfg.get("callbacks") or {}).get("last_checkpoint")
-        keep_every = float(last.get("every_seconds", 30.0)) if last and last.get("enabled", True) else None
+        last = self.jobs[0].last_checkpoint
+        keep_every = float(last.every_seconds) if last is not None else None
         kept_at = time.monotonic()
         active = self.active = list(range(len(self.jobs)))
         try:
@@ -413,16 +432,10 @@ class StackedGroup:
             results[i].history.append(values)
             if not math.isfinite(values["train/loss"]):
                 results[i].status = "diverged"
-                results[i].stop_reason = self._diverged_message(i, host[i], results[i].steps - steps, epoch)
-
-    def _diverged_message(self, i: int, micro_losses: Sequence[float], first_step: int, epoch: int) -> str:
-        """The solo run's DivergedError message."""
-        bad = next((k for k, loss in enumerate(micro_losses) if not math.isfinite(loss)), 0)
-        lr = float(self.jobs[i].cfg.optimizer.lr)
-        return (
-            f"training diverged: loss is {micro_losses[bad]} at optimizer step "
-            f"{first_step + bad // self.accumulate + 1} (epoch {epoch}); try a smaller optimizer.lr than {lr:g}"
-        )
+                lr = float(self.optimizer.hparams[i]["lr"])  # as the optimizer holds it
+                first_step = results[i].steps - steps
+                message = diverged_message(values["train/loss"], host[i], first_step, self.accumulate, epoch, lr)
+                results[i].stop_reason = message
 
     @torch.no_grad()
     def _validate(self, results: list[ModelResult], active: list[int]) -> None:
@@ -463,9 +476,8 @@ class StackedGroup:
     def _check_best(self, i: int, result: ModelResult) -> None:
         """BestCheckpoint's rule (save_top_k 1): a strictly better monitored value, or an equal
         one with a strictly lower tie-breaker, replaces the kept best."""
-        cfg = self.jobs[i].cfg
-        checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
-        if checkpoint is None or not checkpoint.get("enabled", True) or result.status in FAILED:
+        checkpoint = self.jobs[i].best_checkpoint
+        if checkpoint is None or result.status in FAILED:
             return
         values = result.history[-1]
         monitor, mode = str(checkpoint.monitor), str(checkpoint.mode)
@@ -474,9 +486,7 @@ class StackedGroup:
         score = float32(values[monitor])
         if math.isnan(score):
             score = math.inf if mode == "min" else -math.inf
-        tie_breaker = checkpoint.get("tie_breaker")
-        if tie_breaker == monitor or monitor.endswith("_best"):
-            tie_breaker = None
+        tie_breaker = checkpoint.tie_breaker  # None where the monitor is its own (BestCheckpoint decides)
         tie = float32(values[tie_breaker]) if tie_breaker and tie_breaker in values else math.inf
         tie = tie if math.isfinite(tie) else math.inf
         kept = result.best
@@ -505,27 +515,17 @@ class StackedGroup:
         return bool(stop)
 
     def _pruned(self, i: int, result: ModelResult, epoch: int) -> bool:
-        """The Optuna pruning callback's verdict (it reports this epoch's value to its trial):
-        a pruned model ends ``pruned`` after this epoch, as its solo run would."""
+        """The Optuna pruning callback's verdict on this epoch (it reports the value to its
+        trial): a pruned model ends ``pruned`` after this epoch, as its solo run would."""
         pruning = self.jobs[i].pruning
-        if pruning is None or pruning.trial_id is None or pruning.storage is None:
+        if pruning is None or not pruning.reports():
             return False
-        checkpoint = (self.jobs[i].cfg.get("callbacks") or {}).get("model_checkpoint")
+        checkpoint = self.jobs[i].best_checkpoint
         monitor = pruning.monitor or (checkpoint.monitor if checkpoint is not None else None)
         value = result.history[-1].get(monitor) if monitor else None
-        if value is None or not math.isfinite(value) or pruning._finished:
-            return False
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        if pruning._trial is None:
-            pruning._trial = pruning._open()
-        try:
-            pruning._trial.report(float32(value), step=epoch)
-            if pruning._trial.should_prune():
-                result.status = "pruned"
-                return True
-        except UpdateFinishedTrialError:  # failed as stale by another sweeper: train on, unreported
-            pruning._finished = True
+        if pruning.report(None if value is None else float32(value), epoch, monitor):
+            result.status = "pruned"
+            return True
         return False
 
     def _state(self, i: int, result: ModelResult) -> ModelState:

@@ -19,7 +19,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
 
 from dllab import compat
 from dllab.catalog import metric_mode
@@ -66,19 +65,15 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     history = result.history[: result.epochs]
     replay_epochs(job, history, trainer, plotters, result)
 
-    callbacks = enabled_callbacks(cfg)
-    checkpoint_dir = Path(cfg.callbacks.model_checkpoint.dirpath) if "model_checkpoint" in callbacks else None
     best_path = None
-    if checkpoint_dir is not None and result.best is not None:
-        best_path = checkpoint_dir / f"{cfg.callbacks.model_checkpoint.filename}.ckpt"
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if job.best_checkpoint is not None and result.best is not None:
+        best_path = Path(job.best_checkpoint.dirpath) / f"{job.best_checkpoint.filename}.ckpt"
+        best_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint(job, result, plotters, result.best, best_path, after_validation=True), best_path)
     last = result.kept if result.status == "interrupted" else None if result.status in FAILED else result.final
-    if "last_checkpoint" in callbacks and last is not None:
-        last_dir = Path(cfg.callbacks.last_checkpoint.dirpath)
-        last_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{cfg.callbacks.last_checkpoint.get('filename', 'last')}.ckpt"
-        torch.save(checkpoint(job, result, plotters, last, best_path), last_dir / name)
+    if job.last_checkpoint is not None and last is not None:
+        job.last_checkpoint.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint(job, result, plotters, last, best_path), job.last_checkpoint.path)
     if result.status in FAILED:
         return failed(job, result, loggers, plotters, best_path, stack, time.perf_counter() - started)
 
@@ -102,32 +97,22 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     return record(job, result, test, best_val, best_path, plotters, stack, time.perf_counter() - started)
 
 
-def effective_tie_breaker(cfg: DictConfig) -> str | None:
-    """BestCheckpoint's tie-breaker: none where it is the monitor or the monitor is a running best."""
-    checkpoint = cfg.callbacks.model_checkpoint
-    tie_breaker, monitor = checkpoint.get("tie_breaker"), str(checkpoint.monitor)
-    return None if tie_breaker == monitor or monitor.endswith("_best") else tie_breaker
-
-
-def enabled_callbacks(cfg: DictConfig) -> list[str]:
-    callbacks = cfg.get("callbacks") or {}
-    return [name for name, c in callbacks.items() if c is not None and c.get("enabled", True)]
-
-
 def replay_epochs(
     job: StackedJob, history: list[dict[str, float]], trainer: RecordTrainer, plotters: list[Any], result: ModelResult
 ) -> None:
     """Each epoch's values to the loggers (the learning rate at the epoch's start, then the
     train values, then the validation values, at the steps a solo run uses), and to the
     picture callbacks' epoch-end hooks with the weights of that epoch where they draw."""
-    cfg, module = job.cfg, job.module
-    lr_key = f"lr-{str(cfg.optimizer._target_).rsplit('.', 1)[-1]}"
-    log_lr = "lr_monitor" in enabled_callbacks(cfg)
+    module = job.module
+    lr_logged: dict[str, float] = {}
+    if job.lr_monitor is not None:  # the rate as the solo run's optimizer holds it (no scheduler stacks)
+        optimizer = module.configure_optimizers()
+        lr_logged = {compat.lr_monitor_name(job.lr_monitor, optimizer): float(optimizer.param_groups[0]["lr"])}
     for epoch, values in enumerate(history):
         trainer.current_epoch = epoch
-        if log_lr:
+        if lr_logged:
             for logger in trainer.loggers:
-                logger.log_metrics({lr_key: float(cfg.optimizer.lr)}, step=epoch)
+                logger.log_metrics(lr_logged, step=epoch)
         train = {k: v for k, v in values.items() if k.startswith("train/")}
         val = {k: v for k, v in values.items() if k.startswith("val/")}
         for part in (train, val):
@@ -155,7 +140,7 @@ def checkpoint(
 ) -> dict[str, Any]:
     """The Lightning checkpoint of one model in ``state``: taken right after that epoch's
     validation (the best checkpoint) or at its end (``last.ckpt``)."""
-    cfg, module = job.cfg, job.module
+    module = job.module
     epochs, steps = state.epoch, state.step
     main = f"val/{module.main_metric}_best"
     history = result.history[:epochs]
@@ -168,11 +153,8 @@ def checkpoint(
     kept = result.best if not after_validation else state
     if kept is not None and kept.epoch > epochs:  # a best found after this state: not known then
         kept = None
-    if "model_checkpoint" in enabled_callbacks(cfg) and kept is not None and best_path is not None:
-        from hydra.utils import instantiate
-
-        options = {k: v for k, v in plain(cfg.callbacks.model_checkpoint).items() if k != "enabled"}
-        callback = instantiate(options)
+    callback = job.best_checkpoint
+    if callback is not None and kept is not None and best_path is not None:
         path = str(best_path)
         score = torch.tensor(kept.score)
         callback.best_k_models = {path: score}
@@ -290,7 +272,7 @@ def record(
         tested = {
             "best_epoch": result.best.epoch,
             "best_step": result.best.step,
-            "tie_breaker": effective_tie_breaker(cfg),
+            "tie_breaker": job.best_checkpoint.tie_breaker,
             "best_tie_value": result.best.tie_value if math.isfinite(result.best.tie_value) else None,
             "best_first_epoch": result.best.first_epoch,
         }

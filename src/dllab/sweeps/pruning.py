@@ -46,28 +46,40 @@ class OptunaPruning(Callback):
         study = optuna.load_study(study_name=self.study_name, storage=storage, pruner=make_pruner(settings))
         return optuna.trial.Trial(study, int(self.trial_id))
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.trial_id is None or self.storage is None or self.study_name is None or trainer.sanity_checking:
-            return
+    def reports(self) -> bool:
+        """Whether this run is an Optuna trial (a plain run's callback does nothing)."""
+        return self.trial_id is not None and self.storage is not None and self.study_name is not None
+
+    def report(self, value: float | None, epoch: int, monitor: str | None) -> bool:
+        """Report one epoch's monitored value to the trial and return whether the pruner stops
+        the run now (``run_status`` is then ``pruned``). Trainer-free: the solo run's hook below
+        and each model of a stack (:mod:`dllab.stacked`) call it."""
+        if not self.reports() or value is None or not math.isfinite(value) or self._finished:
+            return False
         from optuna.exceptions import UpdateFinishedTrialError
 
+        if self._trial is None:
+            self._trial = self._open()
+        try:
+            self._trial.report(value, step=epoch)
+            prune = bool(self._trial.should_prune())
+        except UpdateFinishedTrialError:  # failed as stale by another sweeper: train on, unreported
+            log.warning("the Optuna trial is finished already; epoch %d not reported", epoch)
+            self._finished = True
+            return False
+        if prune:
+            log.info("pruned by Optuna at epoch %d: %s=%.4f", epoch, monitor, value)
+            self.run_status = "pruned"
+        return prune
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.reports() or trainer.sanity_checking:
+            return
         monitor = self.monitor or getattr(trainer.checkpoint_callback, "monitor", None)
         prune = False
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(monitor) if monitor else None
-            if value is not None and math.isfinite(float(value)) and not self._finished:
-                if self._trial is None:
-                    self._trial = self._open()
-                epoch = trainer.current_epoch
-                try:
-                    self._trial.report(float(value), step=epoch)
-                    prune = bool(self._trial.should_prune())
-                except UpdateFinishedTrialError:  # failed as stale by another sweeper: train on, unreported
-                    log.warning("the Optuna trial is finished already; epoch %d not reported", epoch)
-                    self._finished = True
-                if prune:
-                    log.info("pruned by Optuna at epoch %d: %s=%.4f", epoch, monitor, float(value))
-        prune = bool(trainer.strategy.broadcast(prune, src=0))
-        if prune:
+            prune = self.report(None if value is None else float(value), trainer.current_epoch, monitor)
+        if bool(trainer.strategy.broadcast(prune, src=0)):
             self.run_status = "pruned"
             trainer.should_stop = True

@@ -36,6 +36,7 @@ from dllab.targets import import_class
 from dllab.training.epoch_loop import EpochLoop, EpochResult
 from dllab.training.losses import build_loss, resolved_loss_name
 from dllab.training.optim import build_optimizer, build_scheduler
+from dllab.training.rules import diverged_message
 from dllab.training.step_hooks import lightning_step_hooks
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
@@ -206,16 +207,8 @@ class TaskModule(L.LightningModule, ABC):
         return self.trainer.strategy.reduce(tensor, reduce_op="sum").tolist()
 
     def _diverged(self, epoch_loss: float, micro_losses: Sequence[float], first_step: int, accumulate: int) -> None:
-        """Raise for a non-finite epoch loss, naming the first optimizer step whose loss was not
-        finite here, or, under DDP, that it happened on another process."""
-        bad = next((i for i, loss in enumerate(micro_losses) if not math.isfinite(loss)), None)
-        if bad is None:
-            last_step = first_step - (-len(micro_losses) // accumulate)
-            where = f"loss is {epoch_loss} on another process by optimizer step {last_step}"
-        else:
-            where = f"loss is {micro_losses[bad]} at optimizer step {first_step + bad // accumulate + 1}"
         raise DivergedError(
-            f"training diverged: {where} (epoch {self.current_epoch}); try a smaller optimizer.lr than {self._lr():g}"
+            diverged_message(epoch_loss, micro_losses, first_step, accumulate, self.current_epoch, self._lr())
         )
 
     def _average_gradients(self, world: int) -> None:
