@@ -576,7 +576,11 @@ def benchmark_startup(args) -> dict:
         name = "launch to first training step (default run)"
         probe_file = Path(tmp) / "first_step"
         probe = f"+callbacks.first_step._target_={Path(__file__).stem}.FirstStepProbe"
-        probe_env = {**env, "PYTHONPATH": str(Path(__file__).parent), "DLLAB_BENCH_PROBE": str(probe_file)}
+        probe_env = {
+            **env,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")])),
+            "DLLAB_BENCH_PROBE": str(probe_file),
+        }
         times = []
         for _ in range(1 if args.quick else 3):
             child = measure(name, [DLLAB_TRAIN, *run_args, probe], probe_env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +174,57 @@ def short_hparams(cfg: DictConfig, loss: str) -> dict[str, Any]:
 
 def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def run_fields(
+    *,
+    metric: str,
+    last_value: float,
+    best_score: float | None,
+    test: dict[str, float],
+    best_val: dict[str, float],
+    epochs: int,
+    global_step: int,
+    fit_seconds: float,
+    best_checkpoint: str | None,
+    run_dir: str,
+    tested: Mapping[str, Any] | None,
+    plotters: Sequence[Any],
+) -> dict[str, Any]:
+    """metrics.json's fields of a run that trained to its end (all but ``status`` and
+    ``wall_seconds``), for the solo run and each model of a stack alike. The objective of a
+    per-epoch validation metric is its value at the best checkpoint (``best_score``), not at
+    the last epoch; ``tested`` is what the best checkpoint knows of its epoch (None: no best
+    checkpoint was tested)."""
+    objective = last_value
+    if metric.startswith("val/") and not metric.endswith("_best") and best_score is not None:
+        objective = best_score
+    fields: dict[str, Any] = {
+        "optimized_metric": metric,
+        "objective": finite_or_none(objective),
+        "test": test,
+        "best_val": best_val,
+        "epochs": epochs,
+        "global_step": global_step,
+        "fit_seconds": round(fit_seconds, 3),
+        "best_checkpoint": best_checkpoint,
+        "run_dir": run_dir,
+    }
+    if tested is not None:
+        fields |= {k: v for k, v in tested.items() if v is not None or k in ("best_epoch", "best_step")}
+    if plotters:
+        fields["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
+        if any(p.error for p in plotters):
+            fields["warnings"] = [f"picture not drawn: {p.error}" for p in plotters if p.error]
+    return fields
+
+
+def interrupted_fields(run_dir: Path, epochs: int, global_step: int) -> dict[str, Any]:
+    """What metrics.json records of a run stopped during fit (its ``interrupted.ckpt`` saved):
+    how far it got and the command that carries it on from its last whole epoch."""
+    return {
+        "epochs": epochs,
+        "global_step": global_step,
+        "resume_command": f"dllab-train resume={run_dir}",
+        "run_dir": str(run_dir),
+    }

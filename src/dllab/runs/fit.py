@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dllab.results import COMPLETED, finite_or_none, to_float
+from dllab.results import COMPLETED, run_fields, to_float
 from dllab.runs import exits
 from dllab.runs.build import Run, build
 from dllab.runs.record import record
@@ -62,34 +62,26 @@ def fit_and_test(run: Run) -> dict[str, Any]:
     )
     test_metrics = {k: to_float(v) for k, v in (test_results[0] if test_results else {}).items()}
     best_val = {k: v for k, v in logged.items() if k.startswith("val/") and k.endswith("_best")}
-    objective = logged.get(cfg.optimized_metric, float("nan"))
-    if cfg.optimized_metric.startswith("val/") and not cfg.optimized_metric.endswith("_best"):
-        # the value at the best checkpoint, not at the last epoch
-        score = best_checkpoint.best_model_score if best_checkpoint else None
-        objective = to_float(score) if score is not None else objective
-
-    result = {
-        "optimized_metric": cfg.optimized_metric,
-        "objective": finite_or_none(objective),
-        "test": test_metrics,
-        "best_val": best_val,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "fit_seconds": round(fit_seconds, 3),
-        "best_checkpoint": best_path or None,
-        "run_dir": str(run_dir),
-    }
-    if best_path:
-        result |= {k: v for k, v in tested.items() if v is not None or k in ("best_epoch", "best_step")}
-    elif trainer.fast_dev_run:
+    score = best_checkpoint.best_model_score if best_checkpoint else None
+    result = run_fields(
+        metric=cfg.optimized_metric,
+        last_value=logged.get(cfg.optimized_metric, float("nan")),
+        best_score=to_float(score) if score is not None else None,
+        test=test_metrics,
+        best_val=best_val,
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        fit_seconds=fit_seconds,
+        best_checkpoint=best_path or None,
+        run_dir=str(run_dir),
+        tested=tested if best_path else None,
+        plotters=run.plotters,
+    )
+    if not best_path and trainer.fast_dev_run:
         result["tested_reason"] = "debug=fast_dev_run (nothing written)"
-    elif best_checkpoint is not None:
+    elif not best_path and best_checkpoint is not None:
         result["tested_reason"] = f"{best_checkpoint.monitor} was never logged, so no best checkpoint was kept"
     # a callback may end a run early with its own status (the Optuna pruner: "pruned")
     statuses = [getattr(c, "run_status", None) for c in run.callbacks]
     result["status"] = next((s for s in statuses if s), COMPLETED)
-    if run.plotters:
-        result["plot_seconds"] = round(sum(p.seconds for p in run.plotters), 3)
-        if any(p.error for p in run.plotters):
-            result["warnings"] = [f"picture not drawn: {p.error}" for p in run.plotters if p.error]
     return result | run.tuned

@@ -77,7 +77,7 @@ class GracefulInterrupt(L.Callback):
         self._raise_if_lost()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        from dllab.results import INTERRUPTED, write_metrics
+        from dllab.results import INTERRUPTED, interrupted_fields, write_metrics
 
         run_dir = Path(trainer.default_root_dir)
         if isinstance(exception, requeue.RequeueRequested) and trainer.is_global_zero:
@@ -99,13 +99,9 @@ class GracefulInterrupt(L.Callback):
         # stopping, never reach
         checkpoint = compat.dump_checkpoint(trainer, weights_only=False)
         trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, run_dir / "checkpoints" / "interrupted.ckpt")
-        command = f"dllab-train resume={run_dir}"
-        write_metrics(
-            run_dir,
-            INTERRUPTED,
-            epochs=trainer.current_epoch,
-            global_step=trainer.global_step,
-            resume_command=command,
-            run_dir=str(run_dir),
+        fields = interrupted_fields(run_dir, trainer.current_epoch, trainer.global_step)
+        write_metrics(run_dir, INTERRUPTED, **fields)
+        print(
+            f"\ninterrupted at epoch {trainer.current_epoch}; continue with:\n  {fields['resume_command']}",
+            file=sys.stderr,
         )
-        print(f"\ninterrupted at epoch {trainer.current_epoch}; continue with:\n  {command}", file=sys.stderr)

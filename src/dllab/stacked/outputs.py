@@ -22,9 +22,9 @@ import torch
 
 from dllab import compat
 from dllab.catalog import metric_mode
-from dllab.results import finite_or_none, save_config, short_hparams, write_metrics
+from dllab.results import interrupted_fields, run_fields, save_config, short_hparams, write_metrics
 from dllab.runs.config import plain
-from dllab.stacked.group import FAILED, ModelResult, ModelState, StackedJob
+from dllab.stacked.group import FAILED, ModelResult, ModelState, StackedJob, float32
 from dllab.sweeps import jobs as sweep_jobs
 
 
@@ -204,13 +204,12 @@ def failed(
         logger.finalize("failed")
     fields: dict[str, Any] = {"run_dir": str(run_dir)}
     if result.status == "interrupted":  # as GracefulInterrupt records it
-        fields |= {"epochs": result.epochs, "global_step": result.steps}
         moment = result.final
         assert moment is not None
         path = run_dir / "checkpoints" / "interrupted.ckpt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint(job, result, plotters, moment, best_path), path)
-        fields["resume_command"] = f"dllab-train resume={run_dir}"
+        fields = interrupted_fields(run_dir, result.epochs, result.steps)
     else:
         fields["error"] = result.stop_reason or result.status
     fields["stack"] = dict(stack)
@@ -253,34 +252,31 @@ def record(
     cfg = job.cfg
     metric = str(cfg.optimized_metric)
     values = result.history[-1] if result.history else {}
-    objective = values.get(metric, float("nan"))
-    if metric.startswith("val/") and not metric.endswith("_best") and result.best is not None and best_path:
-        objective = result.best.score
     share = stack["fit_seconds"] / max(stack["models"], 1)
-    fields: dict[str, Any] = {
-        "optimized_metric": metric,
-        "objective": finite_or_none(float(torch.tensor(objective, dtype=torch.float32))),
-        "test": test,
-        "best_val": best_val,
-        "epochs": result.epochs,
-        "global_step": result.steps,
-        "fit_seconds": round(share, 3),
-        "best_checkpoint": str(best_path) if best_path else None,
-        "run_dir": str(cfg.paths.output_dir),
-    }
-    if best_path is not None and result.best is not None:
+    best = result.best if best_path is not None else None
+    tested = None
+    if best is not None:
         tested = {
-            "best_epoch": result.best.epoch,
-            "best_step": result.best.step,
+            "best_epoch": best.epoch,
+            "best_step": best.step,
             "tie_breaker": job.best_checkpoint.tie_breaker,
-            "best_tie_value": result.best.tie_value if math.isfinite(result.best.tie_value) else None,
-            "best_first_epoch": result.best.first_epoch,
+            "best_tie_value": best.tie_value if math.isfinite(best.tie_value) else None,
+            "best_first_epoch": best.first_epoch,
         }
-        fields |= {k: v for k, v in tested.items() if v is not None}  # as fit_and_test
-    if plotters:
-        fields["plot_seconds"] = round(sum(p.seconds for p in plotters), 3)
-        if any(p.error for p in plotters):
-            fields["warnings"] = [f"picture not drawn: {p.error}" for p in plotters if p.error]
+    fields = run_fields(
+        metric=metric,
+        last_value=float32(values.get(metric, float("nan"))),  # as Lightning logs it
+        best_score=best.score if best is not None else None,
+        test=test,
+        best_val=best_val,
+        epochs=result.epochs,
+        global_step=result.steps,
+        fit_seconds=share,
+        best_checkpoint=str(best_path) if best_path else None,
+        run_dir=str(cfg.paths.output_dir),
+        tested=tested,
+        plotters=plotters,
+    )
     if result.stop_reason and result.status != "completed":
         fields["error"] = result.stop_reason
     fields["stack"] = dict(stack)
