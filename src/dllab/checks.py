@@ -43,9 +43,9 @@ from dllab.catalog import (
     metric_mode,
 )
 from dllab.data.source import fail as _fail
-from dllab.data.source import image_sets, source_of
 from dllab.data.source import is_int as _is_int
 from dllab.data.source import is_number as _is_number
+from dllab.data.source import no_images, source_of
 from dllab.errors import ConfigError
 
 PLOTS = ("decision_boundary", "regression_fit", "function_fit", "confusion_matrix", "curves")
@@ -1296,10 +1296,3 @@ def check_augmentation(cfg: DictConfig) -> None:
         raise no_images(
             f"augmentation={augmentation.get('name')}", cfg.data.name, "augmentation works on", "augmentation=none"
         )
-
-
-def no_images(setting: str, data: str, needs: str, instead: str) -> ConfigError:
-    """The one error for a setting that needs image data (augmentation, a CNN) on data without."""
-    return ConfigError(
-        f"{setting}: data={data} holds no images; {needs} image data ({', '.join(image_sets())}); use {instead}"
-    )

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dllab.checks import no_images
+from dllab.data.source import no_images
 from dllab.errors import ConfigError
 
 log = logging.getLogger(__name__)

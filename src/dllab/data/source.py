@@ -160,3 +160,10 @@ def source_of(data: Mapping[str, Any] | DictConfig) -> Source:
 def image_sets() -> list[str]:
     """The built-in datasets whose rows are images (their source's ``image_shape`` is set)."""
     return [name for name, target in BUILTIN_SOURCES.items() if source_class(target)(name=name).image_shape]
+
+
+def no_images(setting: str, data: str, needs: str, instead: str) -> ConfigError:
+    """The one error for a setting that needs image data (augmentation, a CNN) on data without."""
+    return ConfigError(
+        f"{setting}: data={data} holds no images; {needs} image data ({', '.join(image_sets())}); use {instead}"
+    )

@@ -10,6 +10,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+# conf/ interpolates resolvers these modules register on import (run dirs; a sweep job's
+# TensorBoard version, devices and cores): whoever composes conf/ asks config_dir() here first
+import dllab.run_dirs
+import dllab.sweeps.jobs  # noqa: F401
 from dllab.catalog import metric_mode
 
 
