@@ -1,4 +1,4 @@
-"""Generate the README's and docs/lab.md's pictures from real short runs into docs/.
+"""Generate docs/guide.md's and docs/lab.md's pictures from real short runs into docs/.
 
     python scripts/make_pictures.py            # about three minutes on 2 CPU cores
     python scripts/make_pictures.py --out docs --keep-logs

@@ -1,5 +1,5 @@
-"""The README's "Extending dllab" recipes run exactly as written: each recipe's files are
-written from the README into an empty folder, and its commands run there with bash."""
+"""The recipes of docs/extending.md run exactly as written: each recipe's files are
+written from the page into an empty folder, and its commands run there with bash."""
 
 from __future__ import annotations
 
@@ -15,16 +15,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import BIN
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 FILE = re.compile(r"^`([\w/.]+)`[^\n]*:\n\n```\w+\n(.*?)^```", re.S | re.M)
 COMMANDS = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 
 
 def recipes() -> dict[str, tuple[dict[str, str], list[str]]]:
-    """Per "###" heading of the "Extending dllab" section: its files (path -> text) and commands."""
-    section = README.read_text().split("## Extending dllab\n", 1)[1].split("\n## ", 1)[0]
+    """Per "##" heading of docs/extending.md: its files (path -> text) and commands."""
     found = {}
-    for part in section.split("\n### ")[1:]:
+    for part in PAGE.read_text().split("\n## ")[1:]:
         title = part.split(":", 1)[0]
         files = {path: text for path, text in FILE.findall(part)}
         commands = [line for block in COMMANDS.findall(part) for line in block.splitlines() if line.strip()]
@@ -56,8 +55,8 @@ def completed(run_dir: Path) -> dict:
 
 
 def test_the_recipes_are_the_ones_the_tests_cover() -> None:
-    section = README.read_text().split("## Extending dllab\n", 1)[1].split("\n## ", 1)[0]
-    blocks = section.count("```python") + section.count("```yaml")
+    page = PAGE.read_text()
+    blocks = page.count("```python") + page.count("```yaml")
     assert sum(len(files) for files, _ in recipes().values()) == blocks  # every file block is named
     assert set(recipes()) == {
         "A network of your own", "A dataset of your own", "A loss of your own", "A callback of your own",

@@ -1,5 +1,5 @@
-"""The README's examples run: "Bring your own data" exactly as written, every other dllab
-command line shortened to 2 epochs."""
+"""The examples of the README and of the docs pages it links run: "Bring your own data"
+(docs/guide.md) exactly as written, every other dllab command line shortened to 2 epochs."""
 
 from __future__ import annotations
 
@@ -13,12 +13,21 @@ import pytest
 from tests.conftest import run_cli, run_dirs
 from tests.makedata import make_image_folder, make_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# docs/lab.md (tests/test_lab.py) and docs/performance.md (measurements) are not run here.
+PAGE_NAMES = ("guide.md", "extending.md", "sweeps.md", "architecture.md", "troubleshooting.md")
+PAGES = [README, *(ROOT / "docs" / name for name in PAGE_NAMES)]
+
+
+def docs_text() -> str:
+    """The README and the docs pages whose commands this file runs, one after another."""
+    return "\n".join(page.read_text() for page in PAGES)
 
 
 def readme_command(start: str) -> list[str]:
-    """The one README line that starts with ``start``, as arguments."""
-    (line,) = [line for line in README.read_text().splitlines() if line.startswith(start)]
+    """The one line of the pages that starts with ``start``, as arguments."""
+    (line,) = [line for line in docs_text().splitlines() if line.startswith(start)]
     return shlex.split(line)
 
 
@@ -27,7 +36,7 @@ def test_bring_your_own_data_example(start: str, tmp_path: Path) -> None:
     command, *args = readme_command(f"dllab-train {start} ")
     if start == "data=csv":
         make_table(tmp_path / "my_table.csv", n=120)
-        assert "height,weight,colour,species" in README.read_text()
+        assert "height,weight,colour,species" in docs_text()
     else:
         make_image_folder(tmp_path / "my_images", per_class=30)
     result = run_cli(command, *args, cwd=tmp_path)  # exactly as written (run_cli sets OMP_NUM_THREADS=1)
@@ -38,9 +47,10 @@ def test_bring_your_own_data_example(start: str, tmp_path: Path) -> None:
     assert metrics["test"]["test/acc"] >= 0.9  # both tiny sets are easy to separate
 
 
-def readme_commands() -> list[str]:
-    """Every dllab command line of the README's code blocks, comments stripped, as written."""
-    blocks = re.findall(r"```[a-z]*\n(.*?)```", README.read_text(), re.S)
+def readme_commands(text: str | None = None) -> list[str]:
+    """Every dllab command line of the pages' code blocks (or of ``text``'s), comments
+    stripped, as written."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", docs_text() if text is None else text, re.S)
     lines = [line.strip() for block in blocks for line in block.splitlines()]
     return [" ".join(shlex.split(line, comments=True)) for line in lines if line.startswith(("dllab-", "PYTHONPATH="))]
 
@@ -76,15 +86,22 @@ def test_first_value_keeps_one_choice_of_a_sweep() -> None:
 
 
 def test_readme_lists_the_commands_it_explains() -> None:
-    commands = readme_commands()
-    assert "dllab-train" in commands and "dllab-train -m experiment=activations" in commands
-    assert any(c.startswith("dllab-eval ckpt_path=logs/digits/runs/<run>/") for c in commands)
-    assert len(commands) >= 25
+    first = readme_commands(README.read_text())  # the front door's first commands
+    assert "dllab-train" in first and "dllab-train -m experiment=activations" in first
+    assert any(c.startswith("dllab-eval ckpt_path=logs/digits/runs/<run>/") for c in first)
+    assert any(c.startswith("dllab-summary ") for c in first)
+    assert len(readme_commands()) >= 34  # every page's, as many as the one README had
+
+
+def test_the_readme_links_every_page() -> None:
+    text = README.read_text()
+    for page in [*PAGES[1:], ROOT / "docs" / "lab.md", ROOT / "docs" / "performance.md"]:
+        assert f"(docs/{page.name})" in text, page.name
 
 
 @pytest.mark.slow
 def test_every_readme_example_runs(tmp_path: Path) -> None:
-    """Each dllab-train line of the README trains (2 epochs) and completes; the SLURM and
+    """Each dllab-train line of the pages trains (2 epochs) and completes; the SLURM and
     shared-storage lines compose (they need a cluster or a server: tests/test_cluster_*.py);
     dllab-eval, dllab-landscape and dllab-summary run on the dirs these made, dllab-data as written."""
     ran: list[str] = []

@@ -198,7 +198,7 @@ def test_config_checks_import_no_torch() -> None:
 
 # --- a source of one's own ---------------------------------------------------------------
 
-# The README's recipe ("Extending dllab": a dataset), file for file.
+# docs/extending.md's recipe ("A dataset of your own"), file for file.
 MY_DATA_PY = '''\
 """my_data.py: a dataset of my own for dllab."""
 
