@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning
 import pytest
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from dllab import compat
@@ -50,6 +50,9 @@ def test_every_private_api_dllab_uses_exists(tmp_path: Path) -> None:
     stopping = EarlyStopping(monitor="val/acc", mode="max", patience=2)
     decisions = [compat.early_stopping_decision(stopping, torch.tensor(v))[0] for v in (0.5, 0.6, 0.6, 0.6)]
     assert decisions == [False, False, False, True] and stopping.wait_count == 2
+    monitor = LearningRateMonitor()
+    assert compat.lr_monitor_name(monitor, torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])) == "lr-Adam"
+    assert compat.lr_monitor_name(monitor, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)) == "lr-SGD"
 
 
 @pytest.fixture
