@@ -99,9 +99,7 @@ def test_thread_rule_and_labels() -> None:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         ddp = compose("train", overrides=["trainer=ddp", "trainer.accelerator=cpu"]).trainer
     assert jobs.processes_per_job(ddp) == 2
-    assert run_label(["data=xor", "model.activation=tanh", "optimizer.lr=0.1"]) == (
-        "data=xor,activation=tanh,lr=0.1"
-    )
+    assert run_label(["data=xor", "model.activation=tanh", "optimizer.lr=0.1"]) == ("data=xor,activation=tanh,lr=0.1")
     assert run_label(["model.hidden_sizes=[8, 8]", "+x/y=a b"]) == "hidden_sizes=[8,_8],y=a_b"
 
 
