@@ -247,8 +247,8 @@ def record(
     stack: dict[str, Any],
     write_seconds: float,
 ) -> dict[str, Any]:
-    """metrics.json's fields, as :func:`dllab.runs.fit.fit_and_test` and :func:`dllab.train.run`
-    write them; the fit and wall seconds are this model's share of the stack's."""
+    """metrics.json's fields, built by :func:`dllab.results.run_fields` as the solo run's are;
+    the fit and wall seconds are this model's share of the stack's."""
     cfg = job.cfg
     metric = str(cfg.optimized_metric)
     values = result.history[-1] if result.history else {}
