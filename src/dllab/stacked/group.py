@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from dllab import compat
-from dllab.catalog import metric_mode
 from dllab.checks import processes
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import SUPPORTED, StackedOptimizer
-from dllab.training.rules import diverged_message
+from dllab.training.rules import BestRule, diverged_message, epoch_loss, micro_batches
 
 # Keys whose values may differ between the models of one stack: each model keeps its own. So
 # does every optimizer hyperparameter (all ``optimizer.*`` but ``_target_``): the stacked
@@ -263,7 +262,6 @@ class ModelResult:
     best: ModelState | None = None
     final: ModelState | None = None  # when it stopped: the end of its last epoch, or of the moment
     stop_reason: str | None = None
-    best_so_far: float | None = None  # val/<main metric>_best
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # epochs done -> weights
     kept: ModelState | None = None  # an epoch-end state kept as last.ckpt keeps it (for an interrupt)
 
@@ -340,16 +338,12 @@ class StackedGroup:
         orders = [job.datamodule.train_dataloader().order(epoch) for job in self.jobs]
         return torch.stack(orders).to(self.device)
 
-    def fit(
-        self,
-        on_epoch_end: Callable[[int, list[ModelResult]], None] | None = None,
-        snapshot_every: int | None = None,
-    ) -> list[ModelResult]:
-        """Train every model up to ``trainer.max_epochs``; ``on_epoch_end(epoch, results)`` after
-        each epoch's validation (a pruner may set a result's status then: that model stops).
-        ``snapshot_every``: keep each model's weights every that many epochs (the pictures drawn
-        during fit). Ctrl-C ends every running model ``interrupted`` with its state of that moment,
-        and the epoch-end state kept last (as ``last.ckpt`` is kept: ``every_seconds``)."""
+    def fit(self, snapshot_every: int | None = None) -> list[ModelResult]:
+        """Train every model up to ``trainer.max_epochs``, each stopping as its solo run would
+        (early stopping, the pruner, divergence). ``snapshot_every``: keep each model's weights
+        every that many epochs (the pictures drawn during fit). Ctrl-C ends every running model
+        ``interrupted`` with its state of that moment, and the epoch-end state kept last (as
+        ``last.ckpt`` is kept: ``every_seconds``)."""
         results = self.results = [ModelResult() for _ in self.jobs]
         last = self.jobs[0].last_checkpoint
         keep_every = float(last.every_seconds) if last is not None else None
@@ -377,8 +371,6 @@ class StackedGroup:
                     for i in active:
                         if results[i].status not in FAILED:
                             results[i].kept = self._state(i, results[i])
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, results)
                 stopped = [i for i in active if results[i].status in FAILED or i in stopping]
                 if stopped:
                     active = self.active = [i for i in active if i not in stopped]
@@ -398,36 +390,28 @@ class StackedGroup:
         orders = self.orders(epoch)
         rows = torch.arange(len(self.jobs), device=self.device).unsqueeze(1)
         xs, ys = x[rows, orders], y[rows, orders]
-        n, batch, group = orders.shape[1], self.batch_size, self.batch_size * self.accumulate
         self.net.train()
         micro_losses: list[Tensor] = []
         sizes: list[int] = []
         outputs: list[Tensor] = []
         steps = 0
-        for start in range(0, n, group):
-            stop = min(start + group, n)
-            for first in range(start, stop, batch):
-                last = min(first + batch, stop)
-                output = self.net(xs[:, first:last])
-                loss = self.losses(output, ys[:, first:last])
-                # exact accumulation: a smaller last group weighs each micro-batch by its share
-                scaled = loss if last - first == stop - start else loss * ((last - first) / (stop - start))
-                scaled.sum().backward()  # each model's gradient is its own loss's
-                micro_losses.append(loss.detach())
-                sizes.append(last - first)
-                outputs.append(output.detach())
-            self.optimizer.step(active)
-            self.optimizer.zero_grad()
-            steps += 1
+        for first, last, weight, ends_group in micro_batches(orders.shape[1], self.batch_size, self.accumulate):
+            output = self.net(xs[:, first:last])
+            loss = self.losses(output, ys[:, first:last])
+            (loss if weight is None else loss * weight).sum().backward()  # each model's gradient is its own loss's
+            micro_losses.append(loss.detach())
+            sizes.append(last - first)
+            outputs.append(output.detach())
+            if ends_group:
+                self.optimizer.step(active)
+                self.optimizer.zero_grad()
+                steps += 1
         host = torch.stack(micro_losses, 1).float().tolist()  # [S][micro-batches]
         epoch_outputs = torch.cat(outputs, 1)
         for i in active:
             module = self.jobs[i].module
             statistics = module.epoch_statistics(epoch_outputs[i], ys[i]).float().tolist()
-            samples = float(sum(sizes))
-            values = {f"train/{k}": v for k, v in module.epoch_metrics(statistics, samples).items()}
-            loss_sum = sum(loss * size for loss, size in zip(host[i], sizes, strict=True))
-            values["train/loss"] = loss_sum / samples
+            values = module.epoch_values("train", *epoch_loss(host[i], sizes), statistics)
             results[i].steps += steps
             results[i].history.append(values)
             if not math.isfinite(values["train/loss"]):
@@ -451,10 +435,7 @@ class StackedGroup:
             for i in active:
                 # the solo run's validation_step: its step(x, y), then sums in float32
                 module = self.jobs[i].module
-                loss = module.criterion(output[i], target[i])
-                n = target.shape[1]
-                head = torch.stack([loss.float() * n, loss.new_full((), n, dtype=torch.float32)])
-                batch = torch.cat([head, module.epoch_statistics(output[i], target[i]).float()])
+                batch = module.evaluation_sums(module.criterion(output[i], target[i]), output[i], target[i])
                 total = sums[i]
                 sums[i] = batch if total is None else total + batch
         for i in active:
@@ -463,40 +444,27 @@ class StackedGroup:
                 continue
             module = self.jobs[i].module
             loss_sum, samples, *statistics = total.tolist()
-            values = {f"val/{k}": v for k, v in module.epoch_metrics(statistics, samples).items()}
-            values["val/loss"] = loss_sum / samples
-            main = f"val/{module.main_metric}"
-            current = float32(values[main])
-            best = results[i].best_so_far
-            better = best is None or (current > best if metric_mode(main) == "max" else current < best)
-            results[i].best_so_far = current if better or best is None else best
-            values[f"{main}_best"] = float(results[i].best_so_far)  # type: ignore[arg-type]
+            values = module.epoch_values("val", loss_sum, samples, statistics)
+            module.track_best(values)
             results[i].history[-1].update(values)
 
     def _check_best(self, i: int, result: ModelResult) -> None:
-        """BestCheckpoint's rule (save_top_k 1): a strictly better monitored value, or an equal
-        one with a strictly lower tie-breaker, replaces the kept best."""
+        """BestCheckpoint's rule (save_top_k 1) on this epoch's values, in float32 as Lightning
+        holds them: a better one replaces the kept best."""
         checkpoint = self.jobs[i].best_checkpoint
         if checkpoint is None or result.status in FAILED:
             return
-        values = result.history[-1]
-        monitor, mode = str(checkpoint.monitor), str(checkpoint.mode)
-        if monitor not in values:
+        rule: BestRule = checkpoint.rule
+        values = {k: float32(v) for k, v in result.history[-1].items()}
+        if rule.monitor not in values:
             return
-        score = float32(values[monitor])
-        if math.isnan(score):
-            score = math.inf if mode == "min" else -math.inf
-        tie_breaker = checkpoint.tie_breaker  # None where the monitor is its own (BestCheckpoint decides)
-        tie = float32(values[tie_breaker]) if tie_breaker and tie_breaker in values else math.inf
-        tie = tie if math.isfinite(tie) else math.inf
+        score, tie = rule.score(values[rule.monitor]), rule.tie_value(values)
         kept = result.best
         first_epoch = result.epochs
-        if kept is not None:
-            better = score > kept.score if mode == "max" else score < kept.score
-            if not better:
-                if not (tie_breaker and score == kept.score and tie < kept.tie_value):
-                    return
-                first_epoch = kept.first_epoch
+        if kept is not None and not rule.better(score, kept.score):
+            if not rule.wins_tie(score, tie, kept.score, kept.tie_value):
+                return
+            first_epoch = kept.first_epoch
         result.best = dataclasses.replace(self._state(i, result), score=score, tie_value=tie, first_epoch=first_epoch)
 
     def _early_stopping_state(self, i: int) -> dict[str, Any] | None:

@@ -225,14 +225,9 @@ def test_metrics(job: StackedJob, net_state: dict[str, torch.Tensor]) -> dict[st
     module = job.module
     module.net.load_state_dict(net_state)
     module.net.eval()
-    for x, y in job.datamodule.test_dataloader():
-        loss, output = module.step(x, y)
-        module.test_loss.update(loss, weight=y.shape[0])
-        module.test_metrics.update(module.prediction(output), y)
-    values = {f"test/{k}": float(v) for k, v in module.test_metrics.compute().items()}
-    values["test/loss"] = float(module.test_loss.compute())
-    module.test_metrics.reset()
-    module.test_loss.reset()
+    for batch_idx, batch in enumerate(job.datamodule.test_dataloader()):
+        module.test_step(batch, batch_idx)
+    values = {k: float(v) for k, v in module.test_values().items()}
     module.net.train()
     return values
 

@@ -19,6 +19,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from dllab import compat
+from dllab.training.rules import BestRule
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,8 @@ class BestCheckpoint(ModelCheckpoint):
         self, *args: Any, write_every_seconds: float = 30.0, tie_breaker: str | None = "val/loss", **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        # a running best (val/acc_best) never changes after its best epoch: every later epoch
-        # would tie with it, so ties are broken only on a per-epoch value
-        running_best = str(self.monitor).endswith("_best")
-        self.tie_breaker = tie_breaker if tie_breaker != self.monitor and not running_best else None
+        self.rule = BestRule.of(str(self.monitor), self.mode, tie_breaker)  # what the stack applies too
+        self.tie_breaker = self.rule.tie_breaker
         # file path -> (epochs done, optimizer steps, tie-breaker value, the epoch that first
         # reached its monitored value) when it was kept
         self.kept_at: dict[str, tuple[int, int, float, int]] = {}
@@ -145,9 +144,7 @@ class BestCheckpoint(ModelCheckpoint):
         return candidates
 
     def _tie_value(self, trainer: L.Trainer) -> float:
-        value = trainer.callback_metrics.get(self.tie_breaker) if self.tie_breaker else None
-        number = float(value) if value is not None else math.inf
-        return number if math.isfinite(number) else math.inf
+        return self.rule.tie_value(trainer.callback_metrics)
 
     def _rank(self, path: str) -> tuple[float, float]:
         """Lower is better: the monitored value (negated for mode max), then the tie-breaker."""
@@ -161,8 +158,10 @@ class BestCheckpoint(ModelCheckpoint):
         kth = self.kth_best_model_path
         if current is None or not self.tie_breaker or self.save_top_k < 1 or kth not in self.kept_at:
             return False
-        tied = float(current) == float(self.best_k_models[kth])
-        better = trainer.strategy.reduce_boolean_decision(tied and self._tie_value(trainer) < self.kept_at[kth][2])
+        wins = self.rule.wins_tie(
+            float(current), self._tie_value(trainer), float(self.best_k_models[kth]), self.kept_at[kth][2]
+        )
+        better = trainer.strategy.reduce_boolean_decision(wins)
         if better:
             self._tie_of = self.kept_at[kth][3]
         return better

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dllab.training.rules import micro_batches
+
 StepFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (x, y) -> (loss, output)
 Batch = tuple[Tensor, Tensor]
 
@@ -163,13 +165,8 @@ class EpochLoop:
         for span_start in range(0, order.numel(), span):
             index = order[span_start : span_start + span]
             xs, ys = x[index], y[index]
-            m = index.numel()
-            for start in range(0, m, group):
-                stop = min(start + group, m)
-                for first in range(start, stop, batch_size):
-                    last = min(first + batch_size, stop)
-                    weight = None if last - first == stop - start else (last - first) / (stop - start)
-                    yield xs[first:last], ys[first:last], weight, last == stop
+            for first, last, weight, ends_group in micro_batches(index.numel(), batch_size, self.accumulate):
+                yield xs[first:last], ys[first:last], weight, ends_group
 
     def _optimizer_step(self) -> None:
         optimizer, scaler, hooks = self.optimizer, self.scaler, self.hooks

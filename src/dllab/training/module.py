@@ -36,7 +36,7 @@ from dllab.targets import import_class
 from dllab.training.epoch_loop import EpochLoop, EpochResult
 from dllab.training.losses import build_loss, resolved_loss_name
 from dllab.training.optim import build_optimizer, build_scheduler
-from dllab.training.rules import diverged_message
+from dllab.training.rules import diverged_message, epoch_loss
 from dllab.training.step_hooks import lightning_step_hooks
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
@@ -171,15 +171,26 @@ class TaskModule(L.LightningModule, ABC):
         # in float32: under 16-true the default dtype is float16 (counts exact to 16.7M samples)
         host = torch.cat([torch.stack(result.losses).float(), statistics.float()]).tolist()
         micro_losses, local = host[: len(result.losses)], host[len(result.losses) :]
-        loss_sum = sum(loss * size for loss, size in zip(micro_losses, result.sizes, strict=True))
-        samples = float(sum(result.sizes))
+        loss_sum, samples = epoch_loss(micro_losses, result.sizes)
         if self.trainer.world_size > 1:  # the whole epoch's sums, as validation adds them up
             loss_sum, samples, *local = self._sum_over_processes([loss_sum, samples, *local])
-        values = {f"train/{k}": v for k, v in self.epoch_metrics(local, samples).items()}
-        values["train/loss"] = loss_sum / samples
+        values = self.epoch_values("train", loss_sum, samples, local)
         if not math.isfinite(values["train/loss"]):
             self._diverged(values["train/loss"], micro_losses, first_step, int(self.hparams["accumulate_grad_batches"]))
         self.log_epoch(values)
+
+    def epoch_values(
+        self, split: str, loss_sum: float, samples: float, statistics: Sequence[float]
+    ) -> dict[str, float]:
+        """An epoch's ``<split>/<metric>`` and ``<split>/loss`` from its sums (the stack's too)."""
+        values = {f"{split}/{k}": v for k, v in self.epoch_metrics(statistics, samples).items()}
+        values[f"{split}/loss"] = loss_sum / samples
+        return values
+
+    def track_best(self, values: dict[str, float]) -> None:
+        """Add ``val/<main_metric>_best`` to a validation epoch's ``values`` (the stack's too)."""
+        self.best.update(values[f"val/{self.main_metric}"])
+        values[f"val/{self.main_metric}_best"] = float(self.best.compute())
 
     def log_epoch(self, values: Mapping[str, float]) -> None:
         """Log an epoch's train or val values: into ``trainer.callback_metrics`` (what the
@@ -264,10 +275,13 @@ class TaskModule(L.LightningModule, ABC):
         epoch, and sums cost less than updating, computing and resetting torchmetrics' metric
         objects each pass; a test checks the values against torchmetrics."""
         x, y = batch
-        loss, output = self.step(x, y)
-        head = torch.stack([loss.float() * y.shape[0], output.new_full((), y.shape[0], dtype=torch.float32)])
-        sums = torch.cat([head, self.epoch_statistics(output, y).float()])
+        sums = self.evaluation_sums(*self.step(x, y), y)
         self._val_sums = sums if self._val_sums is None else self._val_sums + sums
+
+    def evaluation_sums(self, loss: Tensor, output: Tensor, y: Tensor) -> Tensor:
+        """A validation batch's loss sum, sample count and :meth:`epoch_statistics`, in float32."""
+        head = torch.stack([loss.float() * y.shape[0], output.new_full((), y.shape[0], dtype=torch.float32)])
+        return torch.cat([head, self.epoch_statistics(output, y).float()])
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = None  # nothing left from a pass that stopped early (the batch-size finder's)
@@ -279,11 +293,9 @@ class TaskModule(L.LightningModule, ABC):
         if self.trainer.world_size > 1:  # each process saw its part of the split: add them up
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         loss_sum, samples, *statistics = sums.tolist()
-        values = {f"val/{k}": v for k, v in self.epoch_metrics(statistics, samples).items()}
-        values["val/loss"] = loss_sum / samples
+        values = self.epoch_values("val", loss_sum, samples, statistics)
         if not self.trainer.sanity_checking:
-            self.best.update(values[f"val/{self.main_metric}"])
-            values[f"val/{self.main_metric}_best"] = float(self.best.compute())
+            self.track_best(values)
             self.log_epoch(values)
             self._step_scheduler(after_validation=True)
 
@@ -294,11 +306,15 @@ class TaskModule(L.LightningModule, ABC):
         self.test_metrics.update(self.prediction(output), y)
 
     def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_values(), on_step=False, on_epoch=True, batch_size=1)
+
+    def test_values(self) -> dict[str, Tensor]:
+        """The test metrics of the batches seen since the last call (the stack's too)."""
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
         values["test/loss"] = self.test_loss.compute()
         self.test_metrics.reset()
         self.test_loss.reset()
-        self.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
+        return values
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
