@@ -11,9 +11,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Statuses in metrics.json. Anything but "completed" is a failed job in a sweep.
-COMPLETED, FAILED, DIVERGED, CONFIG_ERROR, INTERRUPTED = (
+# Statuses in metrics.json. A sweep counts "completed" and "pruned" (stopped early by the
+# Optuna pruner: its trial is told so) as done; anything else is a failed job.
+COMPLETED, PRUNED, FAILED, DIVERGED, CONFIG_ERROR, INTERRUPTED = (
     "completed",
+    "pruned",
     "failed",
     "diverged",
     "config_error",

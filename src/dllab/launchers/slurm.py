@@ -25,13 +25,15 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dllab.results import COMPLETED, CONFIG_ERROR, DIVERGED, FAILED, PRUNED, write_json
+
 log = logging.getLogger("dllab.sweeps")
 
 # sacct states of a job that has ended (PREEMPTED only once it stays so: a requeue follows it)
 ENDED = ("FAILED", "CANCELLED", "OUT_OF_MEMORY", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "COMPLETED")
 PREEMPTED_GRACE_S = 60
 # statuses a job writes itself at its end; a lost job's metrics.json keeps them
-FINAL_STATUSES = ("completed", "failed", "diverged", "config_error", "pruned")
+FINAL_STATUSES = (COMPLETED, FAILED, DIVERGED, CONFIG_ERROR, PRUNED)
 GPU_ACCELERATORS = ("gpu", "cuda")
 
 
@@ -208,8 +210,6 @@ def record_failed(job_dir: Path, error: str) -> None:
     """``status: failed`` and the error in the job's metrics.json, its other fields kept;
     an end the job wrote itself (completed, failed, ...) stays as it is."""
     import json
-
-    from dllab.results import FAILED, write_json
 
     path = job_dir / "metrics.json"
     try:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from dllab import compat
 from dllab.checks import processes
+from dllab.results import COMPLETED, DIVERGED, INTERRUPTED, PRUNED
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import SUPPORTED, StackedOptimizer
 from dllab.training.rules import BestRule, diverged_message, epoch_loss, micro_batches
@@ -165,7 +166,7 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
 
 
 # Statuses of a model that stopped without its results (no test, no last checkpoint).
-FAILED = ("diverged", "interrupted")
+ENDED_BY_FAILURE = (DIVERGED, INTERRUPTED)  # a model that stops so keeps no new best
 
 
 def stack_device(cfg: DictConfig) -> str | None:
@@ -255,7 +256,7 @@ class ModelResult:
     the per-epoch values as its loggers got them, its best epoch, its final weights and
     optimizer state, and why it stopped before ``max_epochs`` (early stopping, divergence)."""
 
-    status: str = "completed"
+    status: str = COMPLETED
     epochs: int = 0
     steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -358,7 +359,7 @@ class StackedGroup:
                 stopping = []
                 for i in active:
                     result = results[i]
-                    if result.status == "completed":  # not diverged this epoch (a solo run stops before counting it)
+                    if result.status == COMPLETED:  # not diverged this epoch (a solo run stops before counting it)
                         result.epochs = epoch + 1
                         # Lightning's order: early stopping and pruning, then the best checkpoint
                         if self._stops_early(i, result, epoch) | self._pruned(i, result, epoch):
@@ -369,16 +370,16 @@ class StackedGroup:
                 if keep_every is not None and time.monotonic() - kept_at >= keep_every:
                     kept_at = time.monotonic()  # as LastCheckpoint saves: at an epoch's end, on a time budget
                     for i in active:
-                        if results[i].status not in FAILED:
+                        if results[i].status not in ENDED_BY_FAILURE:
                             results[i].kept = self._state(i, results[i])
-                stopped = [i for i in active if results[i].status in FAILED or i in stopping]
+                stopped = [i for i in active if results[i].status in ENDED_BY_FAILURE or i in stopping]
                 if stopped:
                     active = self.active = [i for i in active if i not in stopped]
                     for i in stopped:
                         self._finish(i, results[i])
         except KeyboardInterrupt:
             for i in active:
-                results[i].status = "interrupted"
+                results[i].status = INTERRUPTED
             raise
         finally:
             for i in active:
@@ -415,7 +416,7 @@ class StackedGroup:
             results[i].steps += steps
             results[i].history.append(values)
             if not math.isfinite(values["train/loss"]):
-                results[i].status = "diverged"
+                results[i].status = DIVERGED
                 lr = float(self.optimizer.hparams[i]["lr"])  # as the optimizer holds it
                 first_step = results[i].steps - steps
                 message = diverged_message(values["train/loss"], host[i], first_step, self.accumulate, epoch, lr)
@@ -440,7 +441,7 @@ class StackedGroup:
                 sums[i] = batch if total is None else total + batch
         for i in active:
             total = sums[i]
-            if results[i].status != "completed" or total is None:
+            if results[i].status != COMPLETED or total is None:
                 continue
             module = self.jobs[i].module
             loss_sum, samples, *statistics = total.tolist()
@@ -452,7 +453,7 @@ class StackedGroup:
         """BestCheckpoint's rule (save_top_k 1) on this epoch's values, in float32 as Lightning
         holds them: a better one replaces the kept best."""
         checkpoint = self.jobs[i].best_checkpoint
-        if checkpoint is None or result.status in FAILED:
+        if checkpoint is None or result.status in ENDED_BY_FAILURE:
             return
         rule: BestRule = checkpoint.rule
         values = {k: float32(v) for k, v in result.history[-1].items()}
@@ -492,7 +493,7 @@ class StackedGroup:
         monitor = pruning.monitor or (checkpoint.monitor if checkpoint is not None else None)
         value = result.history[-1].get(monitor) if monitor else None
         if pruning.report(None if value is None else float32(value), epoch, monitor):
-            result.status = "pruned"
+            result.status = PRUNED
             return True
         return False
 

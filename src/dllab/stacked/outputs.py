@@ -22,9 +22,18 @@ import torch
 
 from dllab import compat
 from dllab.catalog import metric_mode
-from dllab.results import interrupted_fields, run_fields, save_config, short_hparams, write_metrics
+from dllab.results import (
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    interrupted_fields,
+    run_fields,
+    save_config,
+    short_hparams,
+    write_metrics,
+)
 from dllab.runs.config import plain
-from dllab.stacked.group import FAILED, ModelResult, ModelState, StackedJob, float32
+from dllab.stacked.group import ENDED_BY_FAILURE, ModelResult, ModelState, StackedJob, float32
 from dllab.sweeps import jobs as sweep_jobs
 
 
@@ -70,11 +79,11 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
         best_path = Path(job.best_checkpoint.dirpath) / f"{job.best_checkpoint.filename}.ckpt"
         best_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint(job, result, plotters, result.best, best_path, after_validation=True), best_path)
-    last = result.kept if result.status == "interrupted" else None if result.status in FAILED else result.final
+    last = result.kept if result.status == INTERRUPTED else None if result.status in ENDED_BY_FAILURE else result.final
     if job.last_checkpoint is not None and last is not None:
         job.last_checkpoint.path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint(job, result, plotters, last, best_path), job.last_checkpoint.path)
-    if result.status in FAILED:
+    if result.status in ENDED_BY_FAILURE:
         return failed(job, result, loggers, plotters, best_path, stack, time.perf_counter() - started)
 
     tested = result.best
@@ -201,9 +210,9 @@ def failed(
     ``interrupted.ckpt`` (the weights of the moment) and the command that carries on."""
     run_dir = Path(job.cfg.paths.output_dir)
     for logger in loggers:
-        logger.finalize("failed")
+        logger.finalize(FAILED)
     fields: dict[str, Any] = {"run_dir": str(run_dir)}
-    if result.status == "interrupted":  # as GracefulInterrupt records it
+    if result.status == INTERRUPTED:  # as GracefulInterrupt records it
         moment = result.final
         assert moment is not None
         path = run_dir / "checkpoints" / "interrupted.ckpt"
@@ -272,7 +281,7 @@ def record(
         tested=tested,
         plotters=plotters,
     )
-    if result.stop_reason and result.status != "completed":
+    if result.stop_reason and result.status != COMPLETED:
         fields["error"] = result.stop_reason
     fields["stack"] = dict(stack)
     fields["wall_seconds"] = round(share + write_seconds, 3)

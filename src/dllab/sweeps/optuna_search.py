@@ -45,6 +45,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.errors import ConfigError
+from dllab.results import COMPLETED, FAILED, INTERRUPTED, PRUNED
 from dllab.sweeps.jobs import process_alive
 from dllab.sweeps.search_space import override_value, search_space
 from dllab.sweeps.storage import check_storage, kind, make_storage, storage_lock
@@ -60,7 +61,6 @@ OWNER_ATTR = "sweeper"  # trial user attribute: host:pid of the sweep process th
 HEARTBEAT_ATTR = "heartbeat"  # trial user attribute: its sweeper records heartbeats (stale: by them)
 STUDY_HEARTBEAT_ATTR = "dllab_heartbeat"  # study user attribute: [interval, grace period] of its sweepers
 SETUP_LOCK = "storage set-up"  # lock name while a storage's tables may be created
-INTERRUPTED = "interrupted"
 
 
 class OptunaSearch:
@@ -296,12 +296,12 @@ class OptunaSearch:
         from optuna.trial import TrialState
 
         metrics = job_metrics(result)
-        status = metrics.get("status", "failed" if result.status == JobStatus.FAILED else "completed")
+        status = metrics.get("status", FAILED if result.status == JobStatus.FAILED else COMPLETED)
         value = result._return_value if result.status == JobStatus.COMPLETED else None
         error = str(metrics["error"])[:500] if metrics.get("error") else None
-        if status == "pruned":
+        if status == PRUNED:
             told = finish(study, trial, status, error, state=TrialState.PRUNED)
-        elif status == "completed" and isinstance(value, int | float) and math.isfinite(value):
+        elif status == COMPLETED and isinstance(value, int | float) and math.isfinite(value):
             told = finish(study, trial, status, error, values=float(value))
         else:
             told = finish(study, trial, status, error, state=TrialState.FAIL)

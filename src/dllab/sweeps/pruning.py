@@ -17,6 +17,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from dllab.results import PRUNED
+
 log = logging.getLogger("dllab.sweeps")
 
 
@@ -69,7 +71,7 @@ class OptunaPruning(Callback):
             return False
         if prune:
             log.info("pruned by Optuna at epoch %d: %s=%.4f", epoch, monitor, value)
-            self.run_status = "pruned"
+            self.run_status = PRUNED
         return prune
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -81,5 +83,5 @@ class OptunaPruning(Callback):
             value = trainer.callback_metrics.get(monitor) if monitor else None
             prune = self.report(None if value is None else float(value), trainer.current_epoch, monitor)
         if bool(trainer.strategy.broadcast(prune, src=0)):
-            self.run_status = "pruned"
+            self.run_status = PRUNED
             trainer.should_stop = True
