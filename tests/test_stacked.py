@@ -139,6 +139,7 @@ CASES = {
     ],
     # regression, RMSprop, a monitor that is its own tie-breaker (none then)
     "rmsprop_regression": ["data=diabetes", "optimizer=rmsprop", "optimizer.momentum=0.5", "optimized_metric=val/loss"],
+    "nadam_accumulate": ["optimizer=nadam", "optimizer.weight_decay=0.01", "trainer.accumulate_grad_batches=2"],
     "adagrad_accumulate": [
         "optimizer=adagrad",
         "trainer.accumulate_grad_batches=3",

@@ -105,6 +105,13 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"lr": 1e-2, "maximize": True, "alpha": 0.5},
         {"lr": 1e-2, "weight_decay": 0.01, "eps": 1e-6},
     ),
+    "nadam": configs(  # two 0-d states per param: step and mu_product (starts at 1)
+        "NAdam",
+        {"lr": 2e-3},
+        {"lr": 2e-3, "momentum_decay": 0.01, "betas": [0.8, 0.99]},
+        {"lr": 1e-2, "weight_decay": 0.01, "decoupled_weight_decay": True},
+        {"lr": 1e-2, "weight_decay": 0.01, "foreach": True, "maximize": True},
+    ),
 }
 
 
@@ -176,7 +183,7 @@ def test_each_model_matches_its_own_torch_optimizer(case: str) -> None:
     twins.assert_same_state()
 
 
-@pytest.mark.parametrize("case", ["sgd-nesterov", "adam-decay-amsgrad", "adagrad", "rmsprop"])
+@pytest.mark.parametrize("case", ["sgd-nesterov", "adam-decay-amsgrad", "adagrad", "rmsprop", "nadam"])
 def test_float64_models(case: str) -> None:
     twins = Twins(CASES[case], dtype=torch.float64)
     for _ in range(10):
@@ -235,7 +242,7 @@ def test_one_functional_call_per_hyperparameter_group(
         twins.assert_same()
 
 
-@pytest.mark.parametrize("case", ["sgd-momentum", "adam-decay-amsgrad", "adagrad", "rmsprop"])
+@pytest.mark.parametrize("case", ["sgd-momentum", "adam-decay-amsgrad", "adagrad", "rmsprop", "nadam"])
 def test_inactive_models_keep_params_and_state(case: str) -> None:
     twins = Twins(CASES[case])
     for _ in range(3):
@@ -267,7 +274,7 @@ def test_model_that_starts_late_gets_torch_first_step() -> None:
     twins.assert_same_state()
 
 
-@pytest.mark.parametrize("case", ["sgd-momentum", "adam-decay-amsgrad", "adagrad", "rmsprop"])
+@pytest.mark.parametrize("case", ["sgd-momentum", "adam-decay-amsgrad", "adagrad", "rmsprop", "nadam"])
 def test_params_without_gradient_are_skipped_as_torch_skips_them(case: str) -> None:
     cfgs = CASES[case]
     if case.startswith("sgd"):  # torch's fused SGD fails on a param whose first gradient comes late
@@ -280,7 +287,7 @@ def test_params_without_gradient_are_skipped_as_torch_skips_them(case: str) -> N
         twins.assert_same_state()
 
 
-@pytest.mark.parametrize("case", ["sgd-nesterov", "adam-decay-amsgrad", "adamw", "adagrad", "rmsprop"])
+@pytest.mark.parametrize("case", ["sgd-nesterov", "adam-decay-amsgrad", "adamw", "adagrad", "rmsprop", "nadam"])
 def test_model_state_dict_resumes_in_a_solo_optimizer(case: str) -> None:
     twins = Twins(CASES[case])
     for _ in range(7):

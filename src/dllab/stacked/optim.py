@@ -17,7 +17,7 @@ import copy
 import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -28,14 +28,73 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 from dllab.training.optim import build_optimizer
 
-# The classes we step, each with the module holding its functional update. AdamW is Adam
-# with ``decoupled_weight_decay=True`` in its param group, which ``adam`` receives.
-SUPPORTED: dict[type[torch.optim.Optimizer], tuple[str, str]] = {
-    torch.optim.SGD: ("torch.optim.sgd", "sgd"),
-    torch.optim.Adam: ("torch.optim.adam", "adam"),
-    torch.optim.AdamW: ("torch.optim.adam", "adam"),
-    torch.optim.Adagrad: ("torch.optim.adagrad", "adagrad"),
-    torch.optim.RMSprop: ("torch.optim.rmsprop", "rmsprop"),
+
+@dataclass(frozen=True)
+class Spec:
+    """How one torch optimizer class is stepped: its functional update, called as
+    ``function(params, grads, *lists, **hyperparameters)``.
+
+    - ``lists``: the update's per-param state lists in its argument order, 0-d ones included
+      (one not kept for these hyperparameters is passed empty);
+    - ``kept(hp)``: the param-shaped state torch keeps, in its ``state_dict`` order;
+    - ``scalars``: the 0-d state per param (name, initial value), before the others in the
+      ``state_dict``, on the CPU unless fused or capturable (as torch hosts ``step``);
+    - ``initial``: a state that starts at a hyperparameter's value instead of 0;
+    - ``eager``: torch makes the state in the constructor, not at a param's first step;
+    - ``from_gradient``: a state torch starts as the first gradient (SGD's momentum buffer).
+    """
+
+    function: str
+    lists: tuple[str, ...]
+    kept: Callable[[Mapping[str, Any]], tuple[str, ...]]
+    scalars: tuple[tuple[str, float], ...] = (("step", 0.0),)
+    initial: Mapping[str, str] = field(default_factory=dict)
+    eager: bool = False
+    from_gradient: str | None = None
+
+
+def _rmsprop_state(hp: Mapping[str, Any]) -> tuple[str, ...]:
+    return (
+        "square_avg",
+        *(("momentum_buffer",) if hp["momentum"] > 0 else ()),
+        *(("grad_avg",) if hp["centered"] else ()),
+    )
+
+
+_ADAM = Spec(
+    "torch.optim.adam.adam",
+    ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"),
+    lambda hp: ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if hp["amsgrad"] else ())),
+)
+
+# The classes StackedOptimizer steps: adding one is one entry. AdamW is Adam with
+# ``decoupled_weight_decay=True`` in its param group, which ``adam`` receives.
+SUPPORTED: dict[type[torch.optim.Optimizer], Spec] = {
+    torch.optim.SGD: Spec(
+        "torch.optim.sgd.sgd",
+        ("momentum_buffer",),
+        lambda hp: ("momentum_buffer",) if hp["momentum"] != 0 else (),
+        scalars=(),
+        from_gradient="momentum_buffer",
+    ),
+    torch.optim.Adam: _ADAM,
+    torch.optim.AdamW: _ADAM,
+    torch.optim.Adagrad: Spec(
+        "torch.optim.adagrad.adagrad",
+        ("sum", "step"),
+        lambda hp: ("sum",),
+        initial={"sum": "initial_accumulator_value"},
+        eager=True,
+    ),
+    torch.optim.RMSprop: Spec(
+        "torch.optim.rmsprop.rmsprop", ("square_avg", "grad_avg", "momentum_buffer", "step"), _rmsprop_state
+    ),
+    torch.optim.NAdam: Spec(
+        "torch.optim.nadam.nadam",
+        ("exp_avg", "exp_avg_sq", "mu_product", "step"),
+        lambda hp: ("exp_avg", "exp_avg_sq"),
+        scalars=(("step", 0.0), ("mu_product", 1.0)),
+    ),
 }
 
 # Config keys that are not the optimizer class's arguments: Hydra's, and dllab's ``fused``
@@ -92,24 +151,8 @@ def _group_key(hparams: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((k, _frozen(v)) for k, v in hparams.items()))
 
 
-def _state_keys(cls: type[torch.optim.Optimizer], hp: Mapping[str, Any]) -> tuple[str, ...]:
-    """The param-shaped state tensors torch keeps for one param, in torch's order (after ``step``)."""
-    if cls is torch.optim.SGD:
-        return ("momentum_buffer",) if hp["momentum"] != 0 else ()
-    if cls in (torch.optim.Adam, torch.optim.AdamW):
-        return ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if hp["amsgrad"] else ()))
-    if cls is torch.optim.Adagrad:
-        return ("sum",)
-    keys = ["square_avg"]  # RMSprop
-    if hp["momentum"] > 0:
-        keys.append("momentum_buffer")
-    if hp["centered"]:
-        keys.append("grad_avg")
-    return tuple(keys)
-
-
-def _step_kind(hp: Mapping[str, Any], device: torch.device) -> tuple[torch.dtype, torch.device]:
-    """Dtype and device of torch's ``step`` tensor: on the param's device when fused or capturable."""
+def _scalar_kind(hp: Mapping[str, Any], device: torch.device) -> tuple[torch.dtype, torch.device]:
+    """Dtype and device of torch's 0-d state (``step``): on the param's device when fused or capturable."""
     on_device = bool(hp.get("fused")) or bool(hp.get("capturable"))
     return _get_scalar_dtype(is_fused=hp.get("fused")), (device if on_device else torch.device("cpu"))
 
@@ -131,7 +174,7 @@ class _Call:
     params: list[Tensor]
     grads: Callable[[Sequence[Tensor]], list[Tensor]]  # picks this call's slices from the flat grad list
     states: dict[str, list[Tensor]]
-    steps: list[Tensor]
+    scalars: dict[str, list[Tensor]]
     fresh: list[tuple[int, int]]  # (model, param) pairs that get their torch state with this step
     first_momentum: bool = False  # SGD's first step: torch's buffers start as None, copied into ours after
 
@@ -162,10 +205,11 @@ class StackedOptimizer:
             raise ValueError(f"optimizer._target_ must be the same for all stacked models, got {targets}")
         for config in self.configs:
             _check_keys(config, self.optimizer_class)
-        module, name = SUPPORTED[self.optimizer_class]
+        self.spec = spec = SUPPORTED[self.optimizer_class]
+        module, name = spec.function.rsplit(".", 1)
         self._function: Callable[..., None] = getattr(importlib.import_module(module), name)
         self._function_args = set(inspect.signature(self._function).parameters)
-        self._has_step = self.optimizer_class is not torch.optim.SGD
+        self._scalar_names = tuple(name for name, _ in spec.scalars)
         self._has_complex = any(torch.is_complex(p) for p in self.params)
 
         # Per-model hyperparameters: the param group torch itself builds from the config.
@@ -182,16 +226,18 @@ class StackedOptimizer:
             self._state: dict[str, list[Tensor]] = {}
             self._state_slices: dict[str, list[tuple[Tensor, ...]]] = {}
             for hp in self.hparams:
-                for key in _state_keys(self.optimizer_class, hp):
+                for key in spec.kept(hp):
                     self._ensure_state(key)
-            self._step_store: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
-            self._steps: list[list[Tensor]] = [[] for _ in range(self.size)]
+            self._scalar_store: dict[tuple[str, torch.dtype, torch.device], list[Tensor]] = {}
+            # name -> model -> param: 0-d views into the stores
+            self._scalars: dict[str, list[list[Tensor]]] = {
+                n: [[] for _ in range(self.size)] for n in self._scalar_names
+            }
             # (model, param) pairs without torch state yet: torch creates it at the first step
-            # with a gradient, except Adagrad, which creates it in its constructor.
-            eager = self.optimizer_class is torch.optim.Adagrad
-            self._fresh = [[not eager] * len(self.params) for _ in range(self.size)]
+            # with a gradient, unless eager (in its constructor)
+            self._fresh = [[not spec.eager] * len(self.params) for _ in range(self.size)]
             for i in range(self.size):
-                self._place_steps(i)
+                self._place_scalars(i)
                 for k in range(len(self.params)):
                     self._reset_state(i, k)
         self._regroup()
@@ -207,31 +253,31 @@ class StackedOptimizer:
             self._state[key] = tensors
             self._state_slices[key] = [t.unbind(0) for t in tensors]
 
-    def _place_steps(self, i: int) -> None:
-        """Give model i its ``step`` tensors (0-d views) where torch keeps them for its hyperparameters."""
-        if not self._has_step:
-            return
-        for p, param in enumerate(self.params):
-            kind = _step_kind(self.hparams[i], param.device)
-            store = self._step_store.setdefault(kind, [])
-            while len(store) <= p:
-                store.append(torch.zeros(self.size, dtype=kind[0], device=kind[1]))
-            view = store[p][i]
-            if len(self._steps[i]) > p:
-                view.copy_(self._steps[i][p])
-                self._steps[i][p] = view
-            else:
-                self._steps[i].append(view)
+    def _place_scalars(self, i: int) -> None:
+        """Give model i its 0-d state tensors (views) where torch keeps them for its hyperparameters."""
+        for name, scalars in self._scalars.items():
+            for p, param in enumerate(self.params):
+                dtype, device = _scalar_kind(self.hparams[i], param.device)
+                store = self._scalar_store.setdefault((name, dtype, device), [])
+                while len(store) <= p:
+                    store.append(torch.zeros(self.size, dtype=dtype, device=device))
+                view = store[p][i]
+                if len(scalars[i]) > p:
+                    view.copy_(scalars[i][p])
+                    scalars[i][p] = view
+                else:
+                    scalars[i].append(view)
 
     def _reset_state(self, i: int, p: int) -> None:
         """Model i's state for param p as torch initialises it."""
         for key, slices in self._state_slices.items():
-            init = self.hparams[i].get("initial_accumulator_value", 0) if key == "sum" else 0
+            hp_name = self.spec.initial.get(key)
+            init = self.hparams[i].get(hp_name, 0) if hp_name else 0
             if torch.is_complex(slices[p][i]):
                 init = complex(init, init)
             slices[p][i].fill_(init)
-        if self._has_step:
-            self._steps[i][p].zero_()
+        for name, init in self.spec.scalars:
+            self._scalars[name][i][p].fill_(init)
 
     def _regroup(self) -> None:
         """Group the models by equal hyperparameters; drop the cached step plan."""
@@ -272,13 +318,13 @@ class StackedOptimizer:
             hp = self.hparams[models[0]]
             pairs = [(i, p) for i in models for p in params]
             parts = [(pairs, False)]
-            if self.optimizer_class is torch.optim.SGD and hp["momentum"] != 0:
-                # torch starts a buffer from the gradient where there is none: a call of its own.
+            if self.spec.from_gradient in self.spec.kept(hp):
+                # torch starts the state from the gradient where there is none: a call of its own.
                 parts = [
                     ([(i, p) for i, p in pairs if not self._fresh[i][p]], False),
                     ([(i, p) for i, p in pairs if self._fresh[i][p]], True),
                 ]
-            keys = _state_keys(self.optimizer_class, hp)
+            keys = self.spec.kept(hp)
             kwargs = self._kwargs(hp)
             for part, first in parts:
                 if not part:
@@ -289,7 +335,7 @@ class StackedOptimizer:
                         params=[self._param_slices[p][i] for i, p in part],
                         grads=_picker([offset[p] + i for i, p in part]),
                         states={k: [self._state_slices[k][p][i] for i, p in part] for k in keys},
-                        steps=[self._steps[i][p] for i, p in part] if self._has_step else [],
+                        scalars={n: [self._scalars[n][i][p] for i, p in part] for n in self._scalar_names},
                         fresh=[(i, p) for i, p in part if self._fresh[i][p]],
                         first_momentum=first,
                     )
@@ -297,24 +343,19 @@ class StackedOptimizer:
         return calls
 
     def _run(self, call: _Call, grads: list[Tensor]) -> None:
-        function, s = self._function, call.states
+        s = call.states
         if self._has_complex:  # torch's complex path may replace list entries with real views
             s = {k: list(v) for k, v in s.items()}
-        if self.optimizer_class is torch.optim.SGD:
-            if call.first_momentum:
-                buffers: list[Tensor | None] = [None] * len(call.params)
-                function(call.params, grads, buffers, **call.kwargs)
-                torch._foreach_copy_(s["momentum_buffer"], [b for b in buffers if b is not None])
-            else:
-                function(call.params, grads, s.get("momentum_buffer", []), **call.kwargs)
-        elif self.optimizer_class is torch.optim.Adagrad:
-            function(call.params, grads, s["sum"], call.steps, **call.kwargs)
-        elif self.optimizer_class is torch.optim.RMSprop:
-            grad_avgs, momentum_buffers = s.get("grad_avg", []), s.get("momentum_buffer", [])
-            function(call.params, grads, s["square_avg"], grad_avgs, momentum_buffers, call.steps, **call.kwargs)
-        else:  # Adam, AdamW
-            exp_avgs, exp_avg_sqs, max_exp_avg_sqs = s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq", [])
-            function(call.params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, call.steps, **call.kwargs)
+        arguments = {**s, **call.scalars}
+        lists: list[list[Any]] = [arguments.get(k, []) for k in self.spec.lists]
+        started = self.spec.from_gradient
+        if call.first_momentum and started is not None:  # torch makes the state: copied into ours after
+            index = self.spec.lists.index(started)
+            lists[index] = [None] * len(call.params)
+            self._function(call.params, grads, *lists, **call.kwargs)
+            torch._foreach_copy_(s[started], [b for b in lists[index] if b is not None])
+        else:
+            self._function(call.params, grads, *lists, **call.kwargs)
 
     def step(self, active: Sequence[int] | None = None) -> None:
         """Step the models in ``active`` (all when None); the others keep params and state as they are.
@@ -378,14 +419,12 @@ class StackedOptimizer:
         """
         self._check_model(i)
         hp = self.hparams[i]
-        keys = _state_keys(self.optimizer_class, hp)
+        keys = self.spec.kept(hp)
         state: dict[int, dict[str, Any]] = {}
         for p in range(len(self.params)):
             if self._fresh[i][p]:
                 continue
-            entry: dict[str, Any] = {}
-            if self._has_step:
-                entry["step"] = self._steps[i][p].clone()
+            entry: dict[str, Any] = {name: self._scalars[name][i][p].clone() for name in self._scalar_names}
             for key in keys:
                 entry[key] = self._state_slices[key][p][i].clone()
             if entry:
@@ -416,13 +455,13 @@ class StackedOptimizer:
                     f"saved optimizer state has {key!r}, not a hyperparameter of {self.optimizer_class.__name__}"
                 )
             hp[key] = copy.deepcopy(value)
-        keys = _state_keys(self.optimizer_class, hp)
-        required = (("step",) if self._has_step else ()) + keys
+        keys = self.spec.kept(hp)
+        required = self._scalar_names + keys
         entries: list[Mapping[str, Any] | None] = []  # per param; None: no torch state yet
         for saved_id in saved["params"]:
             entry = state_dict["state"].get(saved_id)
             missing = [k for k in required if k not in entry] if entry else []
-            if missing and self.optimizer_class is torch.optim.SGD:  # no buffer yet: torch starts one
+            if missing and self.spec.from_gradient in missing:  # no buffer yet: torch starts one
                 entry = None
             elif missing:
                 raise ValueError(f"saved state of param {saved_id} lacks {missing}")
@@ -431,14 +470,14 @@ class StackedOptimizer:
         with torch.no_grad():
             for key in keys:
                 self._ensure_state(key)
-            self._place_steps(i)
+            self._place_scalars(i)
             for p, entry in enumerate(entries):
                 self._reset_state(i, p)
                 self._fresh[i][p] = entry is None
                 if entry is None:
                     continue
-                if self._has_step:
-                    self._steps[i][p].copy_(torch.as_tensor(entry["step"]))
+                for name in self._scalar_names:
+                    self._scalars[name][i][p].copy_(torch.as_tensor(entry[name]))
                 for key in keys:
                     self._state_slices[key][p][i].copy_(entry[key])
         self._regroup()

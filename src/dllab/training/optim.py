@@ -28,7 +28,9 @@ def build_optimizer(config: Mapping[str, Any], params: Iterable[torch.nn.Paramet
     config = dict(config)
     fused = config.pop("fused", "auto")
     params = list(params)
-    factory = instantiate(config, _partial_=True)
+    # plain lists, not ListConfig: torch keeps some arguments as given (NAdam's betas) in the
+    # param groups, which a checkpoint must load with torch.load(weights_only=True)
+    factory = instantiate(config, _partial_=True, _convert_="all")
     if fused != "auto":
         return factory(params, fused=bool(fused)) if fused is not None else factory(params)
     accepts_fused = "fused" in inspect.signature(factory.func).parameters
@@ -45,4 +47,4 @@ def build_scheduler(config: Mapping[str, Any] | None, optimizer: torch.optim.Opt
     if not config or not config.get("_target_"):
         return None
     args = {k: v for k, v in config.items() if k not in SCHEDULER_KEYS}
-    return instantiate(args, _partial_=True)(optimizer)
+    return instantiate(args, _partial_=True, _convert_="all")(optimizer)
