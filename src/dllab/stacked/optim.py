@@ -7,8 +7,7 @@ functional update (``torch.optim.sgd.sgd``, ``adam.adam``, ``adagrad.adagrad``,
 ``rmsprop.rmsprop``) once, on the lists of the group's per-model slices, with the
 implementation (fused, foreach or for-loop) that ``dllab.training.optim.build_optimizer``
 would give the model alone. Every model therefore ends bit-identical to its solo training,
-and its state (stacked too, ``[S, ...]``) converts to and from a solo optimizer's
-``state_dict``.
+and its state (stacked too, ``[S, ...]``) converts to a solo optimizer's ``state_dict``.
 """
 
 from __future__ import annotations
@@ -216,12 +215,7 @@ class StackedOptimizer:
             store = self._step_store.setdefault(kind, [])
             while len(store) <= p:
                 store.append(torch.zeros(self.size, dtype=kind[0], device=kind[1]))
-            view = store[p][i]
-            if len(self._steps[i]) > p:
-                view.copy_(self._steps[i][p])
-                self._steps[i][p] = view
-            else:
-                self._steps[i].append(view)
+            self._steps[i].append(store[p][i])
 
     def _reset_state(self, i: int, p: int) -> None:
         """Model i's state for param p as torch initialises it."""
@@ -396,52 +390,6 @@ class StackedOptimizer:
                 raise ValueError(f"{len(param_names)} param_names for {len(self.params)} parameters")
             group["param_names"] = list(param_names)
         return {"state": state, "param_groups": [group]}
-
-    def load_model_state(self, i: int, state_dict: Mapping[str, Any]) -> None:
-        """Set model i's state and hyperparameters from a solo optimizer's ``state_dict`` (as its load_state_dict)."""
-        self._check_model(i)
-        groups = state_dict["param_groups"]
-        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
-            raise ValueError(
-                f"model state must have one param group of {len(self.params)} params, "
-                f"got {[len(g['params']) for g in groups]}"
-            )
-        saved = groups[0]
-        hp = dict(self.hparams[i])
-        for key, value in saved.items():
-            if key in GROUP_KEYS:
-                continue
-            if key not in hp:
-                raise ValueError(
-                    f"saved optimizer state has {key!r}, not a hyperparameter of {self.optimizer_class.__name__}"
-                )
-            hp[key] = copy.deepcopy(value)
-        keys = _state_keys(self.optimizer_class, hp)
-        required = (("step",) if self._has_step else ()) + keys
-        entries: list[Mapping[str, Any] | None] = []  # per param; None: no torch state yet
-        for saved_id in saved["params"]:
-            entry = state_dict["state"].get(saved_id)
-            missing = [k for k in required if k not in entry] if entry else []
-            if missing and self.optimizer_class is torch.optim.SGD:  # no buffer yet: torch starts one
-                entry = None
-            elif missing:
-                raise ValueError(f"saved state of param {saved_id} lacks {missing}")
-            entries.append(entry or None)
-        self.hparams[i] = hp
-        with torch.no_grad():
-            for key in keys:
-                self._ensure_state(key)
-            self._place_steps(i)
-            for p, entry in enumerate(entries):
-                self._reset_state(i, p)
-                self._fresh[i][p] = entry is None
-                if entry is None:
-                    continue
-                if self._has_step:
-                    self._steps[i][p].copy_(torch.as_tensor(entry["step"]))
-                for key in keys:
-                    self._state_slices[key][p][i].copy_(entry[key])
-        self._regroup()
 
     def _check_model(self, i: int) -> None:
         if not 0 <= i < self.size:
