@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from hydra.utils import get_class
 from torch import Tensor
-from torch.optim.optimizer import _get_scalar_dtype
 
+from dllab import compat
 from dllab.training.optim import build_optimizer
 
 # The classes we step, each with the module holding its functional update. AdamW is Adam
@@ -110,7 +110,7 @@ def _state_keys(cls: type[torch.optim.Optimizer], hp: Mapping[str, Any]) -> tupl
 def _step_kind(hp: Mapping[str, Any], device: torch.device) -> tuple[torch.dtype, torch.device]:
     """Dtype and device of torch's ``step`` tensor: on the param's device when fused or capturable."""
     on_device = bool(hp.get("fused")) or bool(hp.get("capturable"))
-    return _get_scalar_dtype(is_fused=hp.get("fused")), (device if on_device else torch.device("cpu"))
+    return compat.scalar_dtype(is_fused=hp.get("fused")), (device if on_device else torch.device("cpu"))
 
 
 def _picker(indices: list[int]) -> Callable[[Sequence[Tensor]], list[Tensor]]:
@@ -298,7 +298,7 @@ class StackedOptimizer:
             if call.first_momentum:
                 buffers: list[Tensor | None] = [None] * len(call.params)
                 function(call.params, grads, buffers, **call.kwargs)
-                torch._foreach_copy_(s["momentum_buffer"], [b for b in buffers if b is not None])
+                compat.foreach_copy_(s["momentum_buffer"], [b for b in buffers if b is not None])
             else:
                 function(call.params, grads, s.get("momentum_buffer", []), **call.kwargs)
         elif self.optimizer_class is torch.optim.Adagrad:
