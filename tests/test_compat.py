@@ -1,6 +1,6 @@
-"""Compatibility: the private Lightning, torch and Hydra APIs dllab relies on exist in the installed
-versions, the pinned range is the tested one, and run dirs of earlier dllab versions still
-load in dllab-eval and resume."""
+"""Compatibility: the private Lightning, torch, Hydra and Optuna APIs dllab relies on exist in
+the installed versions, the pinned range is the tested one, and run dirs of earlier dllab
+versions still load in dllab-eval and resume."""
 
 from __future__ import annotations
 
@@ -104,6 +104,35 @@ def test_the_private_hydra_apis_dllab_uses_behave_as_it_expects() -> None:
     finally:
         compat.restore_hydra_config(before)
     assert compat.hydra_config_state() is before
+
+
+def test_the_private_optuna_apis_dllab_uses_behave_as_it_expects(tmp_path: Path) -> None:
+    """optuna 5.0.0: a study's storage and a trial's id there, the heartbeat interface
+    (None for an in-memory storage) and the stale trials a stopped heartbeat leaves."""
+    import time
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    memory = optuna.create_study()
+    asked = memory.ask()
+    assert compat.optuna_storage(memory).get_trial(compat.optuna_trial_id(asked)).number == asked.number
+    assert compat.optuna_heartbeat_interval(compat.optuna_storage(memory)) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeats outside Study.optimize
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=60, grace_period=1
+        )
+        study = optuna.create_study(storage=storage)
+        trial = study.ask()
+        trial_id = compat.optuna_trial_id(trial)
+        assert compat.optuna_trial_id(study.get_trials(deepcopy=False)[0]) == trial_id
+        assert compat.optuna_heartbeat_interval(compat.optuna_storage(study)) == 60
+        compat.optuna_storage(study).record_heartbeat(trial_id)
+        assert compat.optuna_stale_trial_ids(study) == []
+        time.sleep(1.5)
+        assert compat.optuna_stale_trial_ids(study) == [trial_id]
 
 
 def test_dllab_compat_imports_neither_torch_nor_lightning_nor_hydra() -> None:

@@ -1,4 +1,4 @@
-"""Every private Lightning, torch and Hydra API dllab uses, in one place.
+"""Every private Lightning, torch, Hydra and Optuna API dllab uses, in one place.
 
 dllab's fast paths reach under Lightning's public API in a few spots: its epoch loop counts
 optimizer steps itself, its checkpoint callbacks snapshot checkpoints in memory, its
@@ -6,9 +6,10 @@ TensorBoard logger writes events in batches, and sweeps start DDP workers their 
 The stacked optimizer keeps torch's ``step`` dtype and copies buffers with torch's foreach
 kernel; ``--help`` lists config groups through Hydra's internal ``Hydra`` class, a sweep's
 summary expands a grid with Hydra's ``BasicSweeper``, and the stacked launcher sets Hydra's
-config singleton as Hydra's ``run_job`` does. pyproject.toml pins ``lightning`` to the minor
-range these calls were tested with (constraints.txt pins torch 2.13.0 and hydra-core 1.3.8,
-the versions the torch and Hydra calls were checked with); a test (``tests/test_compat.py``)
+config singleton as Hydra's ``run_job`` does; the Optuna sweeper records trial attributes
+and heartbeats on a study's storage itself. pyproject.toml pins ``lightning`` to the minor
+range these calls were tested with (constraints.txt pins torch 2.13.0, hydra-core 1.3.8 and
+optuna 5.0.0, the versions the others were checked with); a test (``tests/test_compat.py``)
 checks each of them against the installed versions, so an upgrade that moves one fails there,
 by name, rather than deep inside a run. Nothing here imports torch, Lightning or Hydra at
 module level: torch-free callers (Hydra's ``--help``) import this module too.
@@ -259,3 +260,33 @@ def restore_hydra_config(state: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().cfg = state
+
+
+# -- Optuna (checked with optuna 5.0.0) ------------------------------------------------------
+
+
+def optuna_storage(study: Any) -> Any:
+    """The storage a study reads and writes (``Study._storage``): dllab's sweeper records
+    trial attributes and heartbeats on it directly, as Optuna's ``Study.optimize`` does."""
+    return study._storage
+
+
+def optuna_trial_id(trial: Any) -> int:
+    """A trial's id in its storage (``Trial._trial_id``, ``FrozenTrial._trial_id``), which
+    the storage's calls take; ``trial.number`` is its number within the study."""
+    return int(trial._trial_id)
+
+
+def optuna_heartbeat_interval(storage: Any) -> int | None:
+    """The storage's heartbeat interval; None where it records none (journal, in-memory):
+    the heartbeat interface ``optuna.storages._heartbeat.BaseHeartbeat`` is private."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+
+
+def optuna_stale_trial_ids(study: Any) -> list[int]:
+    """The ids of the study's running trials whose heartbeat stopped for the grace period
+    (``BaseHeartbeat._get_stale_trial_ids``; ``optuna.storages.fail_stale_trials`` fails them
+    too, where dllab first records why)."""
+    return list(study._storage._get_stale_trial_ids(study._study_id))
