@@ -1,6 +1,6 @@
-"""Compatibility: the private Lightning and torch APIs dllab relies on exist in the installed
-versions, the pinned range is the tested one, and run dirs of earlier dllab versions still
-load in dllab-eval and resume."""
+"""Compatibility: the private Lightning, torch, Hydra and Optuna APIs dllab relies on exist in
+the installed versions, the pinned range is the tested one, and run dirs of earlier dllab
+versions still load in dllab-eval and resume."""
 
 from __future__ import annotations
 
@@ -53,6 +53,98 @@ def test_every_private_api_dllab_uses_exists(tmp_path: Path) -> None:
     monitor = LearningRateMonitor()
     assert compat.lr_monitor_name(monitor, torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])) == "lr-Adam"
     assert compat.lr_monitor_name(monitor, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)) == "lr-SGD"
+
+
+def test_the_private_torch_apis_dllab_uses_behave_as_it_expects() -> None:
+    """torch 2.13.0: ``_get_scalar_dtype`` is the dtype of an optimizer's ``step`` tensors
+    (the stacked optimizer's must match), ``_foreach_copy_`` copies list into list."""
+    param = torch.nn.Parameter(torch.zeros(2))
+    param.grad = torch.ones(2)
+    adam = torch.optim.Adam([param], foreach=False)
+    adam.step()
+    assert adam.state[param]["step"].dtype == compat.scalar_dtype() == torch.float32
+    assert compat.scalar_dtype(is_fused=True) == torch.float32
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert compat.scalar_dtype() == torch.float64 and compat.scalar_dtype(is_fused=True) == torch.float32
+    finally:
+        torch.set_default_dtype(default)
+    targets, sources = [torch.zeros(3), torch.zeros(2, 2)], [torch.arange(3.0), torch.ones(2, 2)]
+    compat.foreach_copy_(targets, sources)
+    assert all(torch.equal(t, s) for t, s in zip(targets, sources, strict=True))
+
+
+def test_the_private_hydra_apis_dllab_uses_behave_as_it_expects() -> None:
+    """hydra-core 1.3.8: ``Hydra.format_config_groups`` (which dllab.hydra_help replaces),
+    ``BasicSweeper.split_arguments`` (a sweep's planned jobs) and the config singleton that
+    the stacked launcher sets per job and restores."""
+    import inspect
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from dllab.runs.config import config_dir
+
+    listing = compat.hydra_group_listing()
+    assert list(inspect.signature(listing).parameters)[:3] == ["self", "predicate", "compact"]
+    compat.set_hydra_group_listing(listing)
+    assert compat.hydra_group_listing() is listing
+
+    grid = compat.basic_sweeper_grid(["a=1,2", "b=x", "c=3,4"])
+    assert grid == [["a=1", "b=x", "c=3"], ["a=1", "b=x", "c=4"], ["a=2", "b=x", "c=3"], ["a=2", "b=x", "c=4"]]
+
+    before = compat.hydra_config_state()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        config = compose("train", overrides=["hydra.job.name=compat"], return_hydra_config=True)
+    try:
+        compat.set_hydra_config(config)
+        assert HydraConfig.initialized() and HydraConfig.get().job.name == "compat"
+        assert compat.hydra_config_state() is HydraConfig.instance().cfg
+    finally:
+        compat.restore_hydra_config(before)
+    assert compat.hydra_config_state() is before
+
+
+def test_the_private_optuna_apis_dllab_uses_behave_as_it_expects(tmp_path: Path) -> None:
+    """optuna 5.0.0: a study's storage and a trial's id there, the heartbeat interface
+    (None for an in-memory storage) and the stale trials a stopped heartbeat leaves."""
+    import time
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    memory = optuna.create_study()
+    asked = memory.ask()
+    assert compat.optuna_storage(memory).get_trial(compat.optuna_trial_id(asked)).number == asked.number
+    assert compat.optuna_heartbeat_interval(compat.optuna_storage(memory)) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeats outside Study.optimize
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=60, grace_period=1
+        )
+        study = optuna.create_study(storage=storage)
+        trial = study.ask()
+        trial_id = compat.optuna_trial_id(trial)
+        assert compat.optuna_trial_id(study.get_trials(deepcopy=False)[0]) == trial_id
+        assert compat.optuna_heartbeat_interval(compat.optuna_storage(study)) == 60
+        compat.optuna_storage(study).record_heartbeat(trial_id)
+        assert compat.optuna_stale_trial_ids(study) == []
+        time.sleep(2.1)  # sqlite keeps heartbeats to the second: 2 s apart is past a grace period of 1 s
+        assert compat.optuna_stale_trial_ids(study) == [trial_id]
+
+
+def test_dllab_compat_imports_neither_torch_nor_lightning_nor_hydra() -> None:
+    """hydra_help imports compat before Hydra starts: its --help must stay fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dllab.compat, dllab.hydra_help; print(sorted({'torch', 'lightning', 'hydra'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.fixture

@@ -3,6 +3,10 @@ config checks know."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +22,7 @@ from dllab.models.mlp import MLP
 from dllab.models.network import build_network
 from dllab.runs.config import config_dir
 from dllab.training.losses import LOSS_CLASSES, MSELoss, build_loss
+from tests.conftest import run_cli, run_dirs
 
 
 def test_catalog_names_match_the_builders() -> None:
@@ -120,6 +125,83 @@ def test_networks_get_the_sizes_their_init_names_and_their_options() -> None:
     assert every.sizes == {"input_size": 4, "output_size": 2, "image_shape": (1, 2, 2)}
     cnn = build_network({"_target_": "dllab.models.cnn.CNN", "channels": [2]}, 64, 10, image_shape=[1, 8, 8])
     assert isinstance(cnn, CNN) and cnn.image_shape == (1, 8, 8)
+
+
+class WideNet(nn.Module):
+    """A user's network that takes the sizes it uses and lets ``**_`` swallow the rest."""
+
+    def __init__(self, input_size: int, output_size: int, width: int = 16, **_: object) -> None:
+        super().__init__()
+        self.rest = _
+        layers = [nn.Flatten(), nn.Linear(input_size, width), nn.Tanh(), nn.Linear(width, output_size)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class ImageAware(nn.Module):
+    """A user's network that names ``image_shape``, with a default: it works on any data."""
+
+    def __init__(self, input_size: int, output_size: int, image_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        self.image_shape = image_shape
+        self.layer = nn.Linear(input_size, output_size)
+
+
+def test_a_kwargs_network_gets_image_shape_only_from_image_data() -> None:
+    plain = build_network({"_target_": f"{__name__}.WideNet", "width": 24}, 2, 2)
+    assert isinstance(plain, WideNet) and plain.rest == {}  # no image_shape=None to swallow
+    assert plain(torch.zeros(5, 2)).shape == (5, 2)
+    assert plain.layers[1].weight.shape == (24, 2)
+    images = build_network({"_target_": f"{__name__}.WideNet"}, 64, 10, image_shape=(1, 8, 8))
+    assert isinstance(images, WideNet) and images.rest == {"image_shape": (1, 8, 8)}
+    assert images(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    every = build_network({"_target_": f"{__name__}.Everything"}, 4, 2)
+    assert isinstance(every, Everything) and every.sizes == {"input_size": 4, "output_size": 2}
+
+
+def test_a_network_naming_image_shape_gets_none_or_is_refused_on_data_without_images() -> None:
+    aware = build_network({"_target_": f"{__name__}.ImageAware"}, 4, 2)
+    assert isinstance(aware, ImageAware) and aware.image_shape is None
+    aware = build_network({"_target_": f"{__name__}.ImageAware"}, 12, 2, image_shape=(3, 2, 2))
+    assert isinstance(aware, ImageAware) and aware.image_shape == (3, 2, 2)
+    only = build_network({"_target_": f"{__name__}.ImagesOnly"}, 12, 2, image_shape=(3, 2, 2))  # names it, no default
+    assert isinstance(only, ImagesOnly) and only.conv.in_channels == 3
+    message = f"model._target_={__name__}.ImagesOnly: needs images, and this data holds none; use model=mlp"
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        build_network({"_target_": f"{__name__}.ImagesOnly"}, 4, 2)
+
+
+WIDENET = """\
+from torch import nn
+
+
+class WideNet(nn.Module):
+    def __init__(self, input_size, output_size, width=16, **_):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(input_size, width), nn.ReLU(), nn.Linear(width, output_size))
+
+    def forward(self, x):
+        return self.layers(x)
+"""
+
+
+def test_a_kwargs_network_trains_on_data_without_images(tmp_path: Path) -> None:
+    """The command of issue 25, which ended ``needs images, and this data holds none``."""
+    (tmp_path / "widenet.py").write_text(WIDENET)
+    result = run_cli(
+        "dllab-train",
+        *("model._target_=widenet.WideNet", "~model.hidden_sizes", "~model.activation", "~model.dropout"),
+        *("~model.batch_norm", "+model.width=24", "data=circle", "trainer.max_epochs=1", "plots=none"),
+        cwd=tmp_path,
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["state_dict"]["net.layers.0.weight"].shape == (24, 2)
 
 
 @pytest.mark.parametrize(
@@ -236,8 +318,6 @@ def test_image_data_reaches_a_network_as_images_in_training_test_and_pictures() 
 def test_the_cnn_learns_the_digits_as_images(tmp_path) -> None:
     """model=cnn end to end: images (1, 8, 8) reach the conv layers, and it learns."""
     import json
-
-    from tests.conftest import run_cli, run_dirs
 
     result = run_cli("dllab-train", "model=cnn", "trainer.max_epochs=8", "plots=none", "threads=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

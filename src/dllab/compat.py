@@ -1,11 +1,18 @@
-"""Every private Lightning, torch and Hydra API dllab uses, in one place.
+"""Every private Lightning, torch, Hydra and Optuna API dllab uses, in one place.
 
 dllab's fast paths reach under Lightning's public API in a few spots: its epoch loop counts
 optimizer steps itself, its checkpoint callbacks snapshot checkpoints in memory, its
 TensorBoard logger writes events in batches, and sweeps start DDP workers their own way.
-pyproject.toml pins ``lightning`` to the minor range these calls were tested with; a test
-(``tests/test_compat.py``) checks each of them against the installed versions, so an upgrade
-that moves one fails there, by name, rather than deep inside a run.
+The stacked optimizer keeps torch's ``step`` dtype and copies buffers with torch's foreach
+kernel; ``--help`` lists config groups through Hydra's internal ``Hydra`` class, a sweep's
+summary expands a grid with Hydra's ``BasicSweeper``, and the stacked launcher sets Hydra's
+config singleton as Hydra's ``run_job`` does; the Optuna sweeper records trial attributes
+and heartbeats on a study's storage itself. pyproject.toml pins ``lightning`` to the minor
+range these calls were tested with (constraints.txt pins torch 2.13.0, hydra-core 1.3.8 and
+optuna 5.0.0, the versions the others were checked with); a test (``tests/test_compat.py``)
+checks each of them against the installed versions, so an upgrade that moves one fails there,
+by name, rather than deep inside a run. Nothing here imports torch, Lightning or Hydra at
+module level: torch-free callers (Hydra's ``--help``) import this module too.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: torch-free callers (Hydra's --help) import this module too
     import lightning as L
+    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from omegaconf import DictConfig
 
 # The Lightning minor versions dllab is tested with (pyproject.toml pins the same range).
 TESTED_LIGHTNING = (2, 6)
@@ -26,6 +35,7 @@ MODEL_CHECKPOINT_OVERRIDES = (
     "_monitor_candidates",
     "_save_checkpoint",
     "_remove_checkpoint",
+    "_update_best_and_save",
 )
 
 
@@ -179,3 +189,104 @@ def loops_state(epochs: int, steps: int, val_batches: int, in_validation: bool =
         "test_loop": {"state_dict": {}, "batch_progress": batches(0, False)},
         "predict_loop": {"state_dict": {}, "batch_progress": progress(0, 0)},
     }
+
+
+# -- torch (checked with torch 2.13.0) ---------------------------------------------------------
+
+
+def scalar_dtype(is_fused: bool | None = None) -> torch.dtype:
+    """The dtype torch's optimizers give their ``step`` tensors (``torch.optim.optimizer.
+    _get_scalar_dtype``, private): a stacked model's state must match its solo optimizer's."""
+    from torch.optim.optimizer import _get_scalar_dtype
+
+    return _get_scalar_dtype(is_fused=is_fused)
+
+
+def foreach_copy_(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``targets[i].copy_(sources[i])`` for every i in one kernel (``torch._foreach_copy_``,
+    private, the copy torch's own foreach optimizers use)."""
+    import torch
+
+    torch._foreach_copy_(targets, sources)
+
+
+# -- Hydra (checked with hydra-core 1.3.8) -----------------------------------------------------
+
+
+def hydra_group_listing() -> Callable[..., str]:
+    """``Hydra.format_config_groups(self, predicate, compact=True)``: the method of Hydra's
+    internal ``hydra._internal.hydra.Hydra`` class that fills ``--help``'s group lists."""
+    from hydra._internal.hydra import Hydra
+
+    return Hydra.format_config_groups
+
+
+def set_hydra_group_listing(listing: Callable[..., str]) -> None:
+    """Replace :func:`hydra_group_listing` (dllab.hydra_help's faster listing)."""
+    from hydra._internal.hydra import Hydra
+
+    Hydra.format_config_groups = listing  # type: ignore[method-assign]
+
+
+def basic_sweeper_grid(overrides: Sequence[str]) -> list[list[str]]:
+    """The jobs Hydra's BasicSweeper makes of a grid's overrides, in its order, each job's
+    overrides as strings (``BasicSweeper.split_arguments`` of ``hydra._internal``)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    (grid,) = BasicSweeper.split_arguments(parsed, None)
+    return [list(job) for job in grid]
+
+
+def hydra_config_state() -> Any:
+    """What Hydra's config singleton holds now (``HydraConfig.instance().cfg``, None when unset),
+    to give back to :func:`restore_hydra_config`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.instance().cfg
+
+
+def set_hydra_config(config: DictConfig) -> None:
+    """Make ``config``'s ``hydra`` node the current Hydra config, as Hydra's ``run_job`` does
+    for each job (``HydraConfig.instance().set_config``: Hydra's own, not meant for callers)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(config)
+
+
+def restore_hydra_config(state: Any) -> None:
+    """Put back a :func:`hydra_config_state` (the singleton's ``cfg`` attribute, written)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = state
+
+
+# -- Optuna (checked with optuna 5.0.0) ------------------------------------------------------
+
+
+def optuna_storage(study: Any) -> Any:
+    """The storage a study reads and writes (``Study._storage``): dllab's sweeper records
+    trial attributes and heartbeats on it directly, as Optuna's ``Study.optimize`` does."""
+    return study._storage
+
+
+def optuna_trial_id(trial: Any) -> int:
+    """A trial's id in its storage (``Trial._trial_id``, ``FrozenTrial._trial_id``), which
+    the storage's calls take; ``trial.number`` is its number within the study."""
+    return int(trial._trial_id)
+
+
+def optuna_heartbeat_interval(storage: Any) -> int | None:
+    """The storage's heartbeat interval; None where it records none (journal, in-memory):
+    the heartbeat interface ``optuna.storages._heartbeat.BaseHeartbeat`` is private."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+
+
+def optuna_stale_trial_ids(study: Any) -> list[int]:
+    """The ids of the study's running trials whose heartbeat stopped for the grace period
+    (``BaseHeartbeat._get_stale_trial_ids``; ``optuna.storages.fail_stale_trials`` fails them
+    too, where dllab first records why)."""
+    return list(study._storage._get_stale_trial_ids(study._study_id))

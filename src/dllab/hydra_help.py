@@ -57,9 +57,9 @@ def format_config_groups(repository: Any, predicate: Callable[[str], bool], comp
 def install() -> None:
     """Make Hydra's ``--help`` and ``--hydra-help`` list config groups with
     :func:`format_config_groups` (in this process; calling it again does nothing)."""
-    from hydra._internal.hydra import Hydra
+    from dllab import compat
 
-    hydra_format = Hydra.format_config_groups
+    hydra_format = compat.hydra_group_listing()
     if getattr(hydra_format, _INSTALLED, False):
         return
 
@@ -70,4 +70,4 @@ def install() -> None:
         return format_config_groups(repository, predicate, compact)
 
     setattr(listing, _INSTALLED, True)
-    Hydra.format_config_groups = listing  # type: ignore[method-assign]
+    compat.set_hydra_group_listing(listing)

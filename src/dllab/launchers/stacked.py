@@ -25,6 +25,8 @@ from typing import Any
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from dllab import compat
+
 log = logging.getLogger(__name__)
 
 
@@ -65,13 +67,11 @@ def job_config(sweep_config: DictConfig) -> DictConfig:
     """A job's task config as Hydra's ``run_job`` hands it to the task function (its output
     dir set, its Hydra config the current one), without making its dir or writing its files:
     those are made once, when the job is written."""
-    from hydra.core.hydra_config import HydraConfig
-
     output_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")))
     output_dir /= str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
     with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
         sweep_config.hydra.runtime.output_dir = str(output_dir.absolute())
-    HydraConfig.instance().set_config(sweep_config)
+    compat.set_hydra_config(sweep_config)
     task_cfg = copy.deepcopy(sweep_config)
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
@@ -131,13 +131,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         return ret
 
-    from hydra.core.hydra_config import HydraConfig
-
-    sweep_hydra = HydraConfig.instance().cfg
+    sweep_hydra = compat.hydra_config_state()
     try:
         prepared = [prepare(job_config(sweep_config)) for sweep_config in sweep_configs]
     finally:  # the sweep's own Hydra config again, as run_job leaves it
-        HydraConfig.instance().cfg = sweep_hydra
+        compat.restore_hydra_config(sweep_hydra)
     chunks, alone = stacks(prepared, max_stack)
     returns: dict[int, JobReturn] = {}
     for chunk in chunks:

@@ -24,8 +24,10 @@ def build_network(
 ) -> nn.Module:
     """Instantiate ``config['_target_']`` with the config's other keys plus the data's sizes
     (``input_size``, ``output_size``, ``image_shape``) that its ``__init__`` names (all of
-    them when it takes ``**kwargs``). A size set in the config, a key the class does not take,
-    or a class that is not an ``nn.Module`` is a ConfigError naming the ``model.`` field."""
+    them when it takes ``**kwargs``). On data without images, ``image_shape`` goes only to a
+    class that names it, as None (a class that names it without a default needs images: a
+    ConfigError). A size set in the config, a key the class does not take, or a class that is
+    not an ``nn.Module`` is a ConfigError naming the ``model.`` field."""
     options = dict(config or DEFAULT_NETWORK)
     target = options.pop("_target_", None)
     cls = import_class(target, "model._target_", nn.Module, example="dllab.models.mlp.MLP")
@@ -34,9 +36,11 @@ def build_network(
             raise ConfigError(f"model.{key}: comes from the data; remove it from the model config")
     parameters = inspect.signature(cls).parameters
     any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    known = {"input_size": input_size, "output_size": output_size, "image_shape": image_shape}
+    known: dict[str, Any] = {"input_size": input_size, "output_size": output_size}
+    if image_shape is not None or "image_shape" in parameters:  # None only to a class that names it
+        known["image_shape"] = image_shape
     sizes = {k: v for k, v in known.items() if any_keyword or k in parameters}
-    if "image_shape" in sizes and image_shape is None and "image_shape" not in _optional(parameters):
+    if image_shape is None and "image_shape" in parameters and "image_shape" not in _optional(parameters):
         raise ConfigError(f"model._target_={target}: needs images, and this data holds none; use model=mlp")
     unknown = [k for k in options if k not in parameters and not any_keyword]
     if unknown:

@@ -119,12 +119,6 @@ class StackedMLP(nn.Module):
             state[bias_key] = bias[index].detach().clone()
         return state
 
-    def load_model_state_dict(self, index: int, state: dict[str, Tensor]) -> None:
-        with torch.no_grad():
-            for (weight_key, bias_key), weight, bias in zip(self.names[index], self.weights, self.biases, strict=True):
-                weight[index].copy_(state[weight_key])
-                bias[index].copy_(state[bias_key])
-
 
 def _is_activation(module: nn.Module) -> bool:
     return not isinstance(module, (nn.Linear, nn.Flatten, nn.Dropout, nn.BatchNorm1d))

@@ -7,8 +7,7 @@ functional update (``torch.optim.sgd.sgd``, ``adam.adam``, ``adagrad.adagrad``,
 ``rmsprop.rmsprop``) once, on the lists of the group's per-model slices, with the
 implementation (fused, foreach or for-loop) that ``dllab.training.optim.build_optimizer``
 would give the model alone. Every model therefore ends bit-identical to its solo training,
-and its state (stacked too, ``[S, ...]``) converts to and from a solo optimizer's
-``state_dict``.
+and its state (stacked too, ``[S, ...]``) converts to a solo optimizer's ``state_dict``.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from typing import Any
 import torch
 from hydra.utils import get_class
 from torch import Tensor
-from torch.optim.optimizer import _get_scalar_dtype
 
+from dllab import compat
 from dllab.training.optim import build_optimizer
 
 
@@ -154,7 +153,7 @@ def _group_key(hparams: Mapping[str, Any]) -> tuple[Any, ...]:
 def _scalar_kind(hp: Mapping[str, Any], device: torch.device) -> tuple[torch.dtype, torch.device]:
     """Dtype and device of torch's 0-d state (``step``): on the param's device when fused or capturable."""
     on_device = bool(hp.get("fused")) or bool(hp.get("capturable"))
-    return _get_scalar_dtype(is_fused=hp.get("fused")), (device if on_device else torch.device("cpu"))
+    return compat.scalar_dtype(is_fused=hp.get("fused")), (device if on_device else torch.device("cpu"))
 
 
 def _picker(indices: list[int]) -> Callable[[Sequence[Tensor]], list[Tensor]]:
@@ -261,12 +260,7 @@ class StackedOptimizer:
                 store = self._scalar_store.setdefault((name, dtype, device), [])
                 while len(store) <= p:
                     store.append(torch.zeros(self.size, dtype=dtype, device=device))
-                view = store[p][i]
-                if len(scalars[i]) > p:
-                    view.copy_(scalars[i][p])
-                    scalars[i][p] = view
-                else:
-                    scalars[i].append(view)
+                scalars[i].append(store[p][i])
 
     def _reset_state(self, i: int, p: int) -> None:
         """Model i's state for param p as torch initialises it."""
@@ -353,7 +347,7 @@ class StackedOptimizer:
             index = self.spec.lists.index(started)
             lists[index] = [None] * len(call.params)
             self._function(call.params, grads, *lists, **call.kwargs)
-            torch._foreach_copy_(s[started], [b for b in lists[index] if b is not None])
+            compat.foreach_copy_(s[started], [b for b in lists[index] if b is not None])
         else:
             self._function(call.params, grads, *lists, **call.kwargs)
 
@@ -435,52 +429,6 @@ class StackedOptimizer:
                 raise ValueError(f"{len(param_names)} param_names for {len(self.params)} parameters")
             group["param_names"] = list(param_names)
         return {"state": state, "param_groups": [group]}
-
-    def load_model_state(self, i: int, state_dict: Mapping[str, Any]) -> None:
-        """Set model i's state and hyperparameters from a solo optimizer's ``state_dict`` (as its load_state_dict)."""
-        self._check_model(i)
-        groups = state_dict["param_groups"]
-        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
-            raise ValueError(
-                f"model state must have one param group of {len(self.params)} params, "
-                f"got {[len(g['params']) for g in groups]}"
-            )
-        saved = groups[0]
-        hp = dict(self.hparams[i])
-        for key, value in saved.items():
-            if key in GROUP_KEYS:
-                continue
-            if key not in hp:
-                raise ValueError(
-                    f"saved optimizer state has {key!r}, not a hyperparameter of {self.optimizer_class.__name__}"
-                )
-            hp[key] = copy.deepcopy(value)
-        keys = self.spec.kept(hp)
-        required = self._scalar_names + keys
-        entries: list[Mapping[str, Any] | None] = []  # per param; None: no torch state yet
-        for saved_id in saved["params"]:
-            entry = state_dict["state"].get(saved_id)
-            missing = [k for k in required if k not in entry] if entry else []
-            if missing and self.spec.from_gradient in missing:  # no buffer yet: torch starts one
-                entry = None
-            elif missing:
-                raise ValueError(f"saved state of param {saved_id} lacks {missing}")
-            entries.append(entry or None)
-        self.hparams[i] = hp
-        with torch.no_grad():
-            for key in keys:
-                self._ensure_state(key)
-            self._place_scalars(i)
-            for p, entry in enumerate(entries):
-                self._reset_state(i, p)
-                self._fresh[i][p] = entry is None
-                if entry is None:
-                    continue
-                for name in self._scalar_names:
-                    self._scalars[name][i][p].copy_(torch.as_tensor(entry[name]))
-                for key in keys:
-                    self._state_slices[key][p][i].copy_(entry[key])
-        self._regroup()
 
     def _check_model(self, i: int) -> None:
         if not 0 <= i < self.size:

@@ -44,6 +44,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from dllab import compat
 from dllab.errors import ConfigError
 from dllab.results import COMPLETED, FAILED, INTERRUPTED, PRUNED
 from dllab.sweeps.jobs import process_alive
@@ -178,7 +179,7 @@ class OptunaSearch:
         stale = set(stale_trial_ids(study))
         host = socket.gethostname()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            if trial._trial_id not in stale:
+            if compat.optuna_trial_id(trial) not in stale:
                 if trial.user_attrs.get(HEARTBEAT_ATTR):
                     continue
                 owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
@@ -208,11 +209,13 @@ class OptunaSearch:
                 study.sampler = self.make_sampler(number)
                 asked.append(study.ask(space))
         beats = heartbeat_interval(study) is not None
+        storage = compat.optuna_storage(study)
         for trial in asked:
-            study._storage.set_trial_user_attr(trial._trial_id, OWNER_ATTR, self.owner)
+            trial_id = compat.optuna_trial_id(trial)
+            storage.set_trial_user_attr(trial_id, OWNER_ATTR, self.owner)
             if beats:
-                study._storage.set_trial_user_attr(trial._trial_id, HEARTBEAT_ATTR, True)
-                study._storage.record_heartbeat(trial._trial_id)  # before another sweeper can see it
+                storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, True)
+                storage.record_heartbeat(trial_id)  # before another sweeper can see it
         return asked
 
     def others_running(self, study: Any) -> int:
@@ -278,10 +281,10 @@ class OptunaSearch:
                         overrides += [
                             f"{PRUNING_KEY}.storage='{self.storage_url}'",
                             f"{PRUNING_KEY}.study_name='{self.study_name}'",
-                            f"{PRUNING_KEY}.trial_id={trial._trial_id}",
+                            f"{PRUNING_KEY}.trial_id={compat.optuna_trial_id(trial)}",
                         ]
                     batch.append(overrides)
-                with heartbeats(study, [trial._trial_id for trial in trials]):
+                with heartbeats(study, [compat.optuna_trial_id(trial) for trial in trials]):
                     results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
                 for trial, result in zip(trials, results, strict=True):
                     self.tell(study, trial, result)
@@ -297,7 +300,7 @@ class OptunaSearch:
 
         metrics = job_metrics(result)
         status = metrics.get("status", FAILED if result.status == JobStatus.FAILED else COMPLETED)
-        value = result._return_value if result.status == JobStatus.COMPLETED else None
+        value = result.return_value if result.status == JobStatus.COMPLETED else None
         error = str(metrics["error"])[:500] if metrics.get("error") else None
         if status == PRUNED:
             told = finish(study, trial, status, error, state=TrialState.PRUNED)
@@ -358,14 +361,14 @@ def finish(study: Any, trial: Any, status: str, error: str | None = None, **told
     finished it first (a sweeper failing it as stale, or its own sweeper telling it)."""
     from optuna.exceptions import UpdateFinishedTrialError
 
-    storage = study._storage
+    storage = compat.optuna_storage(study)
     try:
-        storage.set_trial_user_attr(trial._trial_id, "status", status)
+        storage.set_trial_user_attr(compat.optuna_trial_id(trial), "status", status)
         if error:
-            storage.set_trial_user_attr(trial._trial_id, "error", error)
+            storage.set_trial_user_attr(compat.optuna_trial_id(trial), "error", error)
         study.tell(trial.number, **told)
     except (UpdateFinishedTrialError, ValueError) as err:  # ValueError: tell of a finished trial
-        if not storage.get_trial(trial._trial_id).state.is_finished():
+        if not storage.get_trial(compat.optuna_trial_id(trial)).state.is_finished():
             raise
         log.debug("trial %d finished elsewhere: %s", trial.number, err)
         return False
@@ -374,17 +377,14 @@ def finish(study: Any, trial: Any, status: str, error: str | None = None, **told
 
 def heartbeat_interval(study: Any) -> int | None:
     """The storage's heartbeat interval; None: it records none (journal, in-memory)."""
-    from optuna.storages._heartbeat import BaseHeartbeat
-
-    storage = study._storage
-    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+    return compat.optuna_heartbeat_interval(compat.optuna_storage(study))
 
 
 def stale_trial_ids(study: Any) -> list[int]:
     """The running trials whose heartbeat stopped for the storage's grace period."""
     if heartbeat_interval(study) is None:
         return []
-    return list(study._storage._get_stale_trial_ids(study._study_id))
+    return list(compat.optuna_stale_trial_ids(study))
 
 
 @contextmanager
@@ -401,7 +401,7 @@ def heartbeats(study: Any, trial_ids: list[int]) -> Iterator[None]:
         while not stop.wait(interval):
             for trial_id in trial_ids:
                 try:
-                    study._storage.record_heartbeat(trial_id)
+                    compat.optuna_storage(study).record_heartbeat(trial_id)
                 except Exception as err:  # a server gone for a moment: the next beat may reach it
                     log.warning("trial heartbeat not recorded: %s", err)
 

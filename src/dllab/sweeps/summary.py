@@ -33,17 +33,17 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dllab import compat
 from dllab.catalog import metric_mode
 from dllab.checkpoints import error_line
 from dllab.overrides import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override
-from dllab.results import COMPLETED
+from dllab.results import COMPLETED, PRUNED
 from dllab.sweeps.jobs import swept_keys
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
 UNFINISHED = "unfinished"
 NOT_STARTED = "not started"
 BROKEN = "broken"
-PRUNED = "pruned"
 # A pruned job was stopped on purpose by the search: not a failure.
 OK_STATUSES = (COMPLETED, PRUNED)
 FIXED_COLUMNS = (
@@ -106,12 +106,8 @@ def planned_jobs(sweep_dir: Path) -> SweepPlan:
         target = str(sweeper.get("_target_", ""))
         if not target.endswith(".BasicSweeper"):
             return SweepPlan(note=f"hydra.sweeper={target}: its jobs are not known in advance")
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
         params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]  # before the task's, as Hydra does
-        overrides = OverridesParser.create().parse_overrides([*params, *(str(o) for o in task)])
-        (grid,) = BasicSweeper.split_arguments(overrides, None)
+        grid = compat.basic_sweeper_grid([*params, *(str(o) for o in task)])
     except Exception as err:  # not YAML, not Hydra's layout, or a sweep that needs the config (glob)
         return SweepPlan(note=f"{path.name}: cannot tell the sweep's jobs ({error_line(err)})")
     return SweepPlan(dict(enumerate(grid)))
