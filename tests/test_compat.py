@@ -73,6 +73,12 @@ def test_the_private_torch_apis_dllab_uses_behave_as_it_expects() -> None:
     targets, sources = [torch.zeros(3), torch.zeros(2, 2)], [torch.arange(3.0), torch.ones(2, 2)]
     compat.foreach_copy_(targets, sources)
     assert all(torch.equal(t, s) for t, s in zip(targets, sources, strict=True))
+    # a state_dict's _metadata (per-module versions) survives the checkpoint snapshot's copy
+    state = torch.nn.BatchNorm1d(2).state_dict()
+    copied = type(state)(state)
+    assert not hasattr(copied, "_metadata")
+    compat.copy_state_dict_metadata(state, copied)
+    assert copied._metadata[""]["version"] == 2  # type: ignore[attr-defined]
 
 
 def test_the_private_hydra_apis_dllab_uses_behave_as_it_expects() -> None:

@@ -194,6 +194,13 @@ def loops_state(epochs: int, steps: int, val_batches: int, in_validation: bool =
 # -- torch (checked with torch 2.13.0) ---------------------------------------------------------
 
 
+def copy_state_dict_metadata(source: Any, target: Any) -> None:
+    """Carry a module ``state_dict``'s ``_metadata`` (torch's per-module versions, read by
+    ``load_state_dict``) over to a copy of it; private in torch 2.13.0, set by ``Module.state_dict``."""
+    if hasattr(source, "_metadata"):
+        target._metadata = source._metadata
+
+
 def scalar_dtype(is_fused: bool | None = None) -> torch.dtype:
     """The dtype torch's optimizers give their ``step`` tensors (``torch.optim.optimizer.
     _get_scalar_dtype``, private): a stacked model's state must match its solo optimizer's."""

@@ -131,7 +131,7 @@ def replay_epochs(
                     logger.log_metrics(dict(part), step=epoch + 1)
                     logger.save()
         for plotter in plotters:
-            if val and hasattr(plotter, "_val_epoch"):
+            if val:  # as the Trainer calls every callback after validation
                 plotter.on_validation_end(trainer, module)
             snapshot = result.snapshots.get(epoch + 1)
             if snapshot is not None:

@@ -305,8 +305,7 @@ def _copy_tensors(value: Any) -> Any:
         if type(value) is dict:
             return copied
         rebuilt = type(value)(copied)
-        if hasattr(value, "_metadata"):  # a module state_dict's per-module versions
-            rebuilt._metadata = value._metadata  # type: ignore[attr-defined]
+        compat.copy_state_dict_metadata(value, rebuilt)
         return rebuilt
     if isinstance(value, list):
         return [_copy_tensors(v) for v in value]
