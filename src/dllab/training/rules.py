@@ -27,8 +27,8 @@ def diverged_message(
 def micro_batches(samples: int, batch_size: int, accumulate: int) -> Iterator[tuple[int, int, float | None, bool]]:
     """The micro-batches of an epoch of ``samples`` in visiting order: ``(first, last, weight,
     ends_group)``, one optimizer step per group of ``accumulate`` micro-batches. Exact
-    accumulation: ``weight`` is a micro-batch's share of its group (None for a full group's 1,
-    where the loss needs no scaling), so the last, smaller group of an epoch makes the same
+    accumulation: ``weight`` is a micro-batch's share of its group's samples (None where it is
+    the whole group, and the loss needs no scaling), so the last, smaller group of an epoch makes the same
     update as one batch of its samples."""
     group = batch_size * accumulate
     for start in range(0, samples, group):
