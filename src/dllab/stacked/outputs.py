@@ -164,14 +164,9 @@ def checkpoint(
         kept = None
     callback = job.best_checkpoint
     if callback is not None and kept is not None and best_path is not None:
-        path = str(best_path)
-        score = torch.tensor(kept.score)
-        callback.best_k_models = {path: score}
-        callback.best_model_path = callback.kth_best_model_path = path
-        callback.best_model_score = callback.kth_value = score
-        callback.current_score = torch.tensor(float(history[-1].get(callback.monitor, kept.score)))
-        callback.kept_at = {path: (kept.epoch, kept.step, kept.tie_value, kept.first_epoch)}
-        callbacks[callback.state_key] = callback.state_dict()
+        current = float(history[-1].get(callback.monitor, kept.score))
+        at = (kept.epoch, kept.step, kept.tie_value, kept.first_epoch)
+        callbacks[callback.state_key] = callback.state_keeping(str(best_path), kept.score, current, at)
     if job.early_stopping is not None and state.early_stopping_state is not None:
         callbacks[job.early_stopping.state_key] = state.early_stopping_state
     for plotter in plotters:

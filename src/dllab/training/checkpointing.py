@@ -285,6 +285,20 @@ class BestCheckpoint(ModelCheckpoint):
             self.write_pending(self._trainer)  # another checkpoint is being taken: ours first
         return super().state_dict() | {"kept_at": dict(self.kept_at)}
 
+    def state_keeping(
+        self, path: str, score: float, current: float, kept_at: tuple[int, int, float, int]
+    ) -> dict[str, Any]:
+        """The state this callback has when it keeps one file, ``path`` with ``score`` (``kept_at``:
+        epochs done, steps, tie-breaker value, first epoch of the score), ``current`` the
+        monitored value now: what a stacked model's checkpoint holds for it, as a solo run's would."""
+        best = torch.tensor(score)
+        self.best_k_models = {path: best}
+        self.best_model_path = self.kth_best_model_path = path
+        self.best_model_score = self.kth_value = best
+        self.current_score = torch.tensor(current)
+        self.kept_at = {path: kept_at}
+        return self.state_dict()
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         if state_dict.get("dirpath", self.dirpath) == self.dirpath:  # as ModelCheckpoint's own state
