@@ -29,10 +29,10 @@ from torch import Tensor, nn
 
 from dllab import compat
 from dllab.catalog import metric_mode
-from dllab.checks import processes
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import SUPPORTED, StackedOptimizer
 from dllab.training.rules import diverged_message
+from dllab.training.trainer_checks import processes
 
 # Keys whose values may differ between the models of one stack: each model keeps its own. So
 # does every optimizer hyperparameter (all ``optimizer.*`` but ``_target_``): the stacked

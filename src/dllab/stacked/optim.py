@@ -66,17 +66,11 @@ def _optimizer_class(config: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
 
 
 def _check_keys(config: Mapping[str, Any], cls: type[torch.optim.Optimizer]) -> None:
-    """Reject arguments the class does not take, as its constructor would."""
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
-    for key in config:
-        if key not in accepted and key not in CONFIG_KEYS:
-            raise ValueError(
-                f"optimizer.{key} is not an argument of {cls.__module__}.{cls.__name__} "
-                f"(it takes: {', '.join(sorted(accepted))})"
-            )
-    fused = config.get("fused", "auto")
-    if fused not in ("auto", None) and "fused" not in accepted:
-        raise ValueError(f"optimizer.fused={fused!r}: {cls.__name__} has no fused implementation (use auto or null)")
+    """Reject keys the class does not take, as the solo run's config checks do (a ConfigError,
+    which is a ValueError)."""
+    from dllab.training.optim_checks import check_optimizer_keys
+
+    check_optimizer_keys(config, cls)
 
 
 def _frozen(value: Any) -> Any:
