@@ -10,22 +10,13 @@ import lightning
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import open_dict
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dllab.catalog import BUILTIN_SOURCES, LOSSES, MAIN_METRIC, METRICS
 from dllab.checks import (
-    CALLBACK_KEYS,
-    LOGGER_KEYS,
-    OPTIMIZER_KEYS,
     PATHS_KEYS,
-    REQUIRED_KEYS,
-    SCHEDULER_KEYS,
     TOP_LEVEL_KEYS,
-    TRAINER_KEYWORDS,
-    TRAINER_NOT_HONOURED,
-    TUNER_KEYS,
     check_batch_norm_batches,
     check_config,
     check_monitors_logged,
@@ -34,10 +25,24 @@ from dllab.checks import (
 from dllab.data.datamodule import build_datamodule
 from dllab.data.source import source_of
 from dllab.errors import ConfigError
+from dllab.models.mlp import MLP
+from dllab.models.network import DATA_SIZES
 from dllab.runs.config import config_dir, instantiate_enabled, plain, split_trainer_config
+from dllab.targets import check_keys, class_keys
+from dllab.training.callback_checks import CALLBACK_RULES, CALLBACKS
+from dllab.training.logger_checks import LOGGER_RULES, LOGGERS
 from dllab.training.losses import build_loss
 from dllab.training.module import MODULES
 from dllab.training.optim import build_optimizer, build_scheduler
+from dllab.training.optim_checks import (
+    OPTIMIZER_OWN_KEYS,
+    OPTIMIZER_PASSED,
+    OPTIMIZER_RULES,
+    SCHEDULER_PASSED,
+    SCHEDULER_RULES,
+    SCHEDULERS,
+)
+from dllab.training.trainer_checks import TRAINER_NOT_HONOURED, TUNER_KEYS
 from tests.conftest import compose_train, run_cli
 from tests.makedata import local_data_overrides
 
@@ -155,65 +160,119 @@ def test_experiments_state_only_what_differs(tmp_path: Path) -> None:
     assert compose_train(["experiment=diabetes_regression"], tmp_path).loss.name == "huber"
 
 
-# --- the checks' tables of keyword names, kept in step with the classes they describe -----------
+# --- key names: bound to the classes' signatures, one function for every group ------------------
 
 
-def keywords(cls: type) -> set[str]:
-    """The keyword arguments a class takes (no *args, **kwargs)."""
-    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return {k for k, p in inspect.signature(cls).parameters.items() if p.kind not in kinds}
+def node(**keys: object) -> DictConfig:
+    return OmegaConf.create(keys)
 
 
-def test_the_trainer_keywords_are_lightnings() -> None:
-    assert tuple(inspect.signature(lightning.pytorch.Trainer).parameters) == TRAINER_KEYWORDS
-    assert set(TRAINER_NOT_HONOURED) <= set(TRAINER_KEYWORDS)
+class TakesAnything:
+    def __init__(self, width: int = 1, **options: object) -> None: ...
+
+
+class Wrapper(ModelCheckpoint):
+    """Hands *args and **kwargs on to ModelCheckpoint, so it takes ModelCheckpoint's keys too."""
+
+    def __init__(self, *args: object, extra: int = 0, **kwargs: object) -> None: ...
+
+
+def test_an_unknown_key_of_a_known_class_names_the_field_and_lists_its_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        check_keys("optimizer", node(lrr=0.1), torch.optim.SGD, OPTIMIZER_PASSED, OPTIMIZER_OWN_KEYS)
+    assert str(err.value).startswith("optimizer.lrr=0.1: unknown key of SGD; its keys: lr, momentum, dampening")
+    assert "params" not in str(err.value) and str(err.value).endswith(", fused")  # passed by dllab; its own
+    with pytest.raises(
+        ConfigError, match=re.escape("scheduler.last_epoch=3: unknown key of StepLR; its keys: step_size")
+    ):
+        check_keys("scheduler", node(step_size=1, last_epoch=3), torch.optim.lr_scheduler.StepLR, SCHEDULER_PASSED)
+
+
+def test_dllabs_own_keys_and_hydras_are_taken() -> None:
+    check_keys("optimizer", node(lr=0.1, fused="auto", _partial_=True), torch.optim.Adam, OPTIMIZER_PASSED, ("fused",))
+    check_keys("callbacks.x", node(enabled=False, patience=2, monitor="val/loss"), EarlyStopping, own=("enabled",))
+    with pytest.raises(ConfigError, match=r"callbacks\.x\.enabled=False: unknown key of EarlyStopping"):
+        check_keys("callbacks.x", node(enabled=False, monitor="val/loss"), EarlyStopping)  # not declared: refused
+
+
+def test_a_class_taking_kwargs_checks_its_own_keys_and_a_wrapper_its_bases() -> None:
+    check_keys("model", node(width=3, anything=1), TakesAnything)
+    check_keys("callbacks.x", node(extra=1, monitor="val/loss", save_top_k=2), Wrapper)
+    with pytest.raises(ConfigError, match=r"callbacks\.x\.nope=1: unknown key of Wrapper; its keys: extra, dirpath"):
+        check_keys("callbacks.x", node(nope=1), Wrapper)
+
+
+def test_a_key_without_a_default_is_required() -> None:
+    with pytest.raises(
+        ConfigError, match=re.escape("scheduler.step_size: required by StepLR; set scheduler.step_size=")
+    ):
+        check_keys("scheduler", node(gamma=0.5), torch.optim.lr_scheduler.StepLR, SCHEDULER_PASSED)
+    check_keys("model", node(), MLP, passed=DATA_SIZES)  # input_size and output_size: from the data
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+optimizer.lrr=0.1"], "optimizer.lrr=0.1: unknown key of Adam; its keys: lr, betas"),
+        (["+trainer.foo=1"], "trainer.foo=1: unknown key of Lightning's Trainer; its keys: accelerator, strategy"),
+        (["+callbacks.early_stopping.foo=1"], "callbacks.early_stopping.foo=1: unknown key of EarlyStopping; its keys"),
+        (["+callbacks.model_checkpoint.foo=1"], "callbacks.model_checkpoint.foo=1: unknown key of BestCheckpoint"),
+        (["~callbacks.early_stopping.monitor"], "callbacks.early_stopping.monitor: required by EarlyStopping"),
+        (["+logger.tensorboard.foo=1"], None),  # Lightning's TensorBoardLogger hands other keys to SummaryWriter
+        (["model=cnn", "+model.width=3"], "model.width=3: unknown key of CNN; its keys: channels, kernel_size"),
+        (["scheduler=plateau", "scheduler.monitor=val/loss"], None),  # monitor: dllab's own, for a plateau
+    ],
+)
+def test_check_targets_binds_every_groups_keys(overrides: list[str], message: str | None, tmp_path: Path) -> None:
+    cfg = compose_train(overrides, tmp_path)
+    check_config(cfg)  # key names are not checked before torch is imported
+    if message is None:
+        check_targets(cfg)
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_targets(cfg)
+
+
+def test_the_stacked_optimizer_refuses_an_unknown_key_through_the_same_function() -> None:
+    from dllab.stacked.optim import StackedOptimizer
+
+    configs = [{"_target_": "torch.optim.SGD", "lr": 0.1, "lrr": 0.1}] * 2
+    with pytest.raises(ConfigError, match=re.escape("optimizer.lrr=0.1: unknown key of SGD; its keys: lr, momentum")):
+        StackedOptimizer([torch.zeros(2, 3, requires_grad=True)], configs)
+
+
+def test_the_trainer_keys_dllab_sets_are_lightnings_and_the_shipped_ones_are_taken() -> None:
+    taken = set(inspect.signature(lightning.pytorch.Trainer).parameters)
+    assert set(TRAINER_NOT_HONOURED) <= taken
     composed = set()
     for name in options("trainer"):
         composed |= set(compose_train([f"trainer={name}"], Path("unused")).trainer)
-    assert composed - {"_target_"} <= set(TRAINER_KEYWORDS) - set(TRAINER_NOT_HONOURED)  # the shipped keys are taken
+    assert composed - {"_target_"} <= taken - set(TRAINER_NOT_HONOURED)
 
 
-def test_the_optimizer_scheduler_and_callback_keys_are_their_classes() -> None:
-    for target, keys in OPTIMIZER_KEYS.items():
-        assert set(keys) == keywords(get_class(target)) - {"params"}, target
-    for target, keys in SCHEDULER_KEYS.items():
-        assert set(keys) == keywords(get_class(target)) - {"optimizer", "last_epoch"}, target
-    for target, keys in CALLBACK_KEYS.items():
-        cls = get_class(target)
-        expected = keywords(cls) | (keywords(ModelCheckpoint) if issubclass(cls, ModelCheckpoint) else set())
-        assert set(keys) == expected, target
-    for target, keys in LOGGER_KEYS.items():
-        cls = get_class(target)
-        expected = keywords(cls) | (keywords(TensorBoardLogger) if issubclass(cls, TensorBoardLogger) else set())
-        assert set(keys) == expected, target
-
-
-def required_keywords(cls: type) -> set[str]:
-    """The keyword arguments without a default; a class taking *args passes them to its base."""
-    parameters = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters.values()):
-        return required_keywords(cls.__mro__[1])
-    return {k for k, p in parameters.items() if p.default is inspect.Parameter.empty} - {"kwargs"}
-
-
-def test_the_required_keys_are_those_without_a_default() -> None:
-    for target, keys in REQUIRED_KEYS.items():
-        assert set(keys) == required_keywords(get_class(target)), target
-
-
-def test_every_shipped_group_option_names_only_known_keys(tmp_path: Path) -> None:
-    """The conf/ files use the checks' key tables: every optimizer, scheduler and callback they
-    name is in them, so none of their keys goes unchecked."""
+def test_the_value_rules_cover_the_classes_conf_ships_and_name_their_keys(tmp_path: Path) -> None:
+    """The value rules of the optimizer, scheduler, callbacks and loggers are for the classes conf/
+    ships: each class conf/ names has its rules, and each rule names a key of some such class."""
+    ruled: dict[str, set[str]] = {}
     for name in options("optimizer"):
-        assert compose_train([f"optimizer={name}"], tmp_path).optimizer._target_ in OPTIMIZER_KEYS
+        ruled.setdefault("optimizer", set()).add(compose_train([f"optimizer={name}"], tmp_path).optimizer._target_)
     for name in options("scheduler"):
-        assert compose_train([f"scheduler={name}"], tmp_path).scheduler._target_ in (None, *SCHEDULER_KEYS)
+        target = compose_train([f"scheduler={name}"], tmp_path).scheduler._target_
+        assert target is None or target in SCHEDULERS
     for overrides in (["callbacks=default"], *([f"hparams_search={n}"] for n in options("hparams_search"))):
-        for node in compose_train(overrides, tmp_path).callbacks.values():
-            assert node._target_ in CALLBACK_KEYS
+        for entry in compose_train(overrides, tmp_path).callbacks.values():
+            assert entry._target_ in CALLBACKS
     for name in options("logger"):
-        for node in compose_train([f"logger={name}"], tmp_path).logger.values():
-            assert node._target_ in LOGGER_KEYS
+        for entry in compose_train([f"logger={name}"], tmp_path).logger.values():
+            assert entry._target_ in LOGGERS
+    for targets, rules in (
+        (ruled["optimizer"], OPTIMIZER_RULES),
+        (SCHEDULERS, SCHEDULER_RULES),
+        (CALLBACKS, CALLBACK_RULES),
+        (LOGGERS, LOGGER_RULES),
+    ):
+        keys = set().union(*(class_keys(get_class(t))[0] for t in targets)) | {"fused", "monitor"}
+        assert set(rules) <= keys, set(rules) - keys
     assert set(compose_train([], tmp_path).tuner) == set(TUNER_KEYS)
 
 
@@ -337,7 +396,7 @@ def test_an_escaping_task_name_leaves_nothing_behind(tmp_path: Path) -> None:
         (["optimizer._target_=torch.optim.NAdam"], None),  # Adam's keys fit NAdam; fused: auto is dllab's
         (
             ["scheduler=step", "scheduler._target_=torch.optim.lr_scheduler.ExponentialLR"],
-            "scheduler.step_size=10: unknown key of ExponentialLR; its keys: gamma, last_epoch",
+            "scheduler.step_size=10: unknown key of ExponentialLR; its keys: gamma",
         ),
         (["scheduler=step", "scheduler._target_=torch.optim.SGD"], "not a learning-rate scheduler of torch.optim"),
         (

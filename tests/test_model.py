@@ -31,22 +31,17 @@ def test_catalog_names_match_the_builders() -> None:
     assert set(LOSS_CLASSES) == set(LOSSES["classification"]) | set(LOSSES["regression"])
 
 
-def test_the_torch_free_checks_know_the_keys_of_dllabs_networks() -> None:
-    """checks.NETWORK_KEYS (checked before torch is imported) are the arguments of MLP and CNN,
-    but the sizes that come from the data; and each default yaml sets exactly those keys."""
-    import inspect
-
-    from dllab.checks import NETWORK_KEYS
+def test_each_default_network_yaml_sets_the_keys_its_class_takes() -> None:
+    """The keys of model=mlp and model=cnn bind to MLP's and CNN's signatures (the data's sizes
+    come from the data), through the one function that binds every group's keys."""
     from dllab.models.network import DATA_SIZES
+    from dllab.targets import check_keys, class_keys
 
-    for cls in (MLP, CNN):
-        target = f"{cls.__module__}.{cls.__name__}"
-        arguments = [k for k in inspect.signature(cls).parameters if k not in DATA_SIZES]
-        assert sorted(NETWORK_KEYS[target]) == sorted(arguments)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        for name in ("mlp", "cnn"):
+        for name, cls in (("mlp", MLP), ("cnn", CNN)):
             model = compose("train", overrides=[f"model={name}"]).model
-            assert sorted(k for k in model if k != "_target_") == sorted(NETWORK_KEYS[model._target_])
+            check_keys("model", model, cls, passed=DATA_SIZES)
+            assert sorted(k for k in model if k != "_target_") == sorted(set(class_keys(cls)[0]) - set(DATA_SIZES))
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

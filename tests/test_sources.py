@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dllab.checks import check_data
+from dllab.data.config_checks import check_data
 from dllab.data.datamodule import InMemoryDataModule, build_datamodule
 from dllab.data.dataset import Dataset
 from dllab.data.playground import Playground

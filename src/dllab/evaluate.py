@@ -16,12 +16,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.checkpoints import check_checkpoint_fits, error_line, read_checkpoint
-from dllab.checks import check_accelerator_present, check_threads
+from dllab.checks import check_threads
 from dllab.errors import ConfigError
 from dllab.hydra_help import install as install_help
 from dllab.results import to_float, upgrade_config, write_json
 from dllab.runs.build import quiet_library_logs
 from dllab.runs.config import config_dir, verbose_errors
+from dllab.training.trainer_checks import check_accelerator_present
 
 log = logging.getLogger("dllab.evaluate")
 

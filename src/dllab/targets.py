@@ -1,4 +1,5 @@
-"""Classes named by config values (``_target_``, ``module``), imported with one-line errors.
+"""Classes named by config values (``_target_``, ``module``), imported with one-line errors,
+and a config node's keys bound to its class's signature (:func:`check_keys`).
 
 Not ``hydra.utils.get_class``: it logs a multi-line error of its own. Torch-free.
 """
@@ -6,9 +7,12 @@ Not ``hydra.utils.get_class``: it logs a multi-line error of its own. Torch-free
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dllab.errors import ConfigError
+from dllab.field_checks import fail
 
 
 def import_class(path: Any, field: str, base: type | None = None, example: str = "my_pkg.MyClass") -> type:
@@ -27,3 +31,49 @@ def import_class(path: Any, field: str, base: type | None = None, example: str =
     if not isinstance(found, type):
         raise ConfigError(f"{field}={path}: not a class")
     return found
+
+
+def class_keys(cls: type) -> tuple[list[str], list[str], bool]:
+    """(the keyword names ``cls`` takes, those without a default, whether it takes any key).
+
+    A class taking ``*args`` and ``**kwargs`` hands them on to its base class, whose names it
+    takes too; one taking ``**kwargs`` alone checks its keys itself (it takes any key)."""
+    parameters = inspect.signature(cls).parameters
+    kinds = {p.kind for p in parameters.values()}
+    named = [k for k, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    required = [k for k in named if parameters[k].default is inspect.Parameter.empty]
+    if inspect.Parameter.VAR_KEYWORD not in kinds:
+        return named, required, False
+    base = next((b for b in cls.__mro__[1:] if "__init__" in vars(b)), object)
+    if inspect.Parameter.VAR_POSITIONAL not in kinds or base is object:
+        return named, required, True
+    base_named, base_required, anything = class_keys(base)
+    return [*named, *(k for k in base_named if k not in named)], [*required, *base_required], anything
+
+
+def check_keys(
+    field: str,
+    node: Mapping[str, Any],
+    cls: type,
+    passed: Iterable[str] = (),
+    own: Iterable[str] = (),
+    owner: str | None = None,
+) -> None:
+    """Bind the keys of the config ``node`` at ``field`` to ``cls``'s signature: the first key it
+    does not take, or a key it needs and the config lacks, is a ConfigError naming the field and
+    listing the class's keys. ``passed``: the parameters dllab passes itself (``params``, the
+    data's sizes), neither taken from the config nor listed; ``own``: keys dllab reads itself
+    (``fused``, ``monitor``, ``enabled``), taken and listed after the class's. Hydra's keys
+    (``_target_``, ``_partial_``, ...) are always taken."""
+    passed, own = tuple(passed), tuple(own)
+    named, required, anything = class_keys(cls)
+    takes = [k for k in named if k not in passed and k != "self"]
+    name = owner or cls.__name__
+    if not anything:
+        for key in node:
+            if key not in (*takes, *own) and not (str(key).startswith("_") and str(key).endswith("_")):
+                listed = ", ".join([*takes, *own]) or "none"
+                raise fail(f"{field}.{key!s}", node.get(key), f"unknown key of {name}; its keys: {listed}")
+    for key in required:
+        if key not in passed and node.get(key) is None:
+            raise ConfigError(f"{field}.{key}: required by {name}; set {field}.{key}=...")

@@ -21,8 +21,9 @@ import numpy as np
 from dllab.catalog import CLASSIFICATION
 from dllab.data.dataset import Dataset
 from dllab.data.downloads import Remote, fetch
-from dllab.data.source import Source, fail, is_int
+from dllab.data.source import Source, fail
 from dllab.errors import ConfigError
+from dllab.field_checks import is_int
 
 MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)

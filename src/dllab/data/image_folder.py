@@ -13,8 +13,9 @@ import numpy as np
 
 from dllab.catalog import CLASSIFICATION
 from dllab.data.dataset import Dataset
-from dllab.data.source import Source, fail, is_int, require_text
+from dllab.data.source import Source, fail, require_text
 from dllab.errors import ConfigError
+from dllab.field_checks import is_int
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from dllab.catalog import CLASSIFICATION, REGRESSION
 from dllab.data.dataset import Dataset
-from dllab.data.source import Source, fail, is_int, is_number
+from dllab.data.source import Source, fail
+from dllab.field_checks import is_int, is_number
 
 # --- 2-D generators ----------------------------------------------------------------------
 # Each returns raw points (n, 2) and labels: +1/-1 for classification, a float for

@@ -9,16 +9,16 @@ DataModule (:data:`DATAMODULE_KEYS`). The config checks build the source and cal
 from __future__ import annotations
 
 import inspect
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from dllab.catalog import BUILTIN_SOURCES
 from dllab.errors import ConfigError
+from dllab.field_checks import fail
 from dllab.targets import import_class
 
 if TYPE_CHECKING:  # numpy: not imported by --help and --cfg job
@@ -69,19 +69,6 @@ class Source(ABC):
 
 
 # --- helpers for checks ------------------------------------------------------------------
-
-
-def fail(field: str, value: Any, allowed: str) -> ConfigError:
-    """The error of a bad setting: ``field=value: allowed``."""
-    return ConfigError(f"{field}={value!r}: {allowed}")
-
-
-def is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def require_text(field: str, value: Any, what: str) -> None:

@@ -25,8 +25,9 @@ import numpy as np
 
 from dllab.catalog import AUTO, CLASSIFICATION, REGRESSION, TASKS
 from dllab.data.dataset import Dataset
-from dllab.data.source import Source, fail, is_number, require_text
+from dllab.data.source import Source, fail, require_text
 from dllab.errors import ConfigError
+from dllab.field_checks import is_number
 
 log = logging.getLogger(__name__)
 

@@ -42,13 +42,14 @@ def prepare(cfg: DictConfig) -> Prepared:
     (a bad config included) leaves the job to an ordinary run, which reports it as such."""
     import torch
 
-    from dllab.checks import check_config
+    from dllab.checks import check_config, check_targets
     from dllab.runs.build import quiet_library_logs
     from dllab.stacked.group import build_job, stack_key, unstackable_reason
     from dllab.sweeps.jobs import job_threads
 
     try:
         check_config(cfg)
+        check_targets(cfg)
         reason = unstackable_reason(cfg)
         if reason is not None:
             return Prepared(reason=reason)

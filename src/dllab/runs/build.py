@@ -18,17 +18,13 @@ from omegaconf import DictConfig, open_dict
 
 from dllab.catalog import AUTO, DEFAULT_METRIC
 from dllab.checkpoints import check_checkpoint_fits, checkpoint_field, read_checkpoint
-from dllab.checks import (
-    check_accelerator_present,
-    check_batch_norm_batches,
-    check_loss_fits,
-    check_monitors_logged,
-    check_targets,
-)
+from dllab.checks import check_batch_norm_batches, check_monitors_logged, check_targets
 from dllab.overrides import is_multirun
 from dllab.results import save_config, short_hparams
 from dllab.runs.config import instantiate_enabled, plain, split_trainer_config, validates
 from dllab.sweeps import jobs as sweep_jobs
+from dllab.training.loss_checks import check_loss_fits
+from dllab.training.trainer_checks import check_accelerator_present
 
 log = logging.getLogger("dllab.train")
 details = logging.getLogger("dllab.details")  # train.log only (conf/hydra/job_logging/dllab.yaml)

@@ -28,11 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from dllab import compat
-from dllab.checks import processes
 from dllab.results import COMPLETED, DIVERGED, INTERRUPTED, PRUNED
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import SUPPORTED, StackedOptimizer
 from dllab.training.rules import BestRule, diverged_message, epoch_loss, micro_batches
+from dllab.training.trainer_checks import processes
 
 # Keys whose values may differ between the models of one stack: each model keeps its own. So
 # does every optimizer hyperparameter (all ``optimizer.*`` but ``_target_``): the stacked

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from dllab import compat
 from dllab.training.optim import build_optimizer
+from dllab.training.optim_checks import check_optimizer_keys
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,6 @@ SUPPORTED: dict[type[torch.optim.Optimizer], Spec] = {
     ),
 }
 
-# Config keys that are not the optimizer class's arguments: Hydra's, and dllab's ``fused``
-# (build_optimizer's "auto", passed on only where the class takes it).
-CONFIG_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "fused"})
-
 # Param-group keys that are not hyperparameters.
 GROUP_KEYS = frozenset({"params", "param_names"})
 
@@ -121,20 +118,6 @@ def _optimizer_class(config: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
             f"optimizer._target_={target!r} cannot be stacked; StackedOptimizer supports {_supported_names()}"
         )
     return cls
-
-
-def _check_keys(config: Mapping[str, Any], cls: type[torch.optim.Optimizer]) -> None:
-    """Reject arguments the class does not take, as its constructor would."""
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
-    for key in config:
-        if key not in accepted and key not in CONFIG_KEYS:
-            raise ValueError(
-                f"optimizer.{key} is not an argument of {cls.__module__}.{cls.__name__} "
-                f"(it takes: {', '.join(sorted(accepted))})"
-            )
-    fused = config.get("fused", "auto")
-    if fused not in ("auto", None) and "fused" not in accepted:
-        raise ValueError(f"optimizer.fused={fused!r}: {cls.__name__} has no fused implementation (use auto or null)")
 
 
 def _frozen(value: Any) -> Any:
@@ -203,7 +186,7 @@ class StackedOptimizer:
             targets = sorted({str(c["_target_"]) for c in self.configs})
             raise ValueError(f"optimizer._target_ must be the same for all stacked models, got {targets}")
         for config in self.configs:
-            _check_keys(config, self.optimizer_class)
+            check_optimizer_keys(config, self.optimizer_class)  # as the solo run's checks (a ValueError)
         self.spec = spec = SUPPORTED[self.optimizer_class]
         module, name = spec.function.rsplit(".", 1)
         self._function: Callable[..., None] = getattr(importlib.import_module(module), name)

@@ -1,7 +1,7 @@
 """Losses: any ``nn.Module`` loss by ``_target_``, and one registry of dllab's named ones.
 
 A loss config (``conf/loss/*.yaml``) is ``_target_`` plus the class's arguments and a
-``name``: the label shown in TensorBoard, which :func:`dllab.checks.check_loss_fits` checks
+``name``: the label shown in TensorBoard, which :func:`dllab.training.loss_checks.check_loss_fits` checks
 against the task for dllab's names. ``loss=auto`` names no class: the task's standard loss
 comes from the registry. Every loss takes (model output, target).
 """

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
-# Keys of a scheduler config that are ours, not the scheduler class's.
-SCHEDULER_KEYS = ("monitor",)
+from dllab.training.optim_checks import SCHEDULER_OWN_KEYS
 
 
 def build_optimizer(config: Mapping[str, Any], params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -46,5 +45,5 @@ def build_scheduler(config: Mapping[str, Any] | None, optimizer: torch.optim.Opt
     """The learning-rate scheduler for ``optimizer``, or None for ``scheduler=none``."""
     if not config or not config.get("_target_"):
         return None
-    args = {k: v for k, v in config.items() if k not in SCHEDULER_KEYS}
+    args = {k: v for k, v in config.items() if k not in SCHEDULER_OWN_KEYS}
     return instantiate(args, _partial_=True, _convert_="all")(optimizer)
