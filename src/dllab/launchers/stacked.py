@@ -198,8 +198,10 @@ def train_stack(
 
 def picture_interval(cfg: DictConfig) -> int | None:
     """Every how many epochs the pictures drawn during fit need the weights (None: never)."""
+    from dllab.runs.config import enabled
+
     plots = cfg.get("plots")
-    if not plots or not plots.get("enabled", True) or not cfg.get("logger"):
+    if not plots or not enabled(plots) or not cfg.get("logger"):
         return None
     return int(plots.get("every_n_epochs") or 0) or None
 

@@ -62,6 +62,11 @@ def validates(cfg: DictConfig) -> bool:
     return cfg.trainer.get("limit_val_batches", 1.0) != 0
 
 
+def enabled(node: Any) -> bool:
+    """Whether an entry of the callbacks, logger or plots group is on (``enabled: false`` is off)."""
+    return node is not None and bool(node.get("enabled", True))
+
+
 def instantiate_enabled(group: DictConfig | None) -> list[Any]:
     """Instantiate each entry of a callbacks/logger group; ``enabled: false`` skips one."""
     from hydra.utils import instantiate
@@ -70,7 +75,6 @@ def instantiate_enabled(group: DictConfig | None) -> list[Any]:
     for node in (group or {}).values():
         if node is None or "_target_" not in node:
             continue
-        node = plain(node)
-        if node.pop("enabled", True):
-            objects.append(instantiate(node))
+        if enabled(node):
+            objects.append(instantiate({k: v for k, v in plain(node).items() if k != "enabled"}))
     return objects

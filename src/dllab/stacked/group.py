@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from dllab import compat
 from dllab.results import COMPLETED, DIVERGED, INTERRUPTED, PRUNED
+from dllab.runs.config import enabled
 from dllab.stacked.network import StackedMLP, mlp_layout
 from dllab.stacked.optim import SUPPORTED, StackedOptimizer
 from dllab.training.rules import BestRule, diverged_message, epoch_loss, micro_batches
@@ -151,7 +152,7 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
     for key in ("min_epochs", "min_steps", "max_time"):  # Lightning's limits on stopping early
         checks.append((trainer.get(key) is not None, f"trainer.{key}"))
     checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
-    if checkpoint is not None and checkpoint.get("enabled", True):
+    if checkpoint is not None and enabled(checkpoint):
         for key, default in CHECKPOINT_DEFAULTS.items():
             checks.append((checkpoint.get(key, default) != default, f"callbacks.model_checkpoint.{key}"))
         checks.append(("{" in str(checkpoint.get("filename", "")), "callbacks.model_checkpoint.filename"))
@@ -159,7 +160,7 @@ def unstackable_reason(cfg: DictConfig) -> str | None:
         value = trainer.get(limit, 1.0)
         checks.append((value not in (1.0, None), f"trainer.{limit}={value}"))
     for name, callback in (cfg.get("callbacks") or {}).items():
-        if isinstance(callback, Mapping) and callback.get("enabled", True) and "_target_" in callback:
+        if isinstance(callback, Mapping) and enabled(callback) and "_target_" in callback:
             target = str(callback["_target_"])
             checks.append((target not in STACKED_CALLBACKS, f"callbacks.{name}._target_={target}"))
     return next((f"{what} does not stack" for bad, what in checks if bad), None)
