@@ -182,6 +182,7 @@ def test_an_unknown_key_of_a_known_class_names_the_field_and_lists_its_keys() ->
         check_keys("optimizer", node(lrr=0.1), torch.optim.SGD, OPTIMIZER_PASSED, OPTIMIZER_OWN_KEYS)
     assert str(err.value).startswith("optimizer.lrr=0.1: unknown key of SGD; its keys: lr, momentum, dampening")
     assert "params" not in str(err.value) and str(err.value).endswith(", fused")  # passed by dllab; its own
+    assert str(err.value).count("fused") == 1  # a key of the class and dllab's own: listed once
     with pytest.raises(
         ConfigError, match=re.escape("scheduler.last_epoch=3: unknown key of StepLR; its keys: step_size")
     ):
@@ -218,7 +219,9 @@ def test_a_key_without_a_default_is_required() -> None:
         (["+callbacks.early_stopping.foo=1"], "callbacks.early_stopping.foo=1: unknown key of EarlyStopping; its keys"),
         (["+callbacks.model_checkpoint.foo=1"], "callbacks.model_checkpoint.foo=1: unknown key of BestCheckpoint"),
         (["~callbacks.early_stopping.monitor"], "callbacks.early_stopping.monitor: required by EarlyStopping"),
-        (["+logger.tensorboard.foo=1"], None),  # Lightning's TensorBoardLogger hands other keys to SummaryWriter
+        # TensorBoardLogger hands its other keys to torch's SummaryWriter: bound to that one's
+        (["+logger.tensorboard.foo=1"], "logger.tensorboard.foo=1: unknown key of TensorBoardLogger; its keys"),
+        (["+logger.tensorboard.flush_secs=5"], None),
         (["model=cnn", "+model.width=3"], "model.width=3: unknown key of CNN; its keys: channels, kernel_size"),
         (["scheduler=plateau", "scheduler.monitor=val/loss"], None),  # monitor: dllab's own, for a plateau
     ],

@@ -325,8 +325,12 @@ def check_targets(cfg: DictConfig) -> None:
         trainer = import_class(cfg.trainer._target_, "trainer._target_", pl.Trainer)
         owner = "Lightning's Trainer" if trainer is pl.Trainer else None
         check_keys("trainer", cfg.trainer, trainer, TRAINER_NOT_HONOURED, owner=owner)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = (SummaryWriter, ("log_dir",))  # TensorBoardLogger's **kwargs go to its writer; log_dir it sets
     for group, base in (("callbacks", pl.Callback), ("logger", pl.loggers.Logger)):
         for name, node in (cfg.get(group) or {}).items():
             if isinstance(node, DictConfig) and node.get("_target_") is not None:
                 cls = import_class(node._target_, f"{group}.{name}._target_", base)
-                check_keys(f"{group}.{name}", node, cls, own=ENTRY_OWN_KEYS)
+                forwards = writer if issubclass(cls, pl.loggers.TensorBoardLogger) else None
+                check_keys(f"{group}.{name}", node, cls, own=ENTRY_OWN_KEYS, forwards=forwards)

@@ -33,11 +33,13 @@ def import_class(path: Any, field: str, base: type | None = None, example: str =
     return found
 
 
-def class_keys(cls: type) -> tuple[list[str], list[str], bool]:
+def class_keys(cls: type, forwards: tuple[type, Iterable[str]] | None = None) -> tuple[list[str], list[str], bool]:
     """(the keyword names ``cls`` takes, those without a default, whether it takes any key).
 
     A class taking ``*args`` and ``**kwargs`` hands them on to its base class, whose names it
-    takes too; one taking ``**kwargs`` alone checks its keys itself (it takes any key)."""
+    takes too; one taking ``**kwargs`` alone checks its keys itself (it takes any key), unless
+    ``forwards`` names the class it hands them to and the keys it sets there itself
+    (Lightning's TensorBoardLogger: torch's SummaryWriter, less ``log_dir``)."""
     parameters = inspect.signature(cls).parameters
     kinds = {p.kind for p in parameters.values()}
     named = [k for k, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -46,8 +48,13 @@ def class_keys(cls: type) -> tuple[list[str], list[str], bool]:
         return named, required, False
     base = next((b for b in cls.__mro__[1:] if "__init__" in vars(b)), object)
     if inspect.Parameter.VAR_POSITIONAL not in kinds or base is object:
-        return named, required, True
-    base_named, base_required, anything = class_keys(base)
+        if forwards is None:
+            return named, required, True
+        target, set_by_cls = forwards
+        target_named, _, anything = class_keys(target)
+        skip = {*named, *set_by_cls, "self"}
+        return [*named, *(k for k in target_named if k not in skip)], required, anything
+    base_named, base_required, anything = class_keys(base, forwards)
     return [*named, *(k for k in base_named if k not in named)], [*required, *base_required], anything
 
 
@@ -58,16 +65,18 @@ def check_keys(
     passed: Iterable[str] = (),
     own: Iterable[str] = (),
     owner: str | None = None,
+    forwards: tuple[type, Iterable[str]] | None = None,
 ) -> None:
     """Bind the keys of the config ``node`` at ``field`` to ``cls``'s signature: the first key it
     does not take, or a key it needs and the config lacks, is a ConfigError naming the field and
     listing the class's keys. ``passed``: the parameters dllab passes itself (``params``, the
     data's sizes), neither taken from the config nor listed; ``own``: keys dllab reads itself
-    (``fused``, ``monitor``, ``enabled``), taken and listed after the class's. Hydra's keys
-    (``_target_``, ``_partial_``, ...) are always taken."""
-    passed, own = tuple(passed), tuple(own)
-    named, required, anything = class_keys(cls)
+    (``fused``, ``monitor``, ``enabled``), taken and listed after the class's; ``forwards``: see
+    :func:`class_keys`. Hydra's keys (``_target_``, ``_partial_``, ...) are always taken."""
+    passed = tuple(passed)
+    named, required, anything = class_keys(cls, forwards)
     takes = [k for k in named if k not in passed and k != "self"]
+    own = tuple(k for k in own if k not in takes)
     name = owner or cls.__name__
     if not anything:
         for key in node:
