@@ -47,6 +47,7 @@ OPTIMIZER_RULES: dict[str, Rule] = {
     "eps": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE,
     "lr_decay": NON_NEGATIVE,
+    "momentum_decay": NON_NEGATIVE,
     "initial_accumulator_value": NON_NEGATIVE,
     "momentum": real(lambda v: 0 <= v < 1, "must be a number in [0, 1)"),
     "dampening": real(lambda v: 0 <= v <= 1, "must be a number in [0, 1]"),
