@@ -177,7 +177,8 @@ def test_help_lists_the_groups_to_choose_from(tmp_path: Path) -> None:
     groups = {line.split(":")[0] for line in result.stdout.splitlines() if ": " in line and " " not in line[:1]}
     assert {"data", "model", "optimizer", "loss", "trainer", "experiment"} <= groups
     assert "_base" not in result.stdout
-    assert "model: cnn, mlp" in result.stdout and "optimizer: adagrad, adam, adamw, nadam, rmsprop, sgd" in result.stdout
+    assert "model: cnn, mlp" in result.stdout
+    assert "optimizer: adagrad, adam, adamw, nadam, rmsprop, sgd" in result.stdout
 
     evaluated = run_cli("dllab-eval", "--help", cwd=tmp_path)  # its own keys, not dllab-train's groups
     assert evaluated.returncode == 0, evaluated.stderr
