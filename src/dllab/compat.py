@@ -269,6 +269,58 @@ def restore_hydra_config(state: Any) -> None:
     HydraConfig.instance().cfg = state
 
 
+def hydra_job_overrides(loader: Any, config_name: str | None, overrides: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """A job's overrides as Hydra's config loader parses them, and those of them that are
+    config overrides (applied to the composed config) rather than choices of the defaults list:
+    the split of ``hydra._internal.defaults_list.Overrides`` over the loader's caching repository
+    (``ConfigLoaderImpl._parse_overrides_and_create_caching_repo``)."""
+    from hydra._internal.defaults_list import Overrides
+    from hydra.types import RunMode
+
+    parsed, repo = loader._parse_overrides_and_create_caching_repo(config_name, list(overrides))
+    loader.validate_sweep_overrides_legal(overrides=parsed, run_mode=RunMode.RUN, from_shell=True)
+    return parsed, Overrides(repo, parsed).config_overrides
+
+
+def hydra_apply_overrides(overrides: Sequence[Any], cfg: DictConfig) -> None:
+    """Apply parsed config overrides to a composed config, as Hydra's loader does after
+    composing (``ConfigLoaderImpl._apply_overrides_to_config``)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl._apply_overrides_to_config(list(overrides), cfg)
+
+
+def hydra_overrides_dirname(overrides: Sequence[Any], cfg: DictConfig) -> str:
+    """``hydra.job.override_dirname`` of these parsed task overrides (Hydra's loader's
+    ``get_overrides_dirname`` with the job's own separators and excluded keys)."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    settings = cfg.hydra.job.config.override_dirname
+    return str(
+        get_overrides_dirname(
+            overrides=list(overrides),
+            kv_sep=settings.kv_sep,
+            item_sep=settings.item_sep,
+            exclude_keys=settings.exclude_keys,
+        )
+    )
+
+
+def hydra_sweep_config_loader() -> Callable[..., DictConfig]:
+    """``ConfigLoaderImpl.load_sweep_config``, the method Hydra's sweepers and launchers call to
+    compose each job's config (``dllab.sweeps.compose`` puts a faster one in its place)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    return ConfigLoaderImpl.load_sweep_config
+
+
+def set_hydra_sweep_config_loader(load: Callable[..., DictConfig]) -> None:
+    """Replace :func:`hydra_sweep_config_loader` for every config loader of this process."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl.load_sweep_config = load  # type: ignore[method-assign]
+
+
 # -- Optuna (checked with optuna 5.0.0) ------------------------------------------------------
 
 

@@ -139,14 +139,54 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         compat.restore_hydra_config(sweep_hydra)
     chunks, alone = stacks(prepared, max_stack)
     returns: dict[int, JobReturn] = {}
-    for chunk in chunks:
-        returns |= train_stack(chunk, [prepared[p].job for p in chunk], run, initial_job_idx, task)
-    for position in alone:
-        reason = prepared[position].reason
-        if reason:
-            log.info(f"#{initial_job_idx + position} runs alone: {reason}")
-        returns[position] = run(position, task)
+    try:
+        for chunk in chunks:
+            returns |= train_stack(chunk, [prepared[p].job for p in chunk], run, initial_job_idx, task)
+            for position in chunk:
+                prepared[position].job = None  # written: its model and data are no longer needed
+        for position in alone:
+            reason = prepared[position].reason
+            if reason:
+                log.info(f"#{initial_job_idx + position} runs alone: {reason}")
+            returns[position] = run(position, task)
+    except KeyboardInterrupt:
+        interrupted_sweep(Path(str(config.hydra.sweep.dir)), sweep_configs)
+        raise
     return [returns[p] for p in range(len(sweep_configs))]
+
+
+def interrupted_sweep(sweep_dir: Path, sweep_configs: Sequence[DictConfig]) -> None:
+    """An interrupted sweep's summary of what it has, and the commands that finish it: each
+    job with a dir goes on with ``resume=`` (from its checkpoint, or from its start), each job
+    not started runs into its own dir of the sweep."""
+    import shlex
+
+    from dllab.results import INTERRUPTED
+    from dllab.sweeps.summary import read_metrics, write_summary
+    from dllab.sweeps.summary import report as summary_report
+
+    commands = []
+    for sweep_config in sweep_configs:
+        job_dir = sweep_dir.absolute() / str(sweep_config.hydra.job.num)
+        try:
+            status = read_metrics(job_dir).get("status")
+        except ValueError:  # no metrics.json (killed or never started) or a broken one
+            status = None
+        if status not in (None, INTERRUPTED):  # it ended, and would end so again
+            continue
+        if (job_dir / "config.yaml").is_file():
+            commands.append(f"dllab-train resume={shlex.quote(str(job_dir))}")
+        else:
+            overrides = [shlex.quote(str(o)) for o in sweep_config.hydra.overrides.task]
+            commands.append(" ".join(["dllab-train", f"hydra.run.dir={shlex.quote(str(job_dir))}", *overrides]))
+    try:
+        result = write_summary(sweep_dir)
+        print("\n" + summary_report(result, sweep_dir), file=sys.stderr)
+    except (FileNotFoundError, OSError) as err:
+        print(f"sweep summary: {err}", file=sys.stderr)
+    if commands:
+        print(f"finish its {len(commands)} unfinished jobs with (one command per line):", file=sys.stderr)
+        print("\n".join(commands), file=sys.stderr)
 
 
 def train_stack(
@@ -157,8 +197,17 @@ def train_stack(
     task: Callable[[DictConfig], Any],
 ) -> dict[int, JobReturn]:
     """Train one stack, then write each of its jobs (also when interrupted: then every model's
-    run dir says so, and the interrupt goes on to end the sweep)."""
+    run dir says so, and the interrupt goes on to end the sweep).
+
+    Before training, each job's dir gets its ``.hydra/`` files, ``config.yaml`` and
+    ``train.log`` (a killed sweep leaves every job of the stack ``unfinished``, resumable by
+    ``resume=<job dir>``); during training each model's ``last.ckpt`` (and ``best.ckpt``) is
+    saved on the time budget of a solo run's; afterwards the jobs are written by as many
+    processes as the sweep has cores (:func:`dllab.launchers.forked.map_forked`)."""
+    from dllab.launchers.forked import map_forked
     from dllab.stacked.group import StackedGroup, stack_device
+    from dllab.stacked.outputs import save_progress
+    from dllab.sweeps.jobs import cpu_cores
 
     names = ", ".join(f"#{first_idx + p}" for p in chunk)
     log.info(f"stack of {len(chunk)} models: {names}")
@@ -168,10 +217,17 @@ def train_stack(
     except Exception as err:  # a stack that cannot be built: its jobs run alone, as usual
         log.info(f"these jobs run alone: the stack could not be built ({type(err).__name__}: {err})")
         return {position: run(position, task) for position in chunk}
+    for position, job in zip(chunk, jobs, strict=True):
+        run(position, functools.partial(begin, job, f"{len(chunk)} models ({names})"))
     every = picture_interval(jobs[0].cfg)
     interrupted: BaseException | None = None
+
+    def keep(models: list[int]) -> None:
+        for i in models:
+            save_progress(jobs[i], group.results[i])
+
     try:
-        results = group.fit(snapshot_every=every)
+        results = group.fit(snapshot_every=every, on_keep=keep)
     except KeyboardInterrupt as err:
         interrupted = err
         results = group.results
@@ -179,21 +235,31 @@ def train_stack(
     stack: dict[str, Any] = {"models": len(chunk), "jobs": [first_idx + p for p in chunk], "fit_seconds": seconds}
     stack["memory_mib"] = round(group.tensor_bytes() / 2**20, 2)
     log.info(f"stack of {len(chunk)} models trained in {seconds:.1f} s ({stack['memory_mib']:.1f} MiB of tensors)")
-    returns = {}
-    for position, job, result in zip(chunk, jobs, results, strict=True):
-        returns[position] = run(position, functools.partial(report, job, result, stack))
+    by_position = dict(zip(chunk, zip(jobs, results, strict=True), strict=True))
+
+    def write(position: int) -> JobReturn:
+        job, result = by_position[position]
+        return run(position, functools.partial(report, job, result, stack))
+
+    returns = map_forked(write, chunk, workers=1 if interrupted is not None else cpu_cores())
     if interrupted is not None:
         from dllab.runs import exits
 
         done = min((r.epochs for r in results), default=0)
-        print(
-            f"\ninterrupted: the stack of {len(chunk)} models after epoch {done}; each job's run dir holds its "
-            "checkpoints; continue one with: dllab-train resume=<job dir>",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted: the stack of {len(chunk)} models after epoch {done}", file=sys.stderr)
         exits.enter_phase("reported")  # dllab-train's exit says nothing more
         raise interrupted
     return returns
+
+
+def begin(job: Any, stack: str, cfg: DictConfig | None = None) -> None:
+    """A stacked job's start, run as its Hydra job: Hydra writes its dir, ``.hydra/`` files and
+    starts ``train.log``; its ``config.yaml`` is saved, so ``resume=<job dir>`` can go on from
+    whatever the job has when the sweep is killed."""
+    from dllab.results import save_config
+
+    save_config(job.cfg, Path(job.cfg.paths.output_dir), show=False)
+    logging.getLogger("dllab.details").info(f"training in a stack of {stack}")
 
 
 def picture_interval(cfg: DictConfig) -> int | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,6 +266,7 @@ class ModelResult:
     stop_reason: str | None = None
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # epochs done -> weights
     kept: ModelState | None = None  # an epoch-end state kept as last.ckpt keeps it (for an interrupt)
+    saved_best: ModelState | None = None  # the best whose best.ckpt is on disk (written during fit)
 
 
 def float32(value: float) -> float:
@@ -340,12 +341,16 @@ class StackedGroup:
         orders = [job.datamodule.train_dataloader().order(epoch) for job in self.jobs]
         return torch.stack(orders).to(self.device)
 
-    def fit(self, snapshot_every: int | None = None) -> list[ModelResult]:
+    def fit(
+        self, snapshot_every: int | None = None, on_keep: Callable[[list[int]], None] | None = None
+    ) -> list[ModelResult]:
         """Train every model up to ``trainer.max_epochs``, each stopping as its solo run would
         (early stopping, the pruner, divergence). ``snapshot_every``: keep each model's weights
-        every that many epochs (the pictures drawn during fit). Ctrl-C ends every running model
-        ``interrupted`` with its state of that moment, and the epoch-end state kept last (as
-        ``last.ckpt`` is kept: ``every_seconds``)."""
+        every that many epochs (the pictures drawn during fit). At an epoch's end, when
+        ``last.ckpt``'s ``every_seconds`` have passed, each running model's state is kept
+        (``ModelResult.kept``) and ``on_keep`` is called with those models (it saves them, as a
+        solo run saves last.ckpt). Ctrl-C ends every running model ``interrupted`` with its
+        state of that moment."""
         results = self.results = [ModelResult() for _ in self.jobs]
         last = self.jobs[0].last_checkpoint
         keep_every = float(last.every_seconds) if last is not None else None
@@ -370,9 +375,11 @@ class StackedGroup:
                         result.snapshots[epoch + 1] = self.net.model_state_dict(i)
                 if keep_every is not None and time.monotonic() - kept_at >= keep_every:
                     kept_at = time.monotonic()  # as LastCheckpoint saves: at an epoch's end, on a time budget
-                    for i in active:
-                        if results[i].status not in ENDED_BY_FAILURE:
-                            results[i].kept = self._state(i, results[i])
+                    kept = [i for i in active if results[i].status not in ENDED_BY_FAILURE]
+                    for i in kept:
+                        results[i].kept = self._state(i, results[i])
+                    if on_keep is not None and kept:
+                        on_keep(kept)
                 stopped = [i for i in active if results[i].status in ENDED_BY_FAILURE or i in stopping]
                 if stopped:
                     active = self.active = [i for i in active if i not in stopped]

@@ -12,6 +12,7 @@ they read, so the files come from the same code as a solo run's, without a Train
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,40 @@ def write_run(job: StackedJob, result: ModelResult, stack: dict[str, Any]) -> di
     for logger in loggers:
         logger.finalize("success")
     return record(job, result, test, best_val, best_path, plotters, stack, time.perf_counter() - started)
+
+
+def save_progress(job: StackedJob, result: ModelResult) -> None:
+    """A model's ``best.ckpt`` (when it has a best not yet on disk) and ``last.ckpt`` while its
+    stack trains, from the state the stack kept at this epoch's end, as a solo run's checkpoint
+    callbacks save them on ``last.ckpt``'s time budget: the best first, so that last.ckpt never
+    names a file that is not there; each written whole before it replaces the old one, so a
+    kill leaves the previous file. ``resume=<job dir>`` continues from it as from a solo run's."""
+    from dllab.pictures.callbacks import build_plot_callbacks
+
+    state = result.kept
+    if state is None or job.last_checkpoint is None:
+        return
+    plotters = build_plot_callbacks(**plain(job.cfg.plots)) if job.cfg.get("plots") else []
+    trainer = RecordTrainer(job.datamodule, [])
+    for plotter in plotters:
+        plotter.setup(trainer, job.module, "fit")  # type: ignore[arg-type]
+    replay_epochs(job, result.history[: state.epoch], trainer, plotters, result)  # the curves' history
+    best_path = None
+    best = result.best
+    if job.best_checkpoint is not None and best is not None:
+        best_path = Path(job.best_checkpoint.dirpath) / f"{job.best_checkpoint.filename}.ckpt"
+        if best is not result.saved_best:
+            save_whole(checkpoint(job, result, plotters, best, best_path, after_validation=True), best_path)
+            result.saved_best = best
+    save_whole(checkpoint(job, result, plotters, state, best_path), job.last_checkpoint.path)
+
+
+def save_whole(checkpoint: dict[str, Any], path: Path) -> None:
+    """``torch.save`` into a file beside ``path``, then renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, path)
 
 
 def replay_epochs(

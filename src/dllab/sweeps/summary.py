@@ -26,7 +26,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import yaml
@@ -38,7 +38,9 @@ from dllab.catalog import metric_mode
 from dllab.checkpoints import error_line
 from dllab.overrides import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override
 from dllab.results import COMPLETED, PRUNED
+from dllab.sweeps.compose import compose_as_hydra, compose_once
 from dllab.sweeps.jobs import swept_keys
+from dllab.sweeps.sweep_dir import claim, release
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
 UNFINISHED = "unfinished"
@@ -463,14 +465,20 @@ class SweepSummaryCallback(Callback):
 
     def __init__(self) -> None:
         self._saved_env: dict[str, str | None] = {}
+        self._lock: IO[str] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._lock = claim(config)  # before anything is written into it
+        compose_as_hydra()  # nothing kept from an earlier multirun of this process
+        compose_once()
         self._saved_env = {name: os.environ.get(name) for name in (SWEEP_DIR_ENV, SWEPT_KEYS_ENV)}
         os.environ[SWEEP_DIR_ENV] = str(Path(str(config.hydra.sweep.dir)).absolute())
         os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))  # readable TensorBoard run names
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        compose_as_hydra()
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        release(self._lock)
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
