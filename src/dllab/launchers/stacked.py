@@ -25,7 +25,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from dllab import compat
+from dllab import compat, run_dirs
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,10 @@ class Prepared:
         self.job, self.reason, self.key = job, reason, key
 
 
-def prepare(cfg: DictConfig) -> Prepared:
-    """Check a job's config and build its model, seeded, as its solo run would; any problem
-    (a bad config included) leaves the job to an ordinary run, which reports it as such."""
+def prepare(cfg: DictConfig, shared: dict[str, Any] | None = None) -> Prepared:
+    """Check a job's config and build its model, seeded, as its solo run would (``shared``: the
+    sweep's DataModules by data config); any problem (a bad config included) leaves the job to
+    an ordinary run, which reports it as such."""
     import torch
 
     from dllab.checks import check_config, check_targets
@@ -57,7 +58,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         threads = job_threads(cfg)
         if threads:
             torch.set_num_threads(threads)
-        job = build_job(cfg)  # resolves optimized_metric: auto, which monitors interpolate
+        job = build_job(cfg, shared)  # resolves optimized_metric: auto, which monitors interpolate
         OmegaConf.resolve(job.cfg)  # this job's paths, while its Hydra config is the current one
         return Prepared(job=job, key=stack_key(job.cfg))
     except Exception as err:  # the solo run reports it, with its status
@@ -130,11 +131,16 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             job_subdir_key="hydra.sweep.subdir",
         )
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+        # a stacked job's second pass finds the dir its start made: that is no other run's, and
+        # must not make the next job (one that runs alone) refuse its own new dir
+        run_dirs.TAKEN.clear()
         return ret
 
     sweep_hydra = compat.hydra_config_state()
     try:
-        prepared = [prepare(job_config(sweep_config)) for sweep_config in sweep_configs]
+        shared: dict[str, Any] = {}  # one DataModule per distinct data config
+        prepared = [prepare(job_config(sweep_config), shared) for sweep_config in sweep_configs]
+        shared.clear()  # each job holds its own reference, dropped once it is written
     finally:  # the sweep's own Hydra config again, as run_job leaves it
         compat.restore_hydra_config(sweep_hydra)
     chunks, alone = stacks(prepared, max_stack)

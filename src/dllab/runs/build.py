@@ -110,11 +110,15 @@ def build(cfg: DictConfig) -> Run:
     return run
 
 
-def seeded_data_and_module(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Any, Any]:
+def seeded_data_and_module(
+    cfg: DictConfig, checkpoint: dict[str, Any] | None = None, datamodule: Any = None
+) -> tuple[Any, Any]:
     """The run's DataModule (set up) and LightningModule, built right after seeding with
     ``cfg.seed``, so the initial weights and what the global random generator holds next
     (dropout's draws) are the run's; ``optimized_metric: auto`` resolved. A stacked sweep
-    (:mod:`dllab.stacked`) builds each of its models here too, as its solo run would."""
+    (:mod:`dllab.stacked`) builds each of its models here too, as its solo run would, and may
+    hand in a set-up ``datamodule`` of this data config that building leaves the random
+    generators untouched by (:func:`dllab.stacked.group.shared_datamodule`)."""
     import lightning as L
 
     from dllab.data.datamodule import build_datamodule
@@ -122,8 +126,9 @@ def seeded_data_and_module(cfg: DictConfig, checkpoint: dict[str, Any] | None = 
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     _, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
-    datamodule = build_datamodule(cfg.data, **data_kwargs)
-    datamodule.setup()
+    if datamodule is None:
+        datamodule = build_datamodule(cfg.data, **data_kwargs)
+        datamodule.setup()
     if checkpoint is not None:  # before Lightning loads it into a model of other sizes
         check_checkpoint_fits(cfg.ckpt_path, checkpoint, datamodule, checkpoint_field(cfg))
     task = datamodule.task

@@ -201,10 +201,37 @@ class StackedJob:
     lr_monitor: Any = None  # Lightning's LearningRateMonitor
 
 
-def build_job(cfg: DictConfig) -> StackedJob:
+def shared_datamodule(cfg: DictConfig, shared: dict[str, Any]) -> Any:
+    """The set-up DataModule of this job's data config, built once for every job of the sweep
+    that has the same one (``shared``: data config -> DataModule), so that a stack of them holds
+    one copy of the data. Shared only where building it, right after the job's seeding, leaves
+    torch's, numpy's and Python's global generators as they were (the shipped sources do): the
+    model built next gets the weights of its solo run. None: this job builds its own."""
+    import random
+
+    import lightning as L
+
+    from dllab.data.datamodule import build_datamodule
+    from dllab.runs.config import split_trainer_config
+
+    _, _, data_kwargs = split_trainer_config(cfg.trainer)
+    key = repr((OmegaConf.to_container(cfg.data, resolve=True), sorted(data_kwargs.items())))
+    if key not in shared:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+        datamodule = build_datamodule(cfg.data, **data_kwargs)
+        datamodule.setup()
+        after = (torch.get_rng_state(), np.random.get_state()[1], random.getstate())
+        untouched = torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+        shared[key] = datamodule if untouched else None
+    return shared[key]
+
+
+def build_job(cfg: DictConfig, shared: dict[str, Any] | None = None) -> StackedJob:
     """Build a job's model as its solo run does (seeded, same data split, same weights), and
     its callbacks as the solo run instantiates them: the stack asks these objects for their
-    settings (monitor, patience, time budget) and state."""
+    settings (monitor, patience, time budget) and state. ``shared``: the sweep's DataModules by
+    data config (:func:`shared_datamodule`)."""
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 
     from dllab.runs.build import seeded_data_and_module
@@ -212,7 +239,8 @@ def build_job(cfg: DictConfig) -> StackedJob:
     from dllab.sweeps.pruning import OptunaPruning
     from dllab.training.checkpointing import BestCheckpoint, LastCheckpoint
 
-    datamodule, module = seeded_data_and_module(cfg)
+    datamodule = shared_datamodule(cfg, shared) if shared is not None else None
+    datamodule, module = seeded_data_and_module(cfg, datamodule=datamodule)
     generator = torch.Generator()
     generator.set_state(torch.get_rng_state())
     callbacks = instantiate_enabled(cfg.get("callbacks"))
@@ -316,6 +344,11 @@ class StackedGroup:
         sizes = {x.shape for x, _ in tensors}
         if len(sizes) != 1:
             raise ValueError(f"the models' {split} splits differ in size ({sorted(sizes)}); they do not stack")
+        first_x, first_y = tensors[0]
+        if all(x is first_x and y is first_y for x, y in tensors):  # one data config: one copy, seen S times
+            size = len(tensors)
+            x, y = first_x.to(self.device), first_y.to(self.device)
+            return x.expand(size, *x.shape), y.expand(size, *y.shape)
         x = torch.stack([x for x, _ in tensors]).to(self.device)
         y = torch.stack([y for _, y in tensors]).to(self.device)
         return x, y
@@ -398,14 +431,15 @@ class StackedGroup:
         x, y = self.train
         orders = self.orders(epoch)
         rows = torch.arange(len(self.jobs), device=self.device).unsqueeze(1)
-        xs, ys = x[rows, orders], y[rows, orders]
+        ys = y[rows, orders]
         self.net.train()
         micro_losses: list[Tensor] = []
         sizes: list[int] = []
         outputs: list[Tensor] = []
         steps = 0
         for first, last, weight, ends_group in micro_batches(orders.shape[1], self.batch_size, self.accumulate):
-            output = self.net(xs[:, first:last])
+            # each micro-batch gathered when it is needed: the epoch's inputs are never copied whole
+            output = self.net(x[rows, orders[:, first:last]])
             loss = self.losses(output, ys[:, first:last])
             (loss if weight is None else loss * weight).sum().backward()  # each model's gradient is its own loss's
             micro_losses.append(loss.detach())
