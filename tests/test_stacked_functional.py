@@ -188,3 +188,12 @@ def test_a_stack_of_networks_that_cannot_stack_is_not_built(tmp_path: Path) -> N
     cfg = compose_train([*BASE, "data=iris", target, *mlp_keys], tmp_path / "run")
     with pytest.raises(ValueError, match="draws random numbers in training"):
         StackedGroup([build_job(cfg.copy())])
+
+
+def test_a_module_with_parameters_beside_its_network_does_not_stack(tmp_path: Path) -> None:
+    """The solo optimizer steps ``module.parameters()`` (configure_optimizers): a stack steps
+    only the network's, so a module with more trains alone."""
+    job = build_job(compose_train([*BASE, *CNN_SMALL], tmp_path / "run"))
+    job.module.temperature = nn.Parameter(torch.ones(()))
+    with pytest.raises(ValueError, match="ClassificationModule has parameters beside its network's"):
+        StackedGroup([job])

@@ -74,6 +74,8 @@ class FunctionalStack(nn.Module):
     ``sample`` is a small batch of one model's inputs [B, ...] for the trial step that refuses
     what cannot stack (see the module's docstring); the nets themselves are left untouched."""
 
+    base: nn.Module
+
     def __init__(self, nets: Sequence[nn.Module], sample: Tensor) -> None:
         super().__init__()
         if not nets:
@@ -85,7 +87,7 @@ class FunctionalStack(nn.Module):
                 raise ValueError(f"model {i}'s network differs from model 0's ({_difference(first, net)})")
         for net in nets:
             check_modules(net)
-        params, buffers = stack_module_state(list(nets))  # type: ignore[arg-type]
+        params, buffers = stack_module_state(list(nets))
         self.param_names = [n for n, _ in first.named_parameters()]
         self.stacked = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.param_names])
         self.buffer_names = list(buffers)
@@ -93,20 +95,18 @@ class FunctionalStack(nn.Module):
             self.register_buffer(f"buffer{k}", buffers[name].detach().clone(), persistent=False)
         # each solo state_dict key: the parameter or buffer it is (tied weights have several keys)
         names = {id(t): n for n, t in [*first.named_parameters(), *first.named_buffers()]}
-        self.state_keys = {key: names[id(t)] for key, t in first.state_dict(keep_vars=True).items()}
-        # the network whose forward is called, on the meta device and unregistered (no memory,
-        # not moved by .to()); train()/eval() set its mode
-        self.base = copy.deepcopy(first).to("meta")
+        state = first.state_dict(keep_vars=True)
+        extra = [key for key, t in state.items() if id(t) not in names]
+        if extra:
+            raise ValueError(f"{_name(first)}'s state_dict holds {extra[0]}, neither a parameter nor a buffer")
+        self.state_keys = {key: names[id(t)] for key, t in state.items()}
+        # the network whose forward is called, on the meta device and no submodule (no memory,
+        # not moved by .to(), not in parameters()); train()/eval() set its mode
+        object.__setattr__(self, "base", copy.deepcopy(first).to("meta"))
         self.size = len(nets)
         self.generators: list[torch.Generator] | None = None
         self._batched = vmap(self._call, in_dims=(0, 0, 0), randomness="error")
         self._trial(first, sample)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "base":  # not a submodule: its meta tensors must not be moved or counted
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.base, (params, buffers), (x,))
@@ -140,7 +140,7 @@ class FunctionalStack(nn.Module):
             try:
                 out = self(x)
                 out.float().sum().backward()
-            except RuntimeError as err:
+            except Exception as err:  # torch's errors under vmap: RuntimeError, NotImplementedError, ...
                 if "randomness" in str(err):
                     raise ValueError(
                         f"{_name(first)} draws random numbers in training: under vmap not its solo run's stream"
