@@ -89,7 +89,7 @@ def test_jobs_group_by_everything_but_the_stacked_keys(tmp_path: Path) -> None:
         (["model.batch_norm=true"], "model.batch_norm=true"),
         (["scheduler=step"], "a scheduler"),
         (["trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val"),
-        (["model=cnn"], "model._target_=dllab.models.cnn.CNN"),
+        (["model=cnn", "model.dropout=0.1"], "model.dropout=0.1 with model._target_=dllab.models.cnn.CNN"),
         (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0"),
         (["+trainer.min_epochs=3"], "trainer.min_epochs"),
         (["callbacks.model_checkpoint.save_top_k=3"], "callbacks.model_checkpoint.save_top_k"),

@@ -4,9 +4,13 @@ A job's config decides which group it joins (:func:`stack_key`: the config witho
 of :data:`STACKED_KEYS`) and whether it can stack at all (:func:`unstackable_reason`). Each
 model is built as ``dllab-train`` builds it (:func:`dllab.runs.build.seeded_data_and_module`:
 seed, data split, initial weights, and the global generator's state that its dropout draws
-from next), then :class:`StackedGroup` trains the group epoch by epoch: every model on its
-own split in its own order, stepped by :class:`~dllab.stacked.optim.StackedOptimizer` with
-its own hyperparameters, validated on its own split, with its own best epoch (the rules of
+from next). Their networks become one (:func:`~dllab.stacked.functional.stack_networks`):
+dllab's MLPs the exact :class:`~dllab.stacked.network.StackedMLP`, any other networks of one
+architecture a :class:`~dllab.stacked.functional.FunctionalStack` (torch.func, within 1e-5 of
+the solo runs), or a ValueError that says why they cannot stack. Then :class:`StackedGroup`
+trains the group epoch by epoch: every model on its own split in its own order, stepped by
+:class:`~dllab.stacked.optim.StackedOptimizer` with its own hyperparameters, validated on its
+own split, with its own best epoch (the rules of
 :class:`~dllab.training.checkpointing.BestCheckpoint`), early stopping (Lightning's
 ``EarlyStopping``) and divergence. A model that stops leaves the optimizer's active set; the
 others go on.
@@ -30,7 +34,7 @@ from torch import Tensor, nn
 from dllab import compat
 from dllab.results import COMPLETED, DIVERGED, INTERRUPTED, PRUNED
 from dllab.runs.config import enabled
-from dllab.stacked.network import StackedMLP, mlp_layout
+from dllab.stacked.functional import stack_networks
 from dllab.stacked.optim import SUPPORTED, StackedOptimizer
 from dllab.training.rules import BestRule, diverged_message, epoch_loss, micro_batches
 from dllab.training.trainer_checks import processes
@@ -124,12 +128,18 @@ def stackable_optimizer(target: Any) -> bool:
         return False
 
 
+MLP_TARGET = "dllab.models.mlp.MLP"  # stacked exactly (StackedMLP); other networks by torch.func
+
+
 def unstackable_reason(cfg: DictConfig) -> str | None:
     """Why this job must train alone (the config key and its value), or None when it stacks."""
     trainer = cfg.trainer
     checks: list[tuple[bool, str]] = [
-        (cfg.model.get("_target_") != "dllab.models.mlp.MLP", f"model._target_={cfg.model.get('_target_')}"),
         (bool(cfg.model.get("batch_norm")), "model.batch_norm=true"),
+        (  # only StackedMLP gives each model its own dropout stream
+            cfg.model.get("_target_") != MLP_TARGET and bool(cfg.model.get("dropout")),
+            f"model.dropout={cfg.model.get('dropout')} with model._target_={cfg.model.get('_target_')}",
+        ),
         (bool(cfg.get("module")), f"module={cfg.get('module')}"),
         (bool(cfg.scheduler.get("_target_")), "a scheduler"),
         (bool(cfg.get("augmentation") and cfg.augmentation.get("_target_")), "augmentation"),
@@ -311,9 +321,11 @@ class StackedGroup:
         self.jobs = list(jobs)
         self.device = torch.device(device)
         nets = [job.module.net for job in self.jobs]
-        for net in nets:
-            mlp_layout(net)  # raises for a network that does not stack
-        self.net = StackedMLP(nets).to(self.device)
+        for job in self.jobs:  # a solo run's optimizer steps module.parameters() (configure_optimizers)
+            if [id(p) for p in job.module.parameters()] != [id(p) for p in job.module.net.parameters()]:
+                raise ValueError(f"{type(job.module).__name__} has parameters beside its network's")
+        sample, _ = self.jobs[0].datamodule.tensors("train")
+        self.net = stack_networks(nets, sample[:2]).to(self.device)
         self.net.set_generators([job.generator for job in self.jobs])
         self.optimizer = StackedOptimizer(
             self.net.ordered_parameters(),
@@ -333,7 +345,7 @@ class StackedGroup:
     def tensor_bytes(self) -> int:
         """Memory of the stack's own tensors: weights and their gradients, the optimizer's state,
         the stacked splits (activations, a few micro-batches' worth, come on top)."""
-        tensors = [*self.net.ordered_parameters(), *self.train, *self.val]
+        tensors = [*self.net.ordered_parameters(), *self.net.buffers(), *self.train, *self.val]
         size = sum(t.numel() * t.element_size() for t in tensors)
         size += sum(p.numel() * p.element_size() for p in self.net.ordered_parameters())  # gradients
         return size + self.optimizer.state_bytes()
