@@ -116,16 +116,16 @@ def test_jobs_that_cannot_stack_run_alone_and_a_diverging_model_leaves_the_rest(
         "plots=none",
         "optimizer=sgd",
         "optimizer.lr=0.1,1e30",
-        "model.batch_norm=false,true",
+        "scheduler=none,step",
         cwd=tmp_path,
         timeout=600,
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     jobs = job_dirs(sweep_dir(tmp_path))
     metrics = [json.loads((job / "metrics.json").read_text()) for job in jobs]
-    # jobs 0 and 2 (no batch norm) stack; 1 and 3 have batch norm: each runs alone
+    # jobs 0 and 2 (no scheduler) stack; 1 and 3 have a scheduler: each runs alone
     assert "stack of 2 models: #0, #2" in ran.stdout + ran.stderr
-    assert "#1 runs alone: model.batch_norm=true does not stack" in ran.stdout + ran.stderr
+    assert "#1 runs alone: a scheduler does not stack" in ran.stdout + ran.stderr
     assert [m["status"] for m in metrics] == ["completed", "completed", "diverged", "diverged"]
     assert "stack" in metrics[0] and "stack" not in metrics[1]
     stacked, alone = metrics[2]["error"], metrics[3]["error"]  # the same words as a solo run's

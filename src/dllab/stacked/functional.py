@@ -1,45 +1,44 @@
 """S networks of one architecture (any ``nn.Module``) as one, through ``torch.func``.
 
-The models' parameters are stacked ([S, *shape] each, :func:`torch.func.stack_module_state`)
-and one copy of the network, on the meta device, is called on each model's slice under
-``vmap`` (:func:`torch.func.functional_call`): a convolution of S models becomes one grouped
-convolution, a linear layer one batched matmul. Backward runs through the batched ops, so the
-stacked leaves get each model's gradient and :class:`~dllab.stacked.optim.StackedOptimizer`
-steps them as it steps :class:`~dllab.stacked.network.StackedMLP`'s.
+The models' parameters and buffers are stacked ([S, *shape] each,
+:func:`torch.func.stack_module_state`), and one copy of the network, on the meta device, is
+called for each model on that model's slices (:func:`torch.func.functional_call`), all in one
+autograd graph: one backward gives every stacked leaf each model's gradient, and
+:class:`~dllab.stacked.optim.StackedOptimizer` steps them as it steps
+:class:`~dllab.stacked.network.StackedMLP`'s. What the stack saves is a solo run's per-step
+work around the network (Lightning's loop, one optimizer step per model), not the network's
+own arithmetic.
 
-Contract: each model trains as its solo run would, but not bit for bit (the forward is the
-solo run's; the backward's batched kernels sum in another order, about 1e-9 on a gradient):
-its per-epoch values within 1e-5 relative of the solo run's, its final weights within 1e-4,
-while training does not amplify rounding (Adam on ReLU networks can: docs/sweeps.md). dllab's
-MLP keeps the exact :class:`StackedMLP`.
+Contract: each model trains as its solo run would, bit for bit on the same machine: every
+op of its forward and backward is the solo network's own, on its own tensors. (``vmap`` over
+the models was measured too: one grouped convolution for S models runs faster, but its
+backward sums in another order, about 1e-9 on a gradient, and Adam on a ReLU CNN amplified
+that to 4e-3 in test loss within 5 epochs on 3 of 16 jobs: not the same run.) Batch norm's
+running statistics are each model's own slice of the stacked buffers, updated in place;
+random ops (dropout) draw from each model's own generator, which holds what the global one
+would in its solo run.
 
-What cannot stack is refused when the stack is built, before any training, with a ValueError
-of one line (the launcher then trains those jobs alone): networks of other classes or other
-parameter names or shapes, networks without parameters or with frozen ones, buffers that a
-training step changes (batch norm's running statistics), random ops in the forward (dropout:
-under ``vmap`` its noise cannot be each solo run's stream), and ops without a ``vmap``
-batching rule (torch would loop over the models, slowly): a trial forward and backward on a
-small batch at build time catches the last ones by torch's warning or error.
+Refused when the stack is built, before any training, with a ValueError of one line (the
+launcher then trains those jobs alone): networks of other classes or other parameter names or
+shapes, networks without parameters or with frozen ones, state the state_dict holds beside
+parameters and buffers, random ops on a GPU (the solo run draws from CUDA's generator), and a
+network whose stacked output is not its own (a trial forward on a small batch at build time).
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, stack_module_state
 
 from dllab.models.mlp import MLP
 from dllab.stacked.network import StackedMLP
 
-# torch's warning when an op has no batching rule and vmap loops over the batch instead
-NO_BATCHING_RULE = re.compile(r"not yet implemented the batching rule for ([\w:]+(?:\.\w+)?)")
 RANDOM_MODULES = (nn.modules.dropout._DropoutNd,)
-STATEFUL_MODULES = (nn.modules.batchnorm._NormBase,)  # batch and instance norm (running statistics)
 
 
 def _name(net: nn.Module) -> str:
@@ -53,28 +52,22 @@ def architecture(net: nn.Module) -> tuple[type, tuple[tuple[str, tuple[int, ...]
 
 
 def check_modules(net: nn.Module) -> None:
-    """ValueError for what a network's modules say cannot stack: no parameters, frozen ones,
-    running statistics, dropout."""
+    """ValueError for what a network's parameters say cannot stack: none, or frozen ones."""
     named = list(net.named_parameters())
     if not named:
         raise ValueError(f"{_name(net)} has no parameters: nothing to train")
     frozen = [n for n, p in named if not p.requires_grad]
     if frozen:
         raise ValueError(f"{_name(net)}'s parameter {frozen[0]} is frozen (requires_grad=False)")
-    for path, module in net.named_modules():
-        where = f"{_name(net)}'s {path or 'self'} ({type(module).__name__})"
-        if isinstance(module, STATEFUL_MODULES) and module.track_running_stats:
-            raise ValueError(f"{where} keeps running statistics that training updates (batch norm)")
-        if isinstance(module, RANDOM_MODULES) and module.p > 0:
-            raise ValueError(f"{where} draws random numbers (dropout): under vmap not its solo run's stream")
 
 
 class FunctionalStack(nn.Module):
     """The S networks of ``nets`` (one :func:`architecture`) as one, for StackedGroup.
 
-    ``forward`` takes x [S, B, ...] (each model's own samples) and returns [S, B, ...].
-    ``sample`` is a small batch of one model's inputs [B, ...] for the trial step that refuses
-    what cannot stack (see the module's docstring); the nets themselves are left untouched."""
+    ``forward`` takes x [S, B, ...] (each model's own samples) and returns [S, B, ...]; model
+    ``i``'s random ops draw from ``generators[i]`` (:meth:`set_generators`). ``sample`` is a
+    small batch of one model's inputs [B, ...] for the trial forward that refuses what does not
+    stack (see the module's docstring); the nets themselves are left untouched."""
 
     base: nn.Module
 
@@ -105,63 +98,77 @@ class FunctionalStack(nn.Module):
         # the network whose forward is called, on the meta device and no submodule (no memory,
         # not moved by .to(), not in parameters()); train()/eval() set its mode
         object.__setattr__(self, "base", copy.deepcopy(first).to("meta"))
+        self.random = any(isinstance(m, RANDOM_MODULES) and m.p > 0 for m in first.modules())
         self.size = len(nets)
         self.generators: list[torch.Generator] | None = None
-        self._batched = vmap(self._call, in_dims=(0, 0, 0), randomness="error")
         self._trial(first, sample)
-
-    def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(self.base, (params, buffers), (x,))
 
     def train(self, mode: bool = True) -> FunctionalStack:
         self.base.train(mode)
         return super().train(mode)
 
     def set_generators(self, generators: Sequence[torch.Generator]) -> None:
-        """Kept for StackedGroup's interface: a network that draws random numbers does not stack."""
         self.generators = list(generators)
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        moved = super()._apply(fn, recurse)
+        if self.random and self.stacked[0].device.type != "cpu":
+            raise ValueError(
+                f"{_name(self.base)} draws random numbers (dropout): on "
+                f"{self.stacked[0].device.type} its solo run draws from that device's generator"
+            )
+        return moved
+
     def forward(self, x: Tensor) -> Tensor:
-        params = dict(zip(self.param_names, self.stacked, strict=True))
-        buffers = dict(zip(self.buffer_names, self.buffers(), strict=True))
-        out = self._batched(params, buffers, x)
-        assert isinstance(out, Tensor)
-        return out
+        params = [p.unbind(0) for p in self.stacked]  # views: their backward stacks each model's gradient
+        buffers = [b.unbind(0) for b in self.buffers()]  # views: running statistics updated in place
+        outputs = []
+        for i in range(self.size):
+            state = {n: p[i] for n, p in zip(self.param_names, params, strict=True)}
+            state |= {n: b[i] for n, b in zip(self.buffer_names, buffers, strict=True)}
+            with self._stream(i):
+                outputs.append(functional_call(self.base, state, (x[i],)))
+        return torch.stack(outputs)
+
+    @contextmanager
+    def _stream(self, i: int) -> Iterator[None]:
+        """Model ``i``'s random ops in training (dropout, as a module or a function) draw from
+        its own generator, which holds what the global one would in its solo run."""
+        if not self.training or self.generators is None:
+            yield
+            return
+        generator = self.generators[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(generator.get_state())
+            yield
+            generator.set_state(torch.get_rng_state())
 
     def _trial(self, first: nn.Module, sample: Tensor) -> None:
-        """One training forward and backward of every model on ``sample`` (gradients dropped
-        after), as training will call them: ValueError for an op without a batching rule, a
-        random op, a buffer the step changes, or outputs that are not the solo network's."""
+        """One training forward of model 0 on ``sample``, through the stack and alone, from one
+        random state and on copies of the buffers: ValueError where they differ (state the
+        functional call does not see) or the stack cannot run the network at all."""
         solo = copy.deepcopy(first).train()
-        before = {n: b.clone() for n, b in solo.named_buffers()}
         sample = sample.to(next(first.parameters()).device)
-        x = sample.unsqueeze(0).expand(self.size, *sample.shape).to(self.stacked[0].device)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            self.train()
-            try:
-                out = self(x)
-                out.float().sum().backward()
-            except Exception as err:  # torch's errors under vmap: RuntimeError, NotImplementedError, ...
-                if "randomness" in str(err):
-                    raise ValueError(
-                        f"{_name(first)} draws random numbers in training: under vmap not its solo run's stream"
-                    ) from err
-                raise ValueError(f"{_name(first)} cannot run under torch.func.vmap: {_first_line(err)}") from err
-            finally:
-                for p in self.stacked:
-                    p.grad = None
-            expected = solo(sample)
-        for warning in caught:
-            found = NO_BATCHING_RULE.search(str(warning.message))
-            if found:
-                raise ValueError(
-                    f"{_name(first)} uses {found.group(1)}, which has no vmap batching rule (torch would loop)"
-                )
-        changed = [n for n, b in solo.named_buffers() if not torch.equal(b, before[n])]
-        if changed:
-            raise ValueError(f"{_name(first)}'s buffer {changed[0]} changes in training (running statistics)")
-        if out.shape[1:] != expected.shape or not torch.allclose(out[0].detach(), expected, rtol=1e-4, atol=1e-5):
+        kept = [b.clone() for b in self.buffers()]
+        seed = torch.get_rng_state()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                generator = torch.Generator().manual_seed(0)
+                self.set_generators([generator] + [torch.Generator() for _ in range(self.size - 1)])
+                self.train()
+                x = sample.unsqueeze(0).expand(self.size, *sample.shape).to(self.stacked[0].device)
+                try:
+                    out = self(x)[0]
+                except Exception as err:
+                    raise ValueError(f"{_name(first)} cannot be called functionally: {_first_line(err)}") from err
+                torch.manual_seed(0)
+                expected = solo(sample)
+        finally:
+            for buffer, before in zip(self.buffers(), kept, strict=True):
+                buffer.copy_(before)
+            self.generators = None
+            torch.set_rng_state(seed)
+        if out.shape != expected.shape or not torch.equal(out, expected):
             raise ValueError(f"{_name(first)}'s stacked output is not its own (state that torch.func does not see?)")
 
     def ordered_parameters(self) -> list[nn.Parameter]:
@@ -169,7 +176,7 @@ class FunctionalStack(nn.Module):
         return list(self.stacked)
 
     def model_state_dict(self, index: int) -> dict[str, Tensor]:
-        """Model ``index``'s weights as a solo network's ``state_dict()`` (cloned)."""
+        """Model ``index``'s weights and buffers as a solo network's ``state_dict()`` (cloned)."""
         tensors = dict(zip(self.param_names, self.stacked, strict=True))
         tensors |= dict(zip(self.buffer_names, self.buffers(), strict=True))
         return {key: tensors[name][index].detach().clone() for key, name in self.state_keys.items()}
@@ -179,8 +186,8 @@ def stack_networks(nets: Sequence[nn.Module], sample: Tensor) -> StackedMLP | Fu
     """The networks as one: dllab's MLPs by the exact :class:`StackedMLP`, any other networks
     of one architecture by :class:`FunctionalStack` (``sample``: a small batch of inputs for
     its trial step). ValueError, one line, for networks that cannot stack."""
-    if all(type(net) is MLP for net in nets):
-        return StackedMLP(nets)  # raises for batch norm or differing shapes
+    if all(type(net) is MLP and not any(isinstance(m, nn.BatchNorm1d) for m in net.modules()) for net in nets):
+        return StackedMLP(nets)  # raises for differing shapes
     return FunctionalStack(nets, sample)
 
 

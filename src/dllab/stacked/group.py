@@ -134,15 +134,11 @@ MLP_TARGET = "dllab.models.mlp.MLP"  # stacked exactly (StackedMLP); other netwo
 def unstackable_reason(cfg: DictConfig) -> str | None:
     """Why this job must train alone (the config key and its value), or None when it stacks."""
     trainer = cfg.trainer
+    augmentation = (cfg.get("augmentation") or {}).get("name")
     checks: list[tuple[bool, str]] = [
-        (bool(cfg.model.get("batch_norm")), "model.batch_norm=true"),
-        (  # only StackedMLP gives each model its own dropout stream
-            cfg.model.get("_target_") != MLP_TARGET and bool(cfg.model.get("dropout")),
-            f"model.dropout={cfg.model.get('dropout')} with model._target_={cfg.model.get('_target_')}",
-        ),
         (bool(cfg.get("module")), f"module={cfg.get('module')}"),
         (bool(cfg.scheduler.get("_target_")), "a scheduler"),
-        (bool(cfg.get("augmentation") and cfg.augmentation.get("_target_")), "augmentation"),
+        (bool(cfg.get("augmentation") and cfg.augmentation.get("transforms")), f"augmentation={augmentation}"),
         (not stackable_optimizer(cfg.optimizer.get("_target_")), f"optimizer._target_={cfg.optimizer.get('_target_')}"),
         (stack_device(cfg) is None, f"trainer.accelerator={trainer.get('accelerator', 'auto')} on this machine"),
         (
