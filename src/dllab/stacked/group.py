@@ -340,9 +340,10 @@ class StackedGroup:
 
     def tensor_bytes(self) -> int:
         """Memory of the stack's own tensors: weights and their gradients, the optimizer's state,
-        the stacked splits (activations, a few micro-batches' worth, come on top)."""
+        the stacked splits, counted once where the models share one (activations, a few
+        micro-batches' worth, come on top)."""
         tensors = [*self.net.ordered_parameters(), *self.net.buffers(), *self.train, *self.val]
-        size = sum(t.numel() * t.element_size() for t in tensors)
+        size = sum(t.untyped_storage().nbytes() for t in tensors)
         size += sum(p.numel() * p.element_size() for p in self.net.ordered_parameters())  # gradients
         return size + self.optimizer.state_bytes()
 
