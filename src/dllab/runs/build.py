@@ -22,6 +22,7 @@ from dllab.checks import check_batch_norm_batches, check_monitors_logged, check_
 from dllab.overrides import is_multirun
 from dllab.results import save_config, short_hparams
 from dllab.runs.config import instantiate_enabled, plain, split_trainer_config, validates
+from dllab.runs.dry_run import blame_user_code, dry_run
 from dllab.sweeps import jobs as sweep_jobs
 from dllab.training.loss_checks import check_loss_fits
 from dllab.training.trainer_checks import check_accelerator_present
@@ -64,6 +65,7 @@ def build(cfg: DictConfig) -> Run:
     run_dir = Path(cfg.paths.output_dir)
     trainer_kwargs, _, _ = split_trainer_config(cfg.trainer)
     datamodule, module = seeded_data_and_module(cfg, checkpoint)
+    dry_run(cfg, datamodule, module)  # the user's network, step and loss, before any folder is made
     module.augment = build_augmenter(
         plain(cfg.augmentation) if cfg.get("augmentation") else {},
         cfg.data.name,
@@ -122,8 +124,9 @@ def seeded_data_and_module(cfg: DictConfig, checkpoint: dict[str, Any] | None = 
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     _, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
-    datamodule = build_datamodule(cfg.data, **data_kwargs)
-    datamodule.setup()
+    with blame_user_code(cfg, "data._target_"):
+        datamodule = build_datamodule(cfg.data, **data_kwargs)
+        datamodule.setup()
     if checkpoint is not None:  # before Lightning loads it into a model of other sizes
         check_checkpoint_fits(cfg.ckpt_path, checkpoint, datamodule, checkpoint_field(cfg))
     task = datamodule.task
@@ -133,17 +136,18 @@ def seeded_data_and_module(cfg: DictConfig, checkpoint: dict[str, Any] | None = 
         if cfg.optimized_metric == AUTO:
             cfg.optimized_metric = DEFAULT_METRIC[task] if validates(cfg) else "train/loss"
     image_shape = datamodule.image_shape
-    module = module_class(task, cfg.get("module"))(
-        input_size=datamodule.input_size,
-        output_size=datamodule.output_size,
-        net=plain(cfg.model),
-        image_shape=list(image_shape) if image_shape else None,
-        loss=plain(cfg.loss),
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
-        class_names=datamodule.class_names,
-        **loop_kwargs,
-    )
+    with blame_user_code(cfg, "model._target_"):  # __init__ of one's own network, module or loss
+        module = module_class(task, cfg.get("module"))(
+            input_size=datamodule.input_size,
+            output_size=datamodule.output_size,
+            net=plain(cfg.model),
+            image_shape=list(image_shape) if image_shape else None,
+            loss=plain(cfg.loss),
+            optimizer=plain(cfg.optimizer),
+            scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
+            class_names=datamodule.class_names,
+            **loop_kwargs,
+        )
     check_monitors_logged(cfg, module.metrics, module.main_metric)
     return datamodule, module
 
