@@ -58,6 +58,14 @@ def note_signal(signum: int) -> None:
     _SIGNALS.append(signum)
 
 
+def signal_of(err: BaseException) -> int | None:
+    """The signal a KeyboardInterrupt stands for (``signal 15``), also one a joblib worker's
+    job raised and the sweep's process re-raises: the sweep exits with its code."""
+    text = str(err.args[0]) if err.args else ""
+    number = text.removeprefix("signal ")
+    return int(number) if number != text and number.isdigit() else None
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     note_signal(signum)
     raise KeyboardInterrupt(f"signal {signum}")
@@ -96,7 +104,7 @@ def interrupted(cfg: DictConfig, run_dir: Path, wall: float) -> float:
         sys.exit(128 + signum)
     if during == "reported":  # GracefulInterrupt saved, recorded and said it during fit or test
         if is_multirun():
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"signal {signum}")
         sys.exit(128 + signum)
     command = continue_command(run_dir)
     if cfg.trainer.get("fast_dev_run") and not is_multirun() and remove_written_by_hydra(run_dir, cfg):
@@ -116,7 +124,7 @@ def interrupted(cfg: DictConfig, run_dir: Path, wall: float) -> float:
     )
     logging.getLogger("torch").setLevel(logging.WARNING)  # an import cut short leaves its exit-time stats on
     if is_multirun():
-        raise KeyboardInterrupt  # Ctrl-C stops the whole sweep, as it does during training
+        raise KeyboardInterrupt(f"signal {signum}")  # Ctrl-C stops the whole sweep, as it does during training
     sys.exit(128 + signum)
 
 
