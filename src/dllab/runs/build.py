@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from dllab.catalog import AUTO, DEFAULT_METRIC
-from dllab.checkpoints import check_checkpoint_fits, checkpoint_field, read_checkpoint
+from dllab.checkpoints import check_checkpoint_fits, check_checkpoint_network, checkpoint_field, read_checkpoint
 from dllab.checks import check_batch_norm_batches, check_monitors_logged, check_targets
 from dllab.overrides import is_multirun
 from dllab.results import save_config, short_hparams
@@ -148,6 +148,8 @@ def seeded_data_and_module(cfg: DictConfig, checkpoint: dict[str, Any] | None = 
             class_names=datamodule.class_names,
             **loop_kwargs,
         )
+    if checkpoint is not None:
+        check_checkpoint_network(cfg.ckpt_path, checkpoint, module, checkpoint_field(cfg))
     check_monitors_logged(cfg, module.metrics, module.main_metric)
     return datamodule, module
 
