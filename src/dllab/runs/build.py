@@ -93,9 +93,11 @@ def build(cfg: DictConfig) -> Run:
     if cfg.get("tuner") and cfg.tuner.get("lr_find") and not trainer.fast_dev_run:
         run.tuned["lr_find"] = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
     if cfg.get("tuner") and cfg.tuner.get("batch_size_find") and not trainer.fast_dev_run:
+        from dllab.runs.exits import signal_exit
         from dllab.training.tuner import find_and_use_batch_size
 
-        run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
+        with signal_exit():  # Lightning's tuner fits: a signal there ends as in training
+            run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
     # after the tuner: its learning rate is the run's
     run.hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
     from dllab.training.loggers import job_swept_keys
