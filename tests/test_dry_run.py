@@ -85,6 +85,12 @@ class LossOnly(ClassificationModule):
         return self.criterion(self(x), y)
 
 
+class ReadsItsTrainer(ClassificationModule):
+    def step(self, x, y):
+        loss, output = super().step(x, y)
+        return loss * (1 + 0 * self.trainer.current_epoch), output
+
+
 class PerSample(nn.Module):
     def forward(self, output, target):
         return nn.functional.cross_entropy(output, target, reduction="none")
@@ -165,3 +171,11 @@ def test_the_dry_run_leaves_the_seeded_run_as_it_was(make_cfg) -> None:  # type:
     assert [m.training for m in module.modules()] == modes
     after = module.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_step_that_reads_its_trainer_is_left_to_fit(tmp_path: Path) -> None:
+    """No Trainer holds the module in the dry run: a step reading ``self.trainer`` is not
+    tried there (nor refused), and the run trains."""
+    result = run_cli("dllab-train", *CIRCLE, "module=nets.ReadsItsTrainer", cwd=tmp_path, env=user_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(run_dirs(tmp_path)) == 1

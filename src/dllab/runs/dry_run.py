@@ -56,8 +56,13 @@ def dry_run(cfg: DictConfig, datamodule: Any, module: Any) -> None:
             module.to(device).eval()
             x, y = x.to(device), y.to(device)
             if custom_step:
-                with blame_user_code(cfg, "module"):
-                    returned = module.step(x, y)
+                try:
+                    with blame_user_code(cfg, "module"):
+                        returned = module.step(x, y)
+                except ConfigError as err:
+                    if _reads_its_trainer(err):
+                        return  # a step that reads self.trainer runs only in fit: not tried here
+                    raise
                 loss, output = _step_result(cfg, returned)
                 loss_field = f"module={cfg.module}: step's loss"
             else:
@@ -90,6 +95,11 @@ def training_device(cfg: DictConfig) -> Any:
     if not isinstance(devices, (int, str)):
         return torch.device("cuda", int(list(devices)[rank]))
     return torch.device("cuda", rank)
+
+
+def _reads_its_trainer(err: ConfigError) -> bool:
+    """Lightning's error for ``self.trainer`` of a module that no Trainer holds yet."""
+    return isinstance(err.__cause__, RuntimeError) and "is not attached to a `Trainer`" in str(err.__cause__)
 
 
 def _step_result(cfg: DictConfig, returned: Any) -> tuple[Any, Any]:
