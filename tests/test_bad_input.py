@@ -104,6 +104,20 @@ BAD_INPUTS = [
         "Pillow opens at most 178956970, a guard against decompression bombs: resize it)",
     ),
     (["data=iris", "augmentation=light"], "augmentation=light: data=iris holds no images"),
+    # sizes that would fail late, and a table without rows (issue 30)
+    (
+        ["model.hidden_sizes=[1000000,1000000]"],
+        "model.hidden_sizes=[1000000, 1000000]: needs at least 1e+12 parameters x 4 bytes x 4 (weights, gradients, "
+        "2 Adam states each) = 16 TB, more than this machine's",
+    ),
+    (
+        ["data=image_folder", "data.root={tmp}/images", "data.image_size=100000"],
+        "data.image_size=100000: needs at least 13 images x 100000x100000x3 values x 4 bytes x 2",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/empty.csv", "data.target=label"],
+        "data.path={tmp}/empty.csv: holds a header (a, b, label) and no rows; a table needs data rows",
+    ),
     (["resume={tmp}/no_run"], "resume={tmp}/no_run: not a dllab run dir (no config.yaml)"),
     # the log dir, checked before Hydra makes the run dir (issue 18)
     (["paths.log_dir={tmp}/nan.csv/logs"], "paths.log_dir={tmp}/nan.csv/logs: cannot write there (Not a directory)"),
@@ -183,12 +197,13 @@ BAD_INPUTS = [
 
 
 def bad_files(root: Path) -> None:
-    """A table with a missing value, one with inf, and an image folder with a corrupt file; tables
+    """A table with a missing value, one with inf, one without rows, and an image folder with a corrupt file; tables
     with one class, an ID, the row number, a duplicate column name, a '?' among numbers; an
     image folder with an image over Pillow's pixel limit."""
     rows = "".join(f"{i},{i * 2},{'xy'[i % 2]}\n" for i in range(20))
     (root / "nan.csv").write_text("a,b,label\n1,,x\n" + rows)
     (root / "inf.csv").write_text("a,b,label\n1,inf,x\n" + rows)
+    (root / "empty.csv").write_text("a,b,label\n")
     for name in ("cats", "dogs"):
         (root / "images" / name).mkdir(parents=True)
         for i in range(6):
@@ -258,3 +273,25 @@ def test_eval_of_a_missing_or_corrupt_checkpoint(tmp_path: Path) -> None:
     result = run_cli("dllab-eval", f"ckpt_path={run_dir}/checkpoints/best.ckpt", cwd=tmp_path)
     assert result.returncode == 2 and "cannot read the checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_of_another_network_is_refused_naming_the_weight_and_both_shapes(tmp_path: Path) -> None:
+    import torch
+
+    from dllab.training.module import ClassificationModule
+    from tests.conftest import mlp
+
+    trained = ClassificationModule(input_size=2, output_size=2, net=mlp([16, 16]))  # data=circle's sizes
+    path = tmp_path / "other.ckpt"
+    checkpoint = {"state_dict": trained.state_dict(), "hyper_parameters": dict(trained.hparams)}
+    torch.save(checkpoint | {"dllab_task": "classification", "epoch": 1}, path)
+    result = run_cli(
+        "dllab-train", "data=circle", "threads=1", "model.hidden_sizes=[32,32]", f"ckpt_path={path}", cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        f"error: ckpt_path={path}: net.layers.1.weight is [16, 2] in the checkpoint (trained with "
+        "model._target_=dllab.models.mlp.MLP) but [32, 2] in the model config; give the model config it was trained "
+        "with (its run's config.yaml), or a checkpoint of this network"
+    ]
+    assert run_dirs(tmp_path) == []

@@ -28,8 +28,14 @@ from dllab.training.module import ClassificationModule
 
 
 def send(where):
-    if os.environ.get("SEND_SIGNAL_AT") == where:
+    if os.environ.get("SEND_SIGNAL_AT") == where and os.environ.get("SEND_JOB", "0") == job_num():
         os.kill(os.getpid(), getattr(signal, os.environ["SEND_SIGNAL"]))
+
+
+def job_num():
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().job.get("num") or 0) if HydraConfig.initialized() else "0"
 
 
 class Signalling(ClassificationModule):
@@ -51,7 +57,8 @@ RUN = ["data=circle", "threads=1", "trainer.max_epochs=4", "module=signalling.Si
 
 def train(tmp_path: Path, *args: str, at: str | None = None, sig: str = "SIGTERM") -> subprocess.CompletedProcess[str]:
     (tmp_path / "signalling.py").write_text(SIGNALLING)
-    env = {"PYTHONPATH": str(tmp_path), "SEND_SIGNAL_AT": at or "", "SEND_SIGNAL": sig}
+    env = {"SEND_SIGNAL_AT": at or "", "SEND_SIGNAL": sig}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])  # this checkout's dllab
     return run_cli("dllab-train", *args, cwd=tmp_path, env=env)
 
 
@@ -83,7 +90,7 @@ def test_an_interrupt_before_the_first_last_ckpt_resumes_from_interrupted_ckpt(t
     """last.ckpt is written on a time budget: an early Ctrl-C leaves only interrupted.ckpt,
     and the printed command continues from it."""
     stopped = train(tmp_path, *RUN, "callbacks.last_checkpoint.every_seconds=1000", at="epoch 2", sig="SIGINT")
-    assert stopped.returncode != 0
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert not (run_dir / "checkpoints" / "last.ckpt").exists()
     assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
@@ -100,13 +107,70 @@ def test_an_interrupt_before_the_first_last_ckpt_resumes_from_interrupted_ckpt(t
 
 def test_sigterm_while_testing_resumes_to_a_tested_run(tmp_path: Path) -> None:
     stopped = train(tmp_path, *RUN, at="testing")
-    assert stopped.returncode != 0
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert metrics_of(run_dir)["status"] == "interrupted"
     resumed = train(tmp_path, *continue_with(stopped.stderr))
     assert resumed.returncode == 0, resumed.stderr
     metrics = metrics_of(run_dir)
     assert metrics["status"] == "completed" and metrics["test"]["test/acc"] > 0.5
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("launcher", "at"),
+    [
+        (None, "set-up"),  # data loading and building: before Lightning
+        (None, "epoch 2"),  # inside Lightning's fit, which ends a signal with sys.exit(1)
+        (None, "testing"),
+        ("basic", "set-up"),
+        ("basic", "epoch 2"),
+        ("joblib", "epoch 2"),  # the job in a worker process: the sweep's process exits with its code
+    ],
+)
+def test_a_signal_exits_128_plus_its_number_in_every_phase_and_launcher(
+    tmp_path: Path, launcher: str | None, at: str, sig: str
+) -> None:
+    """A scheduler tells a pre-emption (143) or Ctrl-C (130) from a crash (1) by the exit code."""
+    sweep = [] if launcher is None else ["-m", f"hydra/launcher={launcher}", "seed=0,1"]
+    if launcher == "joblib":
+        sweep.append("hydra.launcher.n_jobs=2")
+    stopped = train(tmp_path, *sweep, *RUN, "plots=none", at=at, sig=sig)
+    assert stopped.returncode == 128 + getattr(signal, sig), stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    signalled = run_dirs(tmp_path)[0] if launcher is None else next(tmp_path.glob("logs/*/multiruns/*/0"))
+    assert metrics_of(signalled)["status"] == "interrupted"
+    assert "before the run started" not in stopped.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stacked_sweep_stopped_by_a_signal_exits_128_plus_its_number(tmp_path: Path, sig: int) -> None:
+    import time
+
+    command = [str(BIN / "dllab-train"), "-m", "hydra/launcher=stacked", "data=circle", "trainer.max_epochs=300"]
+    command += ["plots=none", "threads=1", "seed=0,1"]
+    env = {**os.environ, "DLLAB_LOG_DIR": str(tmp_path / "logs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert sweep.stdout is not None
+    for line in sweep.stdout:
+        if "stack of 2 models" in line:
+            break
+    time.sleep(1.0)  # some epochs in
+    sweep.send_signal(sig)
+    output = sweep.stdout.read()
+    assert sweep.wait(timeout=120) == 128 + sig, output[-3000:]
+    statuses = [metrics_of(m.parent)["status"] for m in sorted((tmp_path / "logs").glob("*/*/*/*/metrics.json"))]
+    assert statuses == ["interrupted", "interrupted"], output[-3000:]
+
+
+def test_the_signal_of_a_keyboard_interrupt() -> None:
+    from dllab.runs.exits import signal_of
+
+    assert signal_of(KeyboardInterrupt("signal 15")) == 15
+    assert signal_of(KeyboardInterrupt()) is None and signal_of(KeyboardInterrupt("signal x")) is None
 
 
 def save_checkpoint(path: Path, epoch: int) -> None:

@@ -116,6 +116,30 @@ def check_checkpoint_fits(
     )
 
 
+def check_checkpoint_network(
+    path: str | Path, checkpoint: dict[str, Any], module: Any, field: str = "ckpt_path"
+) -> None:
+    """ConfigError when the checkpoint's network is not the one the model config builds (other
+    layer sizes, other layers), naming the first differing weight and both shapes, instead of
+    Lightning's list of every mismatch from inside fit."""
+    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    built = {k: tuple(v.shape) for k, v in module.state_dict().items() if k.startswith("net.")}
+    net = (checkpoint.get("hyper_parameters") or {}).get("net") or {}
+    trained = f"trained with model._target_={net.get('_target_')}" if net.get("_target_") else "its network"
+    fix = "give the model config it was trained with (its run's config.yaml), or a checkpoint of this network"
+    for key, shape in saved.items():
+        if key not in built:
+            raise ConfigError(f"{field}={path}: holds {key} {list(shape)}, which the model config has not; {fix}")
+        if built[key] != shape:
+            raise ConfigError(
+                f"{field}={path}: {key} is {list(shape)} in the checkpoint ({trained}) but {list(built[key])} "
+                f"in the model config; {fix}"
+            )
+    missing = [k for k in built if k not in saved]
+    if missing:
+        raise ConfigError(f"{field}={path}: holds no {missing[0]} {list(built[missing[0]])} of the model config; {fix}")
+
+
 def _shape(shape: Sequence[int] | None) -> tuple[int, ...] | None:
     return tuple(int(s) for s in shape) if shape else None
 

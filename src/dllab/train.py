@@ -90,14 +90,18 @@ def main() -> None:
     install_help()  # --help lists the config groups in one pass, without conf/_base
     try:
         _hydra_main()
-    except KeyboardInterrupt:
-        signum = exits.signal_received() or signal.SIGINT
-        if exits.phase() != "reported":  # a signal while Hydra composed the config: no run yet
-            if HydraConfig.initialized() and not is_multirun() and not PREEXISTING:  # never a resume's dir
+    except KeyboardInterrupt as err:
+        signum = exits.signal_received() or exits.signal_of(err) or signal.SIGINT
+        if exits.phase() == "reported":
+            pass  # the run said how it stopped
+        elif is_multirun() or {"-m", "--multirun"} & set(sys.argv[1:]):  # its jobs ran in other processes (joblib)
+            print(f"interrupted ({signal.Signals(signum).name}): the sweep stops", file=sys.stderr)
+        else:  # a signal while Hydra composed the config: no run yet
+            if HydraConfig.initialized() and not PREEXISTING:  # never a resume's dir
                 with contextlib.suppress(Exception):  # the run dir may not be resolved yet
                     exits.remove_if_made_by_hydra(Path(HydraConfig.get().runtime.output_dir), OmegaConf.create({}))
             print(f"interrupted ({signal.Signals(signum).name}) before the run started; nothing was written")
-        sys.exit(128 + signum)
+        sys.exit(128 + signum)  # a signal's exit code, in every phase (a scheduler tells pre-emption from a crash)
     summary = sys.modules.get("dllab.sweeps.summary")  # loaded by a multirun's callback, else not needed
     if summary is not None and summary.LAST_SWEEP.jobs and summary.LAST_SWEEP.failed == summary.LAST_SWEEP.jobs:
         sys.exit(1)  # a multirun whose every job failed

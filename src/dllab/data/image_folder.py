@@ -16,6 +16,7 @@ from dllab.data.dataset import Dataset
 from dllab.data.source import Source, fail, require_text
 from dllab.errors import ConfigError
 from dllab.field_checks import is_int
+from dllab.memory_checks import check_fits_memory
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -142,6 +143,25 @@ class ImageFolder(Source):
             raise fail("data.channels", self.channels, "choose 1 (grayscale) or 3 (RGB)")
         if not isinstance(self.mirror, bool):
             raise fail("data.mirror", self.mirror, "must be true or false")
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Images resized to a size whose float32 rows (and their stacked copy) cannot fit the
+        machine's memory are refused before the first one is read."""
+        folder = Path(str(self.root)).expanduser()
+        if not folder.is_dir():
+            return  # load says so
+        classes = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        files = sum(1 for c in classes for p in c.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        height, width = height_width(self.image_size)
+        pixels = height * width * self.channels
+        check_fits_memory(
+            "data.image_size",
+            self.image_size,
+            files * pixels * 4 * 2,
+            f"{files} images x {height}x{width}x{self.channels} values x 4 bytes x 2 (the rows and the stacked set)",
+            "use a smaller data.image_size",
+        )
 
     def load(self, seed: int) -> Dataset:
         assert self.root is not None  # check() refuses an unset root

@@ -100,6 +100,9 @@ def load_table(
     import pandas as pd
 
     frame = read_table(path, na_values)
+    if len(frame) == 0:
+        columns = ", ".join(map(str, frame.columns))
+        raise ConfigError(f"data.path={path}: holds a header ({columns}) and no rows; a table needs data rows")
     if target not in frame.columns:
         raise ConfigError(
             f"data.target={target}: no such column in {path}; columns found: {', '.join(map(str, frame.columns))}"

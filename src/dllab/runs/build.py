@@ -17,11 +17,12 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from dllab.catalog import AUTO, DEFAULT_METRIC
-from dllab.checkpoints import check_checkpoint_fits, checkpoint_field, read_checkpoint
+from dllab.checkpoints import check_checkpoint_fits, check_checkpoint_network, checkpoint_field, read_checkpoint
 from dllab.checks import check_batch_norm_batches, check_monitors_logged, check_targets
 from dllab.overrides import is_multirun
 from dllab.results import save_config, short_hparams
 from dllab.runs.config import instantiate_enabled, plain, split_trainer_config, validates
+from dllab.runs.dry_run import blame_user_code, dry_run
 from dllab.sweeps import jobs as sweep_jobs
 from dllab.training.loss_checks import check_loss_fits
 from dllab.training.trainer_checks import check_accelerator_present
@@ -64,6 +65,7 @@ def build(cfg: DictConfig) -> Run:
     run_dir = Path(cfg.paths.output_dir)
     trainer_kwargs, _, _ = split_trainer_config(cfg.trainer)
     datamodule, module = seeded_data_and_module(cfg, checkpoint)
+    dry_run(cfg, datamodule, module)  # the user's network, step and loss, before any folder is made
     module.augment = build_augmenter(
         plain(cfg.augmentation) if cfg.get("augmentation") else {},
         cfg.data.name,
@@ -91,9 +93,11 @@ def build(cfg: DictConfig) -> Run:
     if cfg.get("tuner") and cfg.tuner.get("lr_find") and not trainer.fast_dev_run:
         run.tuned["lr_find"] = find_and_use_lr(cfg, module, datamodule, run_dir, trainer.loggers)
     if cfg.get("tuner") and cfg.tuner.get("batch_size_find") and not trainer.fast_dev_run:
+        from dllab.runs.exits import signal_exit
         from dllab.training.tuner import find_and_use_batch_size
 
-        run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
+        with signal_exit():  # Lightning's tuner fits: a signal there ends as in training
+            run.tuned["batch_size_find"] = find_and_use_batch_size(cfg, trainer, module, datamodule)
     # after the tuner: its learning rate is the run's
     run.hparams = short_hparams(cfg, module.loss_name) | sweep_jobs.swept_hparams(cfg)
     from dllab.training.loggers import job_swept_keys
@@ -127,8 +131,9 @@ def seeded_data_and_module(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     _, loop_kwargs, data_kwargs = split_trainer_config(cfg.trainer)
     if datamodule is None:
-        datamodule = build_datamodule(cfg.data, **data_kwargs)
-        datamodule.setup()
+        with blame_user_code(cfg, "data._target_"):
+            datamodule = build_datamodule(cfg.data, **data_kwargs)
+            datamodule.setup()
     if checkpoint is not None:  # before Lightning loads it into a model of other sizes
         check_checkpoint_fits(cfg.ckpt_path, checkpoint, datamodule, checkpoint_field(cfg))
     task = datamodule.task
@@ -138,17 +143,20 @@ def seeded_data_and_module(
         if cfg.optimized_metric == AUTO:
             cfg.optimized_metric = DEFAULT_METRIC[task] if validates(cfg) else "train/loss"
     image_shape = datamodule.image_shape
-    module = module_class(task, cfg.get("module"))(
-        input_size=datamodule.input_size,
-        output_size=datamodule.output_size,
-        net=plain(cfg.model),
-        image_shape=list(image_shape) if image_shape else None,
-        loss=plain(cfg.loss),
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
-        class_names=datamodule.class_names,
-        **loop_kwargs,
-    )
+    with blame_user_code(cfg, "model._target_"):  # __init__ of one's own network, module or loss
+        module = module_class(task, cfg.get("module"))(
+            input_size=datamodule.input_size,
+            output_size=datamodule.output_size,
+            net=plain(cfg.model),
+            image_shape=list(image_shape) if image_shape else None,
+            loss=plain(cfg.loss),
+            optimizer=plain(cfg.optimizer),
+            scheduler=plain(cfg.scheduler) if cfg.scheduler.get("_target_") else None,
+            class_names=datamodule.class_names,
+            **loop_kwargs,
+        )
+    if checkpoint is not None:
+        check_checkpoint_network(cfg.ckpt_path, checkpoint, module, checkpoint_field(cfg))
     check_monitors_logged(cfg, module.metrics, module.main_metric)
     return datamodule, module
 

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,37 @@ def signal_received() -> int | None:
     return _SIGNALS[-1] if _SIGNALS else None
 
 
-def _on_signal(signum: int, frame: Any) -> None:
+def note_signal(signum: int) -> None:
+    """Remember a SIGINT/SIGTERM, whichever handler caught it: the run's exit code is 128 + its number."""
     _SIGNALS.append(signum)
+
+
+def signal_of(err: BaseException) -> int | None:
+    """The signal a KeyboardInterrupt stands for (``signal 15``), also one a joblib worker's
+    job raised and the sweep's process re-raises: the sweep exits with its code."""
+    text = str(err.args[0]) if err.args else ""
+    number = text.removeprefix("signal ")
+    return int(number) if number != text and number.isdigit() else None
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    note_signal(signum)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def signal_exit() -> Iterator[None]:
+    """Around Lightning's ``fit`` and ``test``: a signal it stops on (after
+    :class:`~dllab.runs.interrupt.GracefulInterrupt` has saved and reported) ends in its
+    ``sys.exit(1)``; it goes on as the KeyboardInterrupt it was, so the run exits 128 + the
+    signal (a sweep stops) instead of 1, the code of a crash."""
+    try:
+        yield
+    except SystemExit as err:
+        signum = signal_received()
+        if err.code == 1 and signum is not None:
+            raise KeyboardInterrupt(f"signal {signum}") from None
+        raise
 
 
 def catch_signals() -> None:
@@ -72,6 +101,10 @@ def interrupted(cfg: DictConfig, run_dir: Path, wall: float) -> float:
     during = _phase
     signum = _SIGNALS[-1] if _SIGNALS else signal.SIGINT
     if sweep_jobs.global_rank() != 0:
+        sys.exit(128 + signum)
+    if during == "reported":  # GracefulInterrupt saved, recorded and said it during fit or test
+        if is_multirun():
+            raise KeyboardInterrupt(f"signal {signum}")
         sys.exit(128 + signum)
     command = continue_command(run_dir)
     if cfg.trainer.get("fast_dev_run") and not is_multirun() and remove_written_by_hydra(run_dir, cfg):
@@ -91,7 +124,7 @@ def interrupted(cfg: DictConfig, run_dir: Path, wall: float) -> float:
     )
     logging.getLogger("torch").setLevel(logging.WARNING)  # an import cut short leaves its exit-time stats on
     if is_multirun():
-        raise KeyboardInterrupt  # Ctrl-C stops the whole sweep, as it does during training
+        raise KeyboardInterrupt(f"signal {signum}")  # Ctrl-C stops the whole sweep, as it does during training
     sys.exit(128 + signum)
 
 

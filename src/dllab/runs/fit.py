@@ -41,7 +41,8 @@ def fit_and_test(run: Run) -> dict[str, Any]:
     details.info("run dir: %s", run_dir)
     fit_started = time.perf_counter()
     exits.enter_phase("training")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with exits.signal_exit():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - fit_started
     logged = {k: to_float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -57,9 +58,10 @@ def fit_and_test(run: Run) -> dict[str, Any]:
         for key in ("best_epoch", "best_step", "tie_breaker", "best_tie_value", "best_first_epoch")
     }
     exits.enter_phase("testing")
-    test_results = trainer.test(
-        module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
-    )
+    with exits.signal_exit():
+        test_results = trainer.test(
+            module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True
+        )
     test_metrics = {k: to_float(v) for k, v in (test_results[0] if test_results else {}).items()}
     best_val = {k: v for k, v in logged.items() if k.startswith("val/") and k.endswith("_best")}
     score = best_checkpoint.best_model_score if best_checkpoint else None

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 
 from dllab import compat
-from dllab.runs import requeue
+from dllab.runs import exits, requeue
 from dllab.training.checkpointing import LastCheckpoint
 
 
@@ -55,6 +55,7 @@ class GracefulInterrupt(L.Callback):
                 compat.forget_sigterm(self._trainer)
             return  # the epoch ends first (on_train_epoch_end)
         self._signal = signum
+        exits.note_signal(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     def _raise_if_lost(self) -> None:
@@ -105,3 +106,4 @@ class GracefulInterrupt(L.Callback):
             f"\ninterrupted at epoch {trainer.current_epoch}; continue with:\n  {fields['resume_command']}",
             file=sys.stderr,
         )
+        exits.enter_phase("reported")  # said: the run only exits now, with 128 + the signal
