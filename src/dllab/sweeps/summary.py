@@ -39,6 +39,7 @@ from dllab.checkpoints import error_line
 from dllab.overrides import SWEPT_KEYS_ENV, run_label, shown_overrides, split_override
 from dllab.results import COMPLETED, PRUNED
 from dllab.sweeps.jobs import swept_keys
+from dllab.sweeps.settings import refuse_bad_sweep
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
 UNFINISHED = "unfinished"
@@ -465,6 +466,7 @@ class SweepSummaryCallback(Callback):
         self._saved_env: dict[str, str | None] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_bad_sweep(config)  # the launcher's, the sweeper's and the jobs' settings, before anything is made
         self._saved_env = {name: os.environ.get(name) for name in (SWEEP_DIR_ENV, SWEPT_KEYS_ENV)}
         os.environ[SWEEP_DIR_ENV] = str(Path(str(config.hydra.sweep.dir)).absolute())
         os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))  # readable TensorBoard run names
