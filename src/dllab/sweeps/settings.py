@@ -207,26 +207,52 @@ MAX_JOBS_CHECKED = 64  # a larger grid: its first jobs (each job checks its own 
 
 
 def check_jobs(config: DictConfig, jobs: list[list[str]] | None = None) -> None:
-    """Each job's training config, as its run would check it before training (a monitored key
-    it never logs, a bad value): a ConfigError naming the field and the job, before any job runs.
-    Each job's Hydra config is the current one while it is checked, as in its run."""
+    """The jobs' training configs, as each run would check its own before training: when every
+    job fails on a field the sweep does not vary (``optimized_metric=val/foo``: each would fail
+    the same way), the sweep is refused before any job runs, naming the field and the first job.
+    A job whose own swept values are bad is left to fail as its run does (a ``config_error``
+    in the summary), while the others train. Each job's Hydra config is the current one while
+    it is checked, as in its run."""
     from hydra.core.global_hydra import GlobalHydra
 
     from dllab import compat
+    from dllab.sweeps.jobs import swept_keys
 
     if not GlobalHydra.instance().is_initialized():
         return
     loader = GlobalHydra.instance().config_loader()
     state = compat.hydra_config_state()
+    errors: list[ConfigError] = []
     try:
         for number, overrides in enumerate((job_overrides(config) if jobs is None else jobs)[:MAX_JOBS_CHECKED]):
             try:
                 job = loader.load_sweep_config(config, list(overrides))
             except Exception:  # Hydra's own error, which its sweep reports as it does
                 return
-            check_job(job, number, overrides)
+            try:
+                check_job(job, number, overrides)
+            except ConfigError as err:
+                errors.append(err)
+            else:
+                return  # a job that trains: the sweep goes on, a bad job fails alone
     finally:
         compat.restore_hydra_config(state)
+    if errors and not varied(field_of(str(errors[0])), swept_keys(config)):
+        raise errors[0]
+
+
+FIELD = re.compile(r"^([\w.+~/\-]+?)(=|: )")
+
+
+def field_of(message: str) -> str:
+    """The dotted field a one-line error starts with (``optimizer.lr=nan: ...`` -> optimizer.lr)."""
+    found = FIELD.match(message)
+    return found.group(1) if found else message
+
+
+def varied(field: str, swept: list[str]) -> bool:
+    """Whether the sweep varies ``field``: the key itself, a group it is in, or a key inside it."""
+    return any(field == k or field.startswith(f"{k}.") or k.startswith(f"{field}.") for k in swept)
 
 
 def check_job(job: DictConfig, number: int, overrides: list[str]) -> None:
