@@ -142,14 +142,6 @@ def check_launcher(launcher: Any) -> None:
     if not launcher:
         return
     check_rules(LAUNCHER, launcher, launcher_rules(str(select(launcher, "_target_") or "")))
-    if "SlurmLauncher" in str(select(launcher, "_target_")):
-        delay, timeout = select(launcher, "signal_delay_s"), select(launcher, "timeout_min")
-        if is_int(delay) and is_int(timeout) and delay >= timeout * 60:
-            raise fail(
-                f"{LAUNCHER}.signal_delay_s",
-                delay,
-                f"must be less than the time limit, hydra.launcher.timeout_min={timeout} minutes ({timeout * 60} s)",
-            )
 
 
 def max_stack(launcher: Any) -> int:
