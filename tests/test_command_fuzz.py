@@ -313,13 +313,13 @@ def fake_sweep(root: Path, jobs: int = 2) -> Path:
 
 def test_every_summary_argument_is_checked(place: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (place / "empty").mkdir()
-    for value in ("nowhere", "a_file", "empty"):
+    for value, why in (("nowhere", "not a directory"), ("a_file", "not a directory"), ("empty", "no job dirs")):
         before = contents(place)
         with pytest.raises(SystemExit) as caught:
             summary.main([value])
         assert caught.value.code == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"error: sweep_dir={value}") and "\n" not in err, err
+        assert err.startswith(f"error: sweep_dir={value}: {why}") and "\n" not in err, err
         assert contents(place) == before
     summary.main([str(fake_sweep(place))])
     out = capsys.readouterr().out
