@@ -76,14 +76,15 @@ class OptunaSearch:
         heartbeat_interval: int = 60,
         grace_period: int | None = None,
     ) -> None:
-        settings = {"direction": direction, "study_name": study_name, "storage": storage, "n_trials": n_trials,
-                    "n_jobs": n_jobs, "sampler": dict(sampler or {}), "pruner": dict(pruner or {}),
-                    "heartbeat_interval": heartbeat_interval, "grace_period": grace_period}  # fmt: skip
-        check_sweeper(settings)  # also checked at the sweep's start, before Hydra makes anything
-        sampler = settings["sampler"]
+        sampler, pruner = dict(sampler or {}), dict(pruner or {})
+        check_sweeper(  # also checked at the sweep's start, before Hydra makes anything
+            {"direction": direction, "study_name": study_name, "storage": storage, "n_trials": n_trials,
+             "n_jobs": n_jobs, "sampler": sampler, "pruner": pruner, "heartbeat_interval": heartbeat_interval,
+             "grace_period": grace_period}
+        )  # fmt: skip
         self.direction, self.study_name, self.storage = direction, study_name, storage
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
-        self.sampler_cfg, self.pruner_cfg = sampler, dict(pruner or {})
+        self.sampler_cfg, self.pruner_cfg = sampler, pruner
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.launcher: Any = None

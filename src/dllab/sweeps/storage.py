@@ -77,7 +77,7 @@ def check_storage(storage: str) -> None:
             "cannot share it; give sqlite:///<file>, or null for <sweep dir>/optuna.db"
         )
     if backend == "sqlite":
-        file = Path(url.database).absolute()
+        file = Path(str(url.database)).absolute()
         if not file.parent.is_dir():
             raise ConfigError(f"{FIELD}={storage}: no such folder {file.parent}; make it first")
         check_writable(storage, file)
