@@ -191,6 +191,19 @@ BAD_INPUTS = [
     (["plots.dpi=20000"], "plots.dpi=20000: must be an integer in [20, 600] (dots per inch)"),
     (["task_name=../../escaped"], "task_name='../../escaped': must be a plain folder name"),
     (["+train=false"], "train=False: unknown top-level key; dllab-train reads data, model, loss"),
+    # a sweep's own settings, refused before it makes anything (tests/test_command_checks.py: the other commands)
+    (
+        ["-m", "hydra/launcher=stacked", "seed=0,1", "hydra.launcher.max_stack=0"],
+        "error: hydra.launcher.max_stack=0: must be an integer >= 1 (models in one stack)",
+    ),
+    (
+        ["-m", "hparams_search=circle_optuna", "hydra.sweeper.pruner.n_warmup_steps=-1"],
+        "error: hydra.sweeper.pruner.n_warmup_steps=-1: must be an integer >= 0",
+    ),
+    (
+        ["-m", "hparams_search=circle_optuna", "hydra.sweeper.storage=sqlite://"],
+        "error: hydra.sweeper.storage=sqlite://: an in-memory database lives in one process",
+    ),
     # sbatch refuses (no such partition, no cluster configured, or no sbatch at all)
     (["-m", "hydra/launcher=slurm", "hydra.launcher.partition=nosuch"], "error: the sweep was not submitted ("),
 ]

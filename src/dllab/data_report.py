@@ -49,6 +49,7 @@ def report(cfg: DictConfig, out: str | None = None) -> tuple[list[str], Path]:
     from dllab.pictures import plots
 
     check_config(cfg)
+    check_out(out)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     datamodule = build_datamodule(cfg.data)
@@ -60,8 +61,35 @@ def report(cfg: DictConfig, out: str | None = None) -> tuple[list[str], Path]:
     lines = [*datamodule.summary(num_parameters), f"model: {model_name(cfg)}, {num_parameters} parameters"]
     figure = data_figure(datamodule, plots)
     path = Path(out) if out else Path(cfg.paths.log_dir) / "data" / f"{datamodule.data_name}.png"
-    plots.save(figure, path)
+    try:
+        plots.save(figure, path)
+    except OSError as err:  # a read-only or full place: the report is still printed
+        raise NotWritten(lines, f"{path}: not written ({err.strerror or err}); give a writable out=<file>.png") from err
     return lines, path
+
+
+class NotWritten(Exception):
+    """The report's picture could not be written; its lines are still shown."""
+
+    def __init__(self, lines: list[str], message: str) -> None:
+        super().__init__(message)
+        self.lines = lines
+
+
+def check_out(out: str | None) -> None:
+    """``out=FILE``: a .png file (the picture is written as PNG), not a folder, under no file."""
+    if out is None:
+        return
+    path = Path(out)
+    if not out or path.suffix.lower() != ".png":
+        raise ConfigError(f"out={out}: must be a file name ending in .png (the picture is a PNG)")
+    if path.is_dir():
+        raise ConfigError(f"out={out}: is a folder; give a file, e.g. out={path / 'data.png'}")
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"out={out}: {folder} is a file, not a folder")
+            break
 
 
 def model_name(cfg: DictConfig) -> str:
@@ -137,6 +165,10 @@ def _hydra_main(cfg: DictConfig) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except NotWritten as err:
+        print("\n".join(err.lines))
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     except Exception as err:  # as dllab-train: one line, the traceback with verbose=true
         if verbose_errors(cfg):
             raise

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dllab.checkpoints import check_checkpoint_fits, error_line, read_checkpoint
 from dllab.checks import check_threads
 from dllab.errors import ConfigError
+from dllab.field_checks import BOOL, TEXT, apply, one_of
 from dllab.hydra_help import install as install_help
 from dllab.results import to_float, upgrade_config, write_json
 from dllab.runs.build import quiet_library_logs
@@ -122,16 +123,22 @@ def evaluate(
         "run_dir": str(run_dir),
         "test": metrics,
     }
-    write_json(run_dir / "eval_metrics.json", payload)
+    path = run_dir / "eval_metrics.json"
+    try:
+        write_json(path, payload)
+    except OSError as err:  # a read-only or full run dir: the metrics are still printed
+        payload["not_written"] = f"{path}: not written ({err.strerror or err})"
     return payload
 
 
 OPTIONS = ("ckpt_path", "accelerator", "threads", "verbose")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+RULES = {"accelerator": one_of(*ACCELERATORS), "verbose": BOOL, "ckpt_path": TEXT}
 
 
 def check_options(cfg: DictConfig) -> None:
-    """ckpt_path given, and no key beyond dllab-eval's own: ``+data=digits`` would otherwise be
-    composed and silently ignored (the data is always the run's own)."""
+    """ckpt_path given, no key beyond dllab-eval's own (``+data=digits`` would otherwise be
+    composed and silently ignored: the data is always the run's own), and each option's value."""
     extra = [str(k) for k in cfg if k not in OPTIONS]
     if extra:
         raise ConfigError(
@@ -140,6 +147,19 @@ def check_options(cfg: DictConfig) -> None:
         )
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise ConfigError("ckpt_path: required; give ckpt_path=<run dir>/checkpoints/best.ckpt")
+    for key, rule in RULES.items():
+        apply(key, cfg.get(key), rule)
+    check_threads(cfg.get("threads"))
+    try:
+        check_accelerator_present(str(cfg.accelerator))
+    except ConfigError as err:  # its message names dllab-train's trainer.accelerator
+        why = str(err).split(": ", 1)[-1].split(";")[0]
+        raise ConfigError(f"accelerator={cfg.accelerator}: {why}; use accelerator=cpu") from None
+
+
+def verbose(cfg: DictConfig) -> bool:
+    """The traceback wanted: HYDRA_FULL_ERROR=1 or verbose=true (a bad verbose is not a yes)."""
+    return verbose_errors() or cfg.get("verbose") is True
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
@@ -148,7 +168,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         check_options(cfg)
         payload = evaluate(str(cfg.ckpt_path), cfg.accelerator, cfg.get("threads"), bool(cfg.get("verbose")))
     except ConfigError as err:
-        if verbose_errors(cfg):
+        if verbose(cfg):
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -158,7 +178,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(f"tested: {where}")
     for name, value in payload["test"].items():
         print(f"{name}: {value:.4f}")
-    print(f"written: {Path(payload['run_dir']) / 'eval_metrics.json'}")
+    if "not_written" in payload:
+        print(f"error: {payload['not_written']}", file=sys.stderr)
+    else:
+        print(f"written: {Path(payload['run_dir']) / 'eval_metrics.json'}")
 
 
 def main() -> None:

@@ -297,18 +297,119 @@ def use_threads(threads: str | None) -> None:
         torch.set_num_threads(value)
 
 
-def number(options: Mapping[str, str], key: str, default: float, kind: type = float, least: float = 0) -> Any:
-    """``key=value`` as an int or float >= ``least``; ValueError naming the option otherwise."""
+def number(
+    options: Mapping[str, str],
+    key: str,
+    default: float,
+    kind: type = float,
+    least: float = 0,
+    below: float | None = None,
+    above: float | None = None,
+) -> Any:
+    """``key=value`` as an int or float >= ``least`` (> ``above``, < ``below`` where given);
+    ValueError naming the option otherwise."""
     if key not in options:
         return default
     try:
         value = kind(options[key])
     except ValueError:
         value = None
-    if value is None or not value >= least or not math.isfinite(value):
+    ok = value is not None and math.isfinite(value) and value >= least
+    ok = ok and (above is None or value > above) and (below is None or value < below)
+    if not ok:
         what = "an integer" if kind is int else "a number"
-        raise ValueError(f"{key}={options[key]}: must be {what} >= {least}")
+        low = f"> {above}" if above is not None else f">= {least}"
+        span = f"in [{least}, {below})" if below is not None else low
+        raise ValueError(f"{key}={options[key]}: must be {what} {span}")
     return value
+
+
+# float64 arrays of resolution² values alive at once, the picture's included: the two-parameter
+# model's two cases (measured: resolution=3000 peaks 1.3 GiB above resolution=100, 19.5 grids), a
+# checkpoint's slice (its loss grid and the two pictures' copies; an estimate)
+GRIDS = {"two_param": 20, "ckpt": 8}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine has free (Linux's MemAvailable; else all of it); None when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**40:.1f} TiB" if n >= 2**40 else f"{n / 2**30:.1f} GiB"
+
+
+def check_memory(key: str, value: Any, needed: int, what: str, largest: Any) -> None:
+    """Refuse a setting whose arrays need more memory than this machine has free."""
+    free = available_memory()
+    if free is not None and needed > free:
+        raise ValueError(
+            f"{key}={value}: needs about {gib(needed)} of memory ({what}), more than the {gib(free)} "
+            f"this machine has free; use {key} up to {largest}"
+        )
+
+
+def check_out(out: str | None) -> None:
+    """``out`` is a folder: a file there (or above it) cannot hold the pictures."""
+    if not out:
+        return
+    for folder in (Path(out), *Path(out).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"out={out}: {folder} is a file; give a folder (the pictures are written into it)")
+            return
+
+
+def options_of(command: str, options: Mapping[str, str]) -> dict[str, Any]:
+    """Every option of ``command`` checked and converted, before anything is computed or drawn."""
+    from dllab.field_checks import check_seed
+
+    use_threads(options.get("threads"))
+    check_out(options.get("out"))
+    values: dict[str, Any] = {"seed": number(options, "seed", 0, int)}
+    check_seed("seed", values["seed"])
+    values["resolution"] = number(options, "resolution", 121 if command == "two_param" else 31, int, least=2)
+    if command in GRIDS:
+        r = values["resolution"]
+        grids = GRIDS[command]
+        largest = max(2, math.isqrt((available_memory() or 0) // (8 * grids)))
+        check_memory("resolution", r, 8 * grids * r * r, f"{grids} grids of {r}² float64 values", largest)
+    if command == "two_param":
+        values["path_options"] = {k: number(options, k, 0.0, above=0) for k in ("sgd_lr", "adam_lr") if k in options}
+        if "momentum" in options:  # 1 or more: the velocity never decays, the path diverges
+            values["path_options"]["momentum"] = number(options, "momentum", 0.0, below=1)
+        if "steps" in options:
+            values["path_options"]["steps"] = number(options, "steps", 0, int, least=1)
+    if command == "ckpt":
+        values["span"] = number(options, "span", 1.0, above=0)
+        values["split"] = options.get("split", "train")
+        if values["split"] not in SPLITS:
+            raise ValueError(f"split={values['split']}: choose one of {', '.join(SPLITS)}")
+    return values
+
+
+SPLITS = ("train", "val", "test")
+
+
+def saved(plots: Any, figure: Any, path: Path) -> Path:
+    """The picture written, or one line naming the file and why it could not be."""
+    try:
+        return plots.save(figure, path)
+    except OSError as err:
+        raise WriteError(f"{path}: not written ({err.strerror or err}); give a writable out=<folder>") from err
+
+
+class WriteError(Exception):
+    """A picture that could not be written (a read-only or full place)."""
 
 
 def run(argv: Sequence[str]) -> list[Path]:
@@ -319,37 +420,30 @@ def run(argv: Sequence[str]) -> list[Path]:
     if command == "help":
         print(f"{__doc__}\nusage:\n{USAGE}")
         return []
-    use_threads(options.get("threads"))
-    seed = number(options, "seed", 0, int)
-    resolution = number(options, "resolution", 0, int, least=2) or None
+    values = options_of(command, options)
+    seed, resolution = values["seed"], values["resolution"]
     if command == "activations":
         x = np.linspace(-4, 4, 401)
         out = Path(options.get("out") or default_out())
-        return [plots.save(plots.activations_figure(x, activation_curves(x)), out / "activations.png")]
+        return [saved(plots, plots.activations_figure(x, activation_curves(x)), out / "activations.png")]
     if command == "two_param":
-        path_options: dict[str, Any] = {
-            k: number(options, k, 0.0) for k in ("sgd_lr", "momentum", "adam_lr") if k in options
-        }
-        if "steps" in options:
-            path_options["steps"] = number(options, "steps", 0, int, least=1)
-        cases = two_param_cases(resolution or 121, seed, **path_options)
+        cases = two_param_cases(resolution, seed, **values["path_options"])
         for case in cases:
             ends = ", ".join(f"{name} ({p[-1, 0]:.2f}, {p[-1, 1]:.2f})" for name, p in case.paths.items())
             minimum = case.grid_minimum
             print(f"{case.name}: grid minimum {minimum}, condition number {case.condition_number:.1f}; ends: {ends}")
         out = Path(options.get("out") or default_out())
-        return [plots.save(two_param_figure(cases), out / "two_param.png")]
-    span = number(options, "span", 1.0)
-    result = checkpoint_slice(options["ckpt_path"], options.get("split", "train"), resolution or 31, span, seed)
+        return [saved(plots, two_param_figure(cases), out / "two_param.png")]
+    split, span = values["split"], values["span"]
+    result = checkpoint_slice(options["ckpt_path"], split, resolution, span, seed)
     out = Path(options.get("out") or result["run_dir"])
-    split = options.get("split", "train")
     where = f"{Path(options['ckpt_path']).name}, epoch {result['epoch']}"
     title = f"{result['data']}: {split} loss around the trained weights ({where}; Li et al. 2018)"
     print(f"slice around {options['ckpt_path']} (trained for {result['epoch']} epochs)")
     a, b, loss = result["alphas"], result["betas"], result["loss"]
     return [
-        plots.save(plots.landscape_contour_figure(a, b, loss, title), out / "landscape_contour.png"),
-        plots.save(plots.landscape_surface_figure(a, b, loss, title), out / "landscape_surface.png"),
+        saved(plots, plots.landscape_contour_figure(a, b, loss, title), out / "landscape_contour.png"),
+        saved(plots, plots.landscape_surface_figure(a, b, loss, title), out / "landscape_surface.png"),
     ]
 
 
@@ -362,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ValueError, ConfigError) as err:  # one line; the usage is in dllab-landscape --help
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except WriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     for path in written:
         print(f"written: {path}")
 

@@ -95,7 +95,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     from hydra.core.utils import filter_overrides
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
+    from dllab.sweeps.settings import check_launcher, one_line_errors
+
     config: DictConfig = launcher.config
+    with one_line_errors(config):
+        check_launcher(config.hydra.launcher)
     params = dict(launcher.params)
     params["gpus_per_node"] = gpus_for(params, OmegaConf.select(config, "trainer.accelerator", default="auto"))
     init_keys = {"submitit_folder", "max_num_timeout"}

@@ -26,6 +26,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from dllab import compat, run_dirs
+from dllab.sweeps import settings
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     config, context, task = launcher.config, launcher.hydra_context, launcher.task_function
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    max_stack = int(config.hydra.launcher.max_stack)
-    if max_stack < 1:
-        raise ValueError(f"hydra.launcher.max_stack={max_stack}: must be 1 or more")
+    max_stack = settings.max_stack(config.hydra.launcher)  # one line and exit 2 when bad
     log.info(f"Launching {len(job_overrides)} jobs, stacked where they can be")
 
     sweep_configs = []

@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import socket
-import sys
 import threading
 import time
 import warnings
@@ -49,12 +48,11 @@ from dllab.errors import ConfigError
 from dllab.results import COMPLETED, FAILED, INTERRUPTED, PRUNED
 from dllab.sweeps.jobs import process_alive
 from dllab.sweeps.search_space import override_value, search_space
-from dllab.sweeps.storage import check_storage, kind, make_storage, storage_lock
+from dllab.sweeps.settings import check_sweeper
+from dllab.sweeps.storage import kind, make_storage, storage_lock
 
 log = logging.getLogger("dllab.sweeps")
 
-DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = ("tpe", "random")
 PRUNER_ATTR = "dllab_pruner"  # study user attribute: the pruner's settings, for the jobs
 PRUNING_KEY = "callbacks.optuna_pruning"
 RESULTS_FILE = "optimization_results.yaml"
@@ -78,25 +76,15 @@ class OptunaSearch:
         heartbeat_interval: int = 60,
         grace_period: int | None = None,
     ) -> None:
-        if direction not in DIRECTIONS:
-            raise ConfigError(f"hydra.sweeper.direction={direction}: choose one of {', '.join(DIRECTIONS)}")
-        sampler = dict(sampler or {})
-        if sampler.get("name", "tpe") not in SAMPLERS:
-            raise ConfigError(f"hydra.sweeper.sampler.name={sampler.get('name')}: choose one of {', '.join(SAMPLERS)}")
-        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("heartbeat_interval", heartbeat_interval),
-                           ("grace_period", grace_period)):  # fmt: skip
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"hydra.sweeper.{key}={value}: must be a positive integer")
-        if grace_period is not None and grace_period <= heartbeat_interval:
-            raise ConfigError(
-                f"hydra.sweeper.grace_period={grace_period}: must be more than heartbeat_interval "
-                f"({heartbeat_interval}), or null for twice it"
-            )
-        if storage:
-            check_storage(storage)
+        sampler, pruner = dict(sampler or {}), dict(pruner or {})
+        check_sweeper(  # also checked at the sweep's start, before Hydra makes anything
+            {"direction": direction, "study_name": study_name, "storage": storage, "n_trials": n_trials,
+             "n_jobs": n_jobs, "sampler": sampler, "pruner": pruner, "heartbeat_interval": heartbeat_interval,
+             "grace_period": grace_period}
+        )  # fmt: skip
         self.direction, self.study_name, self.storage = direction, study_name, storage
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
-        self.sampler_cfg, self.pruner_cfg = sampler, dict(pruner or {})
+        self.sampler_cfg, self.pruner_cfg = sampler, pruner
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.launcher: Any = None
@@ -426,19 +414,6 @@ def remove_unswept(sweep_dir: Path, made: Path | None) -> None:
             folder.rmdir()  # only if empty
         if folder == made:
             break
-
-
-@contextmanager
-def one_line_errors(config: DictConfig | None = None) -> Iterator[None]:
-    """A bad sweeper setting ends dllab-train as a bad config ends a run: one line on stderr,
-    exit status 2 (the traceback with HYDRA_FULL_ERROR=1 or verbose=true)."""
-    try:
-        yield
-    except ConfigError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or (config is not None and config.get("verbose")):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 def make_pruner(settings: dict[str, Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ def check_storage(storage: str) -> None:
             raise ConfigError(f"{FIELD}={storage}: journal:// needs a file, e.g. journal:///shared/study.log")
         if not file.parent.is_dir():
             raise ConfigError(f"{FIELD}={storage}: no such folder {file.parent}; make it first")
+        check_writable(storage, file)
         return
     try:
         url = make_url(storage)
@@ -69,10 +71,32 @@ def check_storage(storage: str) -> None:
             ours = url.drivername in ("postgresql", "postgresql+psycopg")
             hint = " (pip install 'dllab[postgres]')" if ours else " (use postgresql://; pip install 'dllab[postgres]')"
         raise ConfigError(f"{FIELD}={storage}: no driver {url.drivername} installed{hint}") from None
-    if backend == "sqlite" and url.database and url.database != ":memory:":
-        folder = Path(url.database).absolute().parent
-        if not folder.is_dir():
-            raise ConfigError(f"{FIELD}={storage}: no such folder {folder}; make it first")
+    if backend == "sqlite" and (not url.database or url.database == ":memory:"):
+        raise ConfigError(
+            f"{FIELD}={storage}: an in-memory database lives in one process, and the jobs (other processes) "
+            "cannot share it; give sqlite:///<file>, or null for <sweep dir>/optuna.db"
+        )
+    if backend == "sqlite":
+        file = Path(str(url.database)).absolute()
+        if not file.parent.is_dir():
+            raise ConfigError(f"{FIELD}={storage}: no such folder {file.parent}; make it first")
+        check_writable(storage, file)
+
+
+def check_writable(storage: str, file: Path) -> None:
+    """A storage file the sweepers can write, with its lock file beside it (a read-only mount:
+    one line, not an OSError on the lock)."""
+    for path in (file, file.parent) if file.exists() else (file.parent,):
+        if not os.access(path, os.W_OK):
+            why = "read-only file system" if read_only(path) else "no permission to write"
+            raise ConfigError(f"{FIELD}={storage}: {path}: cannot write there ({why}); give a writable place")
+
+
+def read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def make_storage(storage: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> Any:
@@ -126,7 +150,11 @@ def storage_lock(storage: str, sweep_dir: Path, *names: str) -> Iterator[None]:
 
         database = make_url(storage).database
         path = Path(f"{database}.lock") if database and database != ":memory:" else sweep_dir / "optuna.lock"
-    with path.open("a") as lock:
+    try:
+        lock = path.open("a")
+    except OSError as err:  # a place made read-only or full since the check
+        raise ConfigError(f"{FIELD}={storage}: {path}: cannot write the lock file ({err.strerror})") from err
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if the process dies
         yield
 

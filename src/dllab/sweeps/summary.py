@@ -40,6 +40,7 @@ from dllab.overrides import SWEPT_KEYS_ENV, run_label, shown_overrides, split_ov
 from dllab.results import COMPLETED, PRUNED
 from dllab.sweeps.compose import compose_as_hydra, compose_once
 from dllab.sweeps.jobs import swept_keys
+from dllab.sweeps.settings import refuse_bad_sweep
 from dllab.sweeps.sweep_dir import claim, release
 
 SWEEP_DIR_ENV = "DLLAB_SWEEP_DIR"
@@ -72,6 +73,7 @@ class SweepResult:
     note: str = ""  # why the sweep's planned jobs are unknown, when they are
     by_status: dict[str, int] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)  # best first, as collect() returns them
+    not_written: dict[str, str] = field(default_factory=dict)  # file name -> why (a read-only or full place)
 
 
 LAST_SWEEP = SweepResult()
@@ -404,17 +406,31 @@ def write_summary(sweep_dir: Path) -> SweepResult:
             f"sweep_dir={sweep_dir}: no job dirs (<job number>/.hydra/) in it{why}; "
             "give a sweep dir (logs/<task>/multiruns/<sweep>)"
         )
-    write_csv(rows, sweep_dir / "summary.csv")
-    write_markdown(rows, sweep_dir / "summary.md", sweep_dir, plan.note)
-    write_plot(rows, sweep_dir / "summary.png")
-    write_curves_plot(rows, sweep_dir / CURVES_PNG)
+    writers = {
+        "summary.csv": lambda path: write_csv(rows, path),
+        "summary.md": lambda path: write_markdown(rows, path, sweep_dir, plan.note),
+        "summary.png": lambda path: write_plot(rows, path),
+        CURVES_PNG: lambda path: write_curves_plot(rows, path),
+    }
+    not_written = {}
+    for name, write in writers.items():
+        try:
+            write(sweep_dir / name)
+        except OSError as err:  # the table is still shown; what could not be written is named
+            not_written[name] = err.strerror or str(err)
     by_status: dict[str, int] = {}
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
     waiting = by_status.get(NOT_STARTED, 0)
     failed = sum(n for s, n in by_status.items() if s not in OK_STATUSES) - waiting
     return SweepResult(
-        jobs=len(rows), failed=failed, not_started=waiting, note=plan.note, by_status=by_status, rows=rows
+        jobs=len(rows),
+        failed=failed,
+        not_started=waiting,
+        note=plan.note,
+        by_status=by_status,
+        rows=rows,
+        not_written=not_written,
     )
 
 
@@ -448,10 +464,19 @@ def report(result: SweepResult, sweep_dir: Path) -> str:
     lines = [f"sweep: {result.jobs} jobs, {result.failed} failed{waiting} ({statuses})"]
     if result.note:
         lines.append(f"note: {result.note}; listed: the job dirs found")
-    pictures = "summary.png, " + CURVES_PNG if (sweep_dir / CURVES_PNG).exists() else "summary.png"
-    lines.append(f"summary: {sweep_dir / 'summary.md'} (also summary.csv, {pictures})")
+    written = [n for n in ("summary.md", "summary.csv", "summary.png") if n not in result.not_written]
+    if CURVES_PNG not in result.not_written and (sweep_dir / CURVES_PNG).exists():
+        written.append(CURVES_PNG)
+    if written:
+        also = f" (also {', '.join(written[1:])})" if written[1:] else ""
+        lines.append(f"summary: {sweep_dir / written[0]}{also}")
     lines.append(f"look at it: tensorboard --logdir {sweep_dir}  (curves: http://localhost:6006/#custom_scalars)")
     return "\n".join(lines)
+
+
+def not_written_lines(result: SweepResult, sweep_dir: Path) -> list[str]:
+    """One line per summary file that could not be written, naming it and why."""
+    return [f"error: {sweep_dir / name}: not written ({why})" for name, why in result.not_written.items()]
 
 
 class SweepSummaryCallback(Callback):
@@ -468,9 +493,10 @@ class SweepSummaryCallback(Callback):
         self._lock: IO[str] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._lock = claim(config)  # before anything is written into it
         compose_as_hydra()  # nothing kept from an earlier multirun of this process
-        compose_once()
+        compose_once()  # the jobs' configs the checks compose are the ones the launcher gets
+        refuse_bad_sweep(config)  # the launcher's, the sweeper's and the jobs' settings, before anything is made
+        self._lock = claim(config)  # before anything is written into it
         self._saved_env = {name: os.environ.get(name) for name in (SWEEP_DIR_ENV, SWEPT_KEYS_ENV)}
         os.environ[SWEEP_DIR_ENV] = str(Path(str(config.hydra.sweep.dir)).absolute())
         os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config))  # readable TensorBoard run names
@@ -492,6 +518,8 @@ class SweepSummaryCallback(Callback):
         LAST_SWEEP.jobs, LAST_SWEEP.failed, LAST_SWEEP.by_status = result.jobs, result.failed, result.by_status
         print("\n" + report(result, sweep_dir))
         print("\n".join(["", *results_table(result.rows)]))
+        if result.not_written:
+            print("\n".join(not_written_lines(result, sweep_dir)), file=sys.stderr)
         if result.failed == result.jobs:
             print("error: every job of the sweep failed; see the error column of summary.md", file=sys.stderr)
 
@@ -511,6 +539,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     print(report(result, args.sweep_dir))
     print("\n".join(["", *results_table(result.rows)]))
+    if result.not_written:  # a read-only or full place: the table above is the summary
+        print("\n".join(not_written_lines(result, args.sweep_dir)), file=sys.stderr)
     broken = result.by_status.get(BROKEN, 0)
     if broken and broken == result.jobs - result.not_started:  # the summary lists them, and nothing else
         print(

@@ -66,7 +66,8 @@ ConfigStore.instance().store(
 
 class DllabOptunaSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
-        from dllab.sweeps.optuna_search import OptunaSearch, one_line_errors
+        from dllab.sweeps.optuna_search import OptunaSearch
+        from dllab.sweeps.settings import one_line_errors
 
         with one_line_errors():
             self.search = OptunaSearch(**settings)
@@ -75,7 +76,7 @@ class DllabOptunaSweeper(Sweeper):
         self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from dllab.sweeps.optuna_search import one_line_errors
+        from dllab.sweeps.settings import one_line_errors
 
         with one_line_errors(self.search.config):
             return self.search.sweep(arguments)
