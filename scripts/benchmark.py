@@ -6,6 +6,7 @@ template, start-up time of ``dllab-train``, and peak memory of a default run.
     .venv/bin/python scripts/benchmark.py --cases digits_b32 startup --json bench.json
     .venv/bin/python scripts/benchmark.py --profile digits_b256   # where dllab's time goes
     .venv/bin/python scripts/benchmark.py --breakdown digits_b256 # in and around the epoch step
+    .venv/bin/python scripts/benchmark.py --cases sweeps --repeats 1   # whole sweeps, about 10 minutes
 
 Method
 ------
@@ -49,6 +50,20 @@ rates, MLP 128-128, 30 epochs; the activation demo over 2 data sets x 3 activati
 each run by the basic launcher and by ``hydra/launcher=stacked`` as a subprocess (all cores,
 default pictures and records): wall seconds, peak memory, the ratio, and the training loops
 alone (the basic jobs' ``fit_seconds`` against the stacks').
+
+Whole sweeps. ``sweeps`` (issue 26; not in the default cases): each case's variants run as
+subprocesses with ``--threads`` torch threads, each in its own fresh sweep dir
+(``hydra.sweep.dir``), interleaved over ``--repeats`` (the order rotates per repeat); medians.
+(a) the activation demo, 30 jobs (``dllab-train -m hydra/launcher=stacked experiment=activations
+data=circle,xor seed=0,1,2,3,4``, default pictures and records) against ``scripts/hand_sweep.py``,
+the same 30 models in plain PyTorch; (b) a 32-job digits grid (seeds 0-7 x lr 0.001, 0.002,
+0.005, 0.01, MLP 128-128, 30 epochs) stacked against the basic launcher, whole sweep and training
+loops (the stacks' ``fit_seconds`` against the basic jobs'); (c) a 16-job ``model=cnn`` digits grid
+(4 seeds x 4 lrs, 20 epochs), the same, and how many of its jobs train alone (and why, from the
+sweep's log); (d) peak RSS of (b)'s stacked sweep against one job of it. ``--quick`` halves the
+grids' epochs; ``--device cuda`` runs every variant on the GPU. The stacked demo's wall time is
+split into phases from the launcher's time-stamped log lines and the jobs' ``metrics.json``
+(see ``stacked_phases``).
 
 Start-up and memory. ``dllab-train`` runs as a subprocess: ``--help``, ``--cfg job`` and a
 bad config (median of 3 each, including interpreter start); the time from launching a
@@ -779,7 +794,7 @@ def stacked_phases(run: dict) -> dict[str, float]:
     composition of every job to check the batch) up to "Launching"; the launcher composing each
     job again (up to its last "#N :" line, one composition short); preparing (that last
     composition, then every job's config checks, data and model) up to the first stack; the
-    stacks' training ("trained in"); writing the jobs (the rest, up to the last metrics.json);
+    stacks' training (their ``fit_seconds``); writing the jobs (the rest, up to the last metrics.json);
     the sweep's end (summary files and table) up to the process's end."""
     stamps = []
     for line in run["output"].splitlines():
@@ -790,7 +805,7 @@ def stacked_phases(run: dict) -> dict[str, float]:
     launching = next(t for t, text in stamps if text.startswith("Launching"))
     composed = max(t for t, text in stamps if text.startswith("\t#"))
     first_stack = min((t for t, text in stamps if text.startswith("stack of")), default=float("nan"))
-    trained = sum(float(m[1]) for _, text in stamps if (m := re.search(r"trained in ([\d.]+) s", text)))
+    trained = run["fit_seconds"]  # the stacks' own timers, to the millisecond
     end = run["launched"] + run["seconds"]
     return {
         "start-up, imports, sweeper's compositions": launching - run["launched"],
