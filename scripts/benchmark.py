@@ -7,6 +7,7 @@ template, start-up time of ``dllab-train``, and peak memory of a default run.
     .venv/bin/python scripts/benchmark.py --profile digits_b256   # where dllab's time goes
     .venv/bin/python scripts/benchmark.py --breakdown digits_b256 # in and around the epoch step
     .venv/bin/python scripts/benchmark.py --cases sweeps --repeats 1   # whole sweeps, about 10 minutes
+    .venv/bin/python scripts/benchmark.py --timeline   # where a stacked sweep's time goes, per function
 
 Method
 ------
@@ -63,7 +64,8 @@ loops (the stacks' ``fit_seconds`` against the basic jobs'); (c) a 16-job ``mode
 sweep's log); (d) peak RSS of (b)'s stacked sweep against one job of it. ``--quick`` halves the
 grids' epochs; ``--device cuda`` runs every variant on the GPU. The stacked demo's wall time is
 split into phases from the launcher's time-stamped log lines and the jobs' ``metrics.json``
-(see ``stacked_phases``).
+(see ``stacked_phases``); ``--timeline`` splits it finer, per function (``TIMED``), with
+``perf_counter`` timers in the sweep's process.
 
 Start-up and memory. ``dllab-train`` runs as a subprocess: ``--help``, ``--cfg job`` and a
 bad config (median of 3 each, including interpreter start); the time from launching a
@@ -916,6 +918,114 @@ def sweeps_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# --- a stacked sweep's time line (--timeline) -------------------------------------------------------
+# (module, attribute, label): the functions a stacked sweep's phases run, timed cumulatively (the
+# outermost call of each; nested timers count inside their callers too).
+TIMED = [
+    ("hydra.plugins.sweeper", "Sweeper.validate_batch_is_legal", "compose: every job, for the sweeper's batch check"),
+    ("hydra._internal.config_loader_impl", "ConfigLoaderImpl.load_sweep_config", "compose: a job (sweeper + launcher)"),
+    ("dllab.launchers.stacked", "job_config", "launcher: copy a job's config (job_config)"),
+    ("dllab.launchers.stacked", "prepare", "prepare: a job (checks, data, module, callbacks)"),
+    ("dllab.checks", "check_config", "prepare: check_config"),
+    ("dllab.runs.build", "seeded_data_and_module", "prepare: data and module"),
+    ("dllab.data.datamodule", "InMemoryDataModule.setup", "prepare: data (generate, split)"),
+    ("dllab.runs.config", "instantiate_enabled", "prepare/write: instantiate callbacks, loggers"),
+    ("dllab.stacked.group", "StackedGroup.__init__", "train: build the stacks"),
+    ("dllab.stacked.group", "StackedGroup.fit", "train: the stacks' fit"),
+    ("hydra.core.utils", "run_job", "write: Hydra's run_job (job dir, .hydra/, logs, the task)"),
+    ("hydra.core.utils", "_save_config", "write: .hydra/*.yaml"),
+    ("dllab.stacked.outputs", "write_run", "write: a job's run dir (write_run)"),
+    ("dllab.stacked.outputs", "save_config", "write: config.yaml"),
+    ("dllab.stacked.outputs", "replay_epochs", "write: replay epochs (TensorBoard scalars, epoch pictures)"),
+    ("dllab.pictures.callbacks", "PlotCallback.on_test_end", "write: final pictures (on_test_end)"),
+    ("dllab.pictures.plots", "to_png", "write: pictures, matplotlib renders a PNG"),
+    ("dllab.pictures.plots", "decision_boundary_figure", "write: pictures, build decision boundary figure"),
+    ("dllab.pictures.plots", "confusion_matrix_figure", "write: pictures, build confusion matrix figure"),
+    ("dllab.pictures.plots", "curves_figure", "write: pictures, build curves figure"),
+    ("dllab.stacked.outputs", "test_metrics", "write: test"),
+    ("torch", "save", "write: torch.save (checkpoints)"),
+    ("dllab.training.loggers", "log_run_hparams", "write: TensorBoard hparams"),
+    ("lightning.pytorch.loggers.tensorboard", "TensorBoardLogger.finalize", "write: TensorBoard close"),
+    ("dllab.stacked.outputs", "record", "write: metrics.json"),
+    ("dllab.sweeps.summary", "SweepSummaryCallback.on_multirun_end", "summary: the sweep's summary files"),
+    ("dllab.sweeps.summary", "write_curves_plot", "summary: summary_curves.png"),
+    ("dllab.sweeps.summary", "read_curves", "summary: read curves from TensorBoard events"),
+]
+
+# Runs dllab-train (argv[3:]) with perf_counter timers around TIMED (argv[2], JSON; every
+# reference to a timed function in a loaded module is replaced), after importing what the
+# timed modules import (timed apart, as "imports"); writes {label: [seconds, calls]} to argv[1].
+# Timers cost a microsecond a call, where cProfile inflates OmegaConf's many small calls fivefold.
+TIMELINE_CHILD = """import atexit, functools, importlib, json, runpy, sys, time
+started = time.perf_counter()
+totals, active = {}, set()
+def timed(label, function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        if label in active:
+            return function(*args, **kwargs)
+        active.add(label)
+        t = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            active.discard(label)
+            seconds, calls = totals.get(label, (0.0, 0))
+            totals[label] = (seconds + time.perf_counter() - t, calls + 1)
+    return wrapper
+result, targets = sys.argv[1], json.loads(sys.argv[2])
+owners = {module: importlib.import_module(module) for module, _, _ in targets}
+import matplotlib.pyplot, torch.utils.tensorboard, sklearn.model_selection, dllab.train
+totals["imports (torch, Lightning, TensorBoard, scikit-learn, matplotlib, Hydra, dllab)"] = (
+    time.perf_counter() - started, 1)
+def patch(module, attribute, label):
+    owner = owners[module]
+    *path, name = attribute.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    original = getattr(owner, name)
+    wrapper = timed(label, original)
+    setattr(owner, name, wrapper)
+    for loaded in list(sys.modules.values()):
+        names = getattr(loaded, "__dict__", {})
+        for key in [k for k, v in list(names.items()) if v is original]:
+            names[key] = wrapper
+for target in targets:
+    patch(*target)
+def write():
+    totals["main: the whole sweep after the imports"] = (time.perf_counter() - main_started, 1)
+    open(result, "w").write(json.dumps(totals))
+atexit.register(write)
+main_started = time.perf_counter()
+sys.argv = ["dllab-train", *sys.argv[3:]]
+runpy.run_module("dllab.train", run_name="__main__")
+"""
+
+
+def timeline(args) -> str:
+    """The stacked activation demo (30 jobs) run once with TIMELINE_CHILD's timers: cumulative
+    seconds and calls per timed function, largest first."""
+    with tempfile.TemporaryDirectory(prefix="dllab-bench-timeline-") as tmp:
+        out = Path(tmp) / "timeline.json"
+        sweep = ["-m", f"hydra.sweep.dir={Path(tmp) / 'sweep'}", f"threads={args.threads}", *ACTIVATION_DEMO]
+        if args.device == "cuda":
+            sweep.append("trainer.accelerator=gpu")
+        command = [sys.executable, "-c", TIMELINE_CHILD, str(out), json.dumps(TIMED), *sweep]
+        child = run_child(command, {**os.environ, "DLLAB_LOG_DIR": tmp})
+        if child["code"] != 0:
+            raise RuntimeError(f"timeline run failed:\n{child['output'][-3000:]}")
+        totals = json.loads(out.read_text())
+    lines = [
+        f"\n### Stacked activation demo, 30 jobs: {child['seconds']:.1f} s wall; cumulative seconds per function",
+        "",
+        "| seconds | calls | per call | what |",
+        "|---:|---:|---:|---|",
+    ]
+    for label, (seconds, calls) in sorted(totals.items(), key=lambda item: -item[1][0]):
+        lines.append(f"| {seconds:.2f} | {calls} | {seconds / calls:.3f} | {label} |")
+    return "\n".join(lines)
+
+
 # --- report -----------------------------------------------------------------------------------------
 def check(value: float, target: float, strict: bool = False) -> str:
     ok = value > target if strict else value >= target
@@ -987,6 +1097,9 @@ def main() -> None:
     )
     parser.add_argument("--profile", choices=list(CASES), help="only profile a hand and a dllab run")
     parser.add_argument("--breakdown", choices=list(CASES), help="only split dllab's epoch time (see above)")
+    parser.add_argument(
+        "--timeline", action="store_true", help="only time the stacked activation demo's phases (see TIMED)"
+    )
     parser.add_argument("--json", type=Path, help="write all results here")
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -1017,6 +1130,9 @@ def main() -> None:
         return
     if args.breakdown:
         print(breakdown(args.breakdown, args))
+        return
+    if args.timeline:
+        print(timeline(args))
         return
 
     started = time.perf_counter()
