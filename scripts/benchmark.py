@@ -6,6 +6,8 @@ template, start-up time of ``dllab-train``, and peak memory of a default run.
     .venv/bin/python scripts/benchmark.py --cases digits_b32 startup --json bench.json
     .venv/bin/python scripts/benchmark.py --profile digits_b256   # where dllab's time goes
     .venv/bin/python scripts/benchmark.py --breakdown digits_b256 # in and around the epoch step
+    .venv/bin/python scripts/benchmark.py --cases sweeps --repeats 1   # whole sweeps, about 10 minutes
+    .venv/bin/python scripts/benchmark.py --timeline   # where a stacked sweep's time goes, per function
 
 Method
 ------
@@ -50,6 +52,21 @@ each run by the basic launcher and by ``hydra/launcher=stacked`` as a subprocess
 default pictures and records): wall seconds, peak memory, the ratio, and the training loops
 alone (the basic jobs' ``fit_seconds`` against the stacks').
 
+Whole sweeps. ``sweeps`` (issue 26; not in the default cases): each case's variants run as
+subprocesses with ``--threads`` torch threads, each in its own fresh sweep dir
+(``hydra.sweep.dir``), interleaved over ``--repeats`` (the order rotates per repeat); medians.
+(a) the activation demo, 30 jobs (``dllab-train -m hydra/launcher=stacked experiment=activations
+data=circle,xor seed=0,1,2,3,4``, default pictures and records) against ``scripts/hand_sweep.py``,
+the same 30 models in plain PyTorch; (b) a 32-job digits grid (seeds 0-7 x lr 0.001, 0.002,
+0.005, 0.01, MLP 128-128, 30 epochs) stacked against the basic launcher, whole sweep and training
+loops (the stacks' ``fit_seconds`` against the basic jobs'); (c) a 16-job ``model=cnn`` digits grid
+(4 seeds x 4 lrs, 20 epochs), the same, and how many of its jobs train alone (and why, from the
+sweep's log); (d) peak RSS of (b)'s stacked sweep against one job of it. ``--quick`` halves the
+grids' epochs; ``--device cuda`` runs every variant on the GPU. The stacked demo's wall time is
+split into phases from the launcher's time-stamped log lines and the jobs' ``metrics.json``
+(see ``stacked_phases``); ``--timeline`` splits it finer, per function (``TIMED``), with
+``perf_counter`` timers in the sweep's process.
+
 Start-up and memory. ``dllab-train`` runs as a subprocess: ``--help``, ``--cfg job`` and a
 bad config (median of 3 each, including interpreter start); the time from launching a
 default run to the start of its first training step (a probe callback, this file's
@@ -63,6 +80,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import datetime
 import io
 import itertools
 import json
@@ -70,6 +88,7 @@ import logging
 import os
 import platform
 import pstats
+import re
 import statistics
 import subprocess
 import sys
@@ -666,23 +685,13 @@ def benchmark_stacked(args) -> dict:
             with tempfile.TemporaryDirectory(prefix="dllab-bench-stacked-") as tmp:
                 env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"DLLAB_LOG_DIR": tmp}
                 extra = ["hydra/launcher=stacked"] if launcher == "stacked" else []
-                command = [DLLAB_TRAIN, "-m", *extra, *overrides, f"trainer.accelerator={accelerator}"]
+                sweep_dir = Path(tmp) / "sweep"
+                command = [DLLAB_TRAIN, "-m", *extra, *overrides, f"trainer.accelerator={accelerator}",
+                           f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
                 child = run_child(command, env)
                 if child["code"] != 0:
                     raise RuntimeError(f"{name} ({launcher}) failed:\n{child['output'][-3000:]}")
-                metrics = [json.loads(f.read_text()) for f in Path(tmp).glob("*/multiruns/*/*/metrics.json")]
-                stacks = {tuple(m["stack"]["jobs"]): m["stack"] for m in metrics if "stack" in m}
-                fit = sum(s["fit_seconds"] for s in stacks.values()) if stacks else 0.0
-                fit += sum(m["fit_seconds"] for m in metrics if "stack" not in m)
-                result[launcher] = {
-                    "seconds": child["seconds"],
-                    "mib": child["mib"],
-                    "jobs": len(metrics),
-                    "completed": sum(m["status"] == "completed" for m in metrics),
-                    "fit_seconds": fit,
-                    "stacks": [len(jobs) for jobs in stacks],
-                    "stack_mib": max((s.get("memory_mib", 0.0) for s in stacks.values()), default=0.0),
-                }
+                result[launcher] = {"seconds": child["seconds"], "mib": child["mib"], **read_sweep(sweep_dir)}
         result["ratio"] = result["basic"]["seconds"] / result["stacked"]["seconds"]
         result["fit_ratio"] = result["basic"]["fit_seconds"] / max(result["stacked"]["fit_seconds"], 1e-9)
         print(
@@ -708,6 +717,312 @@ def stacked_table(results: dict) -> str:
             f"| {'+'.join(str(n) for n in stacked['stacks']) or '-'} | {basic['mib']:.0f} / {stacked['mib']:.0f} "
             f"| {stacked['stack_mib']:.1f} |"
         )
+    return "\n".join(lines)
+
+
+# --- whole sweeps against their references (issue 26) ----------------------------------------------
+# name -> {variant: the sweep's command line after dllab-train (or, for "hand", after the script)}.
+# Each variant runs as a subprocess in its own sweep dir; the first variant is the one measured
+# against the others.
+HAND_SWEEP = ROOT / "scripts" / "hand_sweep.py"
+ACTIVATION_DEMO = ["hydra/launcher=stacked", "experiment=activations", "data=circle,xor", "seed=0,1,2,3,4"]
+GRID32 = ["data=digits", "model.hidden_sizes=[128,128]", "optimizer.lr=0.001,0.002,0.005,0.01"]
+ONE_JOB = ["data=digits", "model.hidden_sizes=[128,128]", "optimizer.lr=0.001", "seed=0"]  # grid32's first job
+CNN16 = ["model=cnn", "data=digits", "seed=0,1,2,3", "optimizer.lr=0.001,0.002,0.005,0.01"]
+# epochs of the grids (halved by --quick); the activation demo keeps its experiment's 5
+SWEEP_EPOCHS = {"grid32": 30, "cnn16": 20}
+# Targets of issue 26: row -> (comparison, value).
+SWEEP_TARGETS = {
+    "activations": ("<=", 1.5),  # dllab stacked / hand_sweep.py, whole sweep
+    "grid32": (">=", 4.0),  # basic / stacked, whole sweep
+    "cnn16 training": (">=", 2.0),  # basic / stacked, training loops
+    "cnn16 alone": ("<=", 0),  # jobs of the CNN grid that train alone
+    "memory": ("<=", 1.5),  # peak RSS, 32-job stacked grid / one job
+}
+
+
+def sweeps_commands(args, sweep_dir: Path) -> dict[str, dict[str, list[str]]]:
+    """Every case's variants as command lines writing under ``sweep_dir`` (a fresh one per run)."""
+    cuda = args.device == "cuda"
+    common = [f"threads={args.threads}", *(["trainer.accelerator=gpu"] if cuda else [])]
+    epochs = {name: e // 2 if args.quick else e for name, e in SWEEP_EPOCHS.items()}
+    sweep = [DLLAB_TRAIN, "-m", f"hydra.sweep.dir={sweep_dir}", *common]
+    stacked = [*sweep, "hydra/launcher=stacked"]
+    grid32 = [*GRID32, f"trainer.max_epochs={epochs['grid32']}"]
+    cnn16 = [*CNN16, f"trainer.max_epochs={epochs['cnn16']}"]
+    return {
+        "activations": {
+            "dllab stacked": [*sweep, *ACTIVATION_DEMO],
+            "hand_sweep.py": [sys.executable, str(HAND_SWEEP), "--out", str(sweep_dir), "--device", args.device],
+        },
+        "grid32": {
+            "stacked": [*stacked, "seed=0,1,2,3,4,5,6,7", *grid32],
+            "basic": [*sweep, "seed=0,1,2,3,4,5,6,7", *grid32],
+            # the same data and network, one job (seed 0, the first lr): the memory case's reference
+            "one job": [DLLAB_TRAIN, f"hydra.run.dir={sweep_dir}", *common, *ONE_JOB, grid32[-1]],
+        },
+        "cnn16": {
+            "stacked": [*stacked, *cnn16],
+            "basic": [*sweep, *cnn16],
+        },
+    }
+
+
+def read_sweep(sweep_dir: Path) -> dict:
+    """A finished sweep's jobs from their metrics.json: how many, how many completed, the time
+    of the training loops (each stack's once, plus each job trained alone), the stacks' sizes,
+    the jobs that trained alone and when the last metrics.json was written."""
+    files = list(sweep_dir.glob("*/metrics.json")) or list(sweep_dir.glob("metrics.json"))
+    metrics = [json.loads(f.read_text()) for f in files]
+    stacks = {tuple(m["stack"]["jobs"]): m["stack"] for m in metrics if "stack" in m}
+    alone = [m for m in metrics if "stack" not in m]
+    return {
+        "jobs": len(metrics),
+        "completed": sum(m.get("status") == "completed" for m in metrics),
+        "fit_seconds": sum(s["fit_seconds"] for s in stacks.values()) + sum(m.get("fit_seconds", 0.0) for m in alone),
+        "stacks": [len(jobs) for jobs in stacks],
+        "stack_mib": max((s.get("memory_mib", 0.0) for s in stacks.values()), default=0.0),
+        "alone": len(alone),
+        "last_written": max((f.stat().st_mtime for f in files), default=float("nan")),
+    }
+
+
+LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[HYDRA\] (.*)$")
+
+
+def stacked_phases(run: dict) -> dict[str, float]:
+    """Where a stacked sweep's wall time goes, from the launcher's log lines (time stamps to the
+    millisecond) and the jobs' metrics.json: start-up (interpreter, imports, the sweeper's
+    composition of every job to check the batch) up to "Launching"; the launcher composing each
+    job again (up to its last "#N :" line, one composition short); preparing (that last
+    composition, then every job's config checks, data and model) up to the first stack; the
+    stacks' training (their ``fit_seconds``); writing the jobs (the rest, up to the last metrics.json);
+    the sweep's end (summary files and table) up to the process's end."""
+    stamps = []
+    for line in run["output"].splitlines():
+        match = LOG_LINE.match(line)
+        if match:
+            moment = datetime.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            stamps.append((moment, match[2]))
+    launching = next(t for t, text in stamps if text.startswith("Launching"))
+    composed = max(t for t, text in stamps if text.startswith("\t#"))
+    first_stack = min((t for t, text in stamps if text.startswith("stack of")), default=float("nan"))
+    trained = run["fit_seconds"]  # the stacks' own timers, to the millisecond
+    end = run["launched"] + run["seconds"]
+    return {
+        "start-up, imports, sweeper's compositions": launching - run["launched"],
+        "launcher's compositions": composed - launching,
+        "preparing jobs (checks, data, model)": first_stack - composed,
+        "training the stacks": trained,
+        "writing the jobs": run["last_written"] - first_stack - trained,
+        "sweep summary and exit": end - run["last_written"],
+    }
+
+
+def benchmark_sweeps(args) -> dict:
+    """Every case of sweeps_commands, its variants interleaved (their order rotates per repeat),
+    each a subprocess in a fresh sweep dir: wall seconds, peak RSS and what read_sweep reads."""
+    runs: dict[str, dict[str, list[dict]]] = {}
+    with tempfile.TemporaryDirectory(prefix="dllab-bench-sweeps-") as tmp:
+        env = {**os.environ, "DLLAB_LOG_DIR": tmp}
+        for repeat in range(args.repeats):
+            for case in sweeps_commands(args, Path(tmp)):
+                names = list(sweeps_commands(args, Path(tmp))[case])
+                shift = repeat % len(names)
+                for variant in names[shift:] + names[:shift]:
+                    sweep_dir = Path(tmp) / f"{case}-{variant.replace(' ', '_')}-{repeat}"
+                    command = sweeps_commands(args, sweep_dir)[case][variant]
+                    child = run_child(command, env)
+                    if child["code"] != 0:
+                        raise RuntimeError(f"{case} ({variant}) failed:\n{child['output'][-3000:]}")
+                    run = child | read_sweep(sweep_dir)
+                    reasons = sorted({line.split("runs alone: ", 1)[1] for line in child["output"].splitlines()
+                                      if "runs alone: " in line})  # fmt: skip
+                    run["alone_reasons"] = reasons
+                    if case == "activations" and variant == "dllab stacked":
+                        run["phases"] = stacked_phases(run)
+                    del run["output"]
+                    runs.setdefault(case, {}).setdefault(variant, []).append(run)
+                    jobs = f"{run['jobs']} jobs"
+                    if run["completed"]:  # dllab's: how they trained
+                        jobs += f" ({run['alone']} alone), training {run['fit_seconds']:.1f} s"
+                    print(f"  {case} {variant} repeat {repeat + 1}/{args.repeats}: {run['seconds']:.1f} s, "
+                          f"{run['mib']:.0f} MiB, {jobs}", flush=True)  # fmt: skip
+    median = {
+        case: {v: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "mib", "fit_seconds", "alone")}
+               for v, rs in variants.items()}
+        for case, variants in runs.items()
+    }  # fmt: skip
+    return {"runs": runs, "median": median}
+
+
+def met(value: float, target: tuple[str, float]) -> str:
+    comparison, limit = target
+    return "yes" if (value <= limit if comparison == "<=" else value >= limit) else "MISS"
+
+
+def sweeps_table(results: dict) -> str:
+    """case, variant, median, ratio, target, met? (the ratio and target on the measured row)."""
+    m = results["median"]
+    rows = []
+
+    def add(case: str, variant: str, value: str, ratio: float | None = None, name: str = "-") -> None:
+        """A row; ``ratio`` (or, for a count, the value itself) is checked against SWEEP_TARGETS[name]."""
+        target = SWEEP_TARGETS.get(name)
+        shown = "" if ratio is None or name.endswith("alone") else f"{ratio:.2f}"
+        rows.append(
+            f"| {case} | {variant} | {value} | {shown} | {f'{target[0]} {target[1]:g}' if target else ''} "
+            f"| {met(ratio, target) if target and ratio is not None else ''} |"
+        )
+
+    if "activations" in m:
+        a = m["activations"]
+        ratio = a["dllab stacked"]["seconds"] / a["hand_sweep.py"]["seconds"]
+        add("activations (30 jobs)", "dllab stacked", f"{a['dllab stacked']['seconds']:.1f} s", ratio, "activations")
+        add("activations (30 jobs)", "hand_sweep.py", f"{a['hand_sweep.py']['seconds']:.1f} s")
+    if "grid32" in m:
+        g = m["grid32"]
+        add("grid32 digits MLP", "stacked", f"{g['stacked']['seconds']:.1f} s",
+            g["basic"]["seconds"] / g["stacked"]["seconds"], "grid32")  # fmt: skip
+        add("grid32 digits MLP", "basic", f"{g['basic']['seconds']:.1f} s")
+        add("grid32 training loops", "stacked", f"{g['stacked']['fit_seconds']:.1f} s",
+            g["basic"]["fit_seconds"] / g["stacked"]["fit_seconds"], "-")  # fmt: skip
+        add("grid32 training loops", "basic", f"{g['basic']['fit_seconds']:.1f} s")
+        add("memory: peak RSS", "grid32 stacked", f"{g['stacked']['mib']:.0f} MiB",
+            g["stacked"]["mib"] / g["one job"]["mib"], "memory")  # fmt: skip
+        add("memory: peak RSS", "one job", f"{g['one job']['mib']:.0f} MiB")
+    if "cnn16" in m:
+        c = m["cnn16"]
+        add("cnn16 digits CNN", "stacked", f"{c['stacked']['seconds']:.1f} s",
+            c["basic"]["seconds"] / c["stacked"]["seconds"], "-")  # fmt: skip
+        add("cnn16 digits CNN", "basic", f"{c['basic']['seconds']:.1f} s")
+        add("cnn16 training loops", "stacked", f"{c['stacked']['fit_seconds']:.1f} s",
+            c["basic"]["fit_seconds"] / c["stacked"]["fit_seconds"], "cnn16 training")  # fmt: skip
+        add("cnn16 training loops", "basic", f"{c['basic']['fit_seconds']:.1f} s")
+        add("cnn16 jobs alone", "stacked", f"{c['stacked']['alone']:.0f} of 16", c["stacked"]["alone"], "cnn16 alone")
+    lines = [
+        "| case | variant | median | ratio | target | met? |",
+        "|---|---|---:|---:|---|---|",
+        *rows,
+        "",
+        "ratios: activations dllab / hand; grid32 and cnn16 basic / stacked; memory stacked / one job",
+    ]
+    for case, variants in results["runs"].items():
+        for variant, rs in variants.items():
+            if rs[-1]["alone_reasons"]:
+                lines.append(f"{case} {variant}: runs alone: {'; '.join(rs[-1]['alone_reasons'])}")
+    phases = [r["phases"] for r in results["runs"].get("activations", {}).get("dllab stacked", [])]
+    if phases:
+        lines += ["", "Where the stacked activation demo's time goes (medians, s):", ""]
+        lines += [f"- {name}: {statistics.median(p[name] for p in phases):.2f}" for name in phases[0]]
+    return "\n".join(lines)
+
+
+# --- a stacked sweep's time line (--timeline) -------------------------------------------------------
+# (module, attribute, label): the functions a stacked sweep's phases run, timed cumulatively (the
+# outermost call of each; nested timers count inside their callers too).
+TIMED = [
+    ("hydra.plugins.sweeper", "Sweeper.validate_batch_is_legal", "compose: every job, for the sweeper's batch check"),
+    ("hydra._internal.config_loader_impl", "ConfigLoaderImpl.load_sweep_config", "compose: a job (sweeper + launcher)"),
+    ("dllab.launchers.stacked", "job_config", "launcher: copy a job's config (job_config)"),
+    ("dllab.launchers.stacked", "prepare", "prepare: a job (checks, data, module, callbacks)"),
+    ("dllab.checks", "check_config", "prepare: check_config"),
+    ("dllab.runs.build", "seeded_data_and_module", "prepare: data and module"),
+    ("dllab.data.datamodule", "InMemoryDataModule.setup", "prepare: data (generate, split)"),
+    ("dllab.runs.config", "instantiate_enabled", "prepare/write: instantiate callbacks, loggers"),
+    ("dllab.stacked.group", "StackedGroup.__init__", "train: build the stacks"),
+    ("dllab.stacked.group", "StackedGroup.fit", "train: the stacks' fit"),
+    ("hydra.core.utils", "run_job", "write: Hydra's run_job (job dir, .hydra/, logs, the task)"),
+    ("hydra.core.utils", "_save_config", "write: .hydra/*.yaml"),
+    ("dllab.stacked.outputs", "write_run", "write: a job's run dir (write_run)"),
+    ("dllab.stacked.outputs", "save_config", "write: config.yaml"),
+    ("dllab.stacked.outputs", "replay_epochs", "write: replay epochs (TensorBoard scalars, epoch pictures)"),
+    ("dllab.pictures.callbacks", "PlotCallback.on_test_end", "write: final pictures (on_test_end)"),
+    ("dllab.pictures.plots", "to_png", "write: pictures, matplotlib renders a PNG"),
+    ("dllab.pictures.plots", "decision_boundary_figure", "write: pictures, build decision boundary figure"),
+    ("dllab.pictures.plots", "confusion_matrix_figure", "write: pictures, build confusion matrix figure"),
+    ("dllab.pictures.plots", "curves_figure", "write: pictures, build curves figure"),
+    ("dllab.stacked.outputs", "test_metrics", "write: test"),
+    ("torch", "save", "write: torch.save (checkpoints)"),
+    ("dllab.training.loggers", "log_run_hparams", "write: TensorBoard hparams"),
+    ("lightning.pytorch.loggers.tensorboard", "TensorBoardLogger.finalize", "write: TensorBoard close"),
+    ("dllab.stacked.outputs", "record", "write: metrics.json"),
+    ("dllab.sweeps.summary", "SweepSummaryCallback.on_multirun_end", "summary: the sweep's summary files"),
+    ("dllab.sweeps.summary", "write_curves_plot", "summary: summary_curves.png"),
+    ("dllab.sweeps.summary", "read_curves", "summary: read curves from TensorBoard events"),
+]
+
+# Runs dllab-train (argv[3:]) with perf_counter timers around TIMED (argv[2], JSON; every
+# reference to a timed function in a loaded module is replaced), after importing what the
+# timed modules import (timed apart, as "imports"); writes {label: [seconds, calls]} to argv[1].
+# Timers cost a microsecond a call, where cProfile inflates OmegaConf's many small calls fivefold.
+TIMELINE_CHILD = """import atexit, functools, importlib, json, runpy, sys, time
+started = time.perf_counter()
+totals, active = {}, set()
+def timed(label, function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        if label in active:
+            return function(*args, **kwargs)
+        active.add(label)
+        t = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            active.discard(label)
+            seconds, calls = totals.get(label, (0.0, 0))
+            totals[label] = (seconds + time.perf_counter() - t, calls + 1)
+    return wrapper
+result, targets = sys.argv[1], json.loads(sys.argv[2])
+owners = {module: importlib.import_module(module) for module, _, _ in targets}
+import matplotlib.pyplot, torch.utils.tensorboard, sklearn.model_selection, dllab.train
+totals["imports (torch, Lightning, TensorBoard, scikit-learn, matplotlib, Hydra, dllab)"] = (
+    time.perf_counter() - started, 1)
+def patch(module, attribute, label):
+    owner = owners[module]
+    *path, name = attribute.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    original = getattr(owner, name)
+    wrapper = timed(label, original)
+    setattr(owner, name, wrapper)
+    for loaded in list(sys.modules.values()):
+        names = getattr(loaded, "__dict__", {})
+        for key in [k for k, v in list(names.items()) if v is original]:
+            names[key] = wrapper
+for target in targets:
+    patch(*target)
+def write():
+    totals["main: the whole sweep after the imports"] = (time.perf_counter() - main_started, 1)
+    open(result, "w").write(json.dumps(totals))
+atexit.register(write)
+main_started = time.perf_counter()
+sys.argv = ["dllab-train", *sys.argv[3:]]
+runpy.run_module("dllab.train", run_name="__main__")
+"""
+
+
+def timeline(args) -> str:
+    """The stacked activation demo (30 jobs) run once with TIMELINE_CHILD's timers: cumulative
+    seconds and calls per timed function, largest first."""
+    with tempfile.TemporaryDirectory(prefix="dllab-bench-timeline-") as tmp:
+        out = Path(tmp) / "timeline.json"
+        sweep = ["-m", f"hydra.sweep.dir={Path(tmp) / 'sweep'}", f"threads={args.threads}", *ACTIVATION_DEMO]
+        if args.device == "cuda":
+            sweep.append("trainer.accelerator=gpu")
+        command = [sys.executable, "-c", TIMELINE_CHILD, str(out), json.dumps(TIMED), *sweep]
+        child = run_child(command, {**os.environ, "DLLAB_LOG_DIR": tmp})
+        if child["code"] != 0:
+            raise RuntimeError(f"timeline run failed:\n{child['output'][-3000:]}")
+        totals = json.loads(out.read_text())
+    lines = [
+        f"\n### Stacked activation demo, 30 jobs: {child['seconds']:.1f} s wall; cumulative seconds per function",
+        "",
+        "| seconds | calls | per call | what |",
+        "|---:|---:|---:|---|",
+    ]
+    for label, (seconds, calls) in sorted(totals.items(), key=lambda item: -item[1][0]):
+        lines.append(f"| {seconds:.2f} | {calls} | {seconds / calls:.3f} | {label} |")
     return "\n".join(lines)
 
 
@@ -773,13 +1088,18 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        choices=[*CASES, "startup", "sweep", "stacked"],
+        choices=[*CASES, "startup", "sweep", "stacked", "sweeps"],
         default=[*CASES, "startup", "sweep", "stacked"],
         help="throughput cases, startup (start-up times and peak memory), sweep (per-job overhead), "
-        "stacked (hydra/launcher=stacked against the basic launcher, whole sweeps)",
+        "stacked (hydra/launcher=stacked against the basic launcher, whole sweeps), sweeps (issue 26's "
+        "whole sweeps against a hand-written script and the basic launcher, peak RSS; not in the default: "
+        "about 10 minutes on 2 cores per repeat)",
     )
     parser.add_argument("--profile", choices=list(CASES), help="only profile a hand and a dllab run")
     parser.add_argument("--breakdown", choices=list(CASES), help="only split dllab's epoch time (see above)")
+    parser.add_argument(
+        "--timeline", action="store_true", help="only time the stacked activation demo's phases (see TIMED)"
+    )
     parser.add_argument("--json", type=Path, help="write all results here")
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -811,6 +1131,9 @@ def main() -> None:
     if args.breakdown:
         print(breakdown(args.breakdown, args))
         return
+    if args.timeline:
+        print(timeline(args))
+        return
 
     started = time.perf_counter()
     cases = [c for c in args.cases if c in CASES]
@@ -818,6 +1141,7 @@ def main() -> None:
     startup = benchmark_startup(args) if "startup" in args.cases else {}
     sweep = benchmark_sweep(args) if "sweep" in args.cases else {}
     stacked = benchmark_stacked(args) if "stacked" in args.cases else {}
+    sweeps = benchmark_sweeps(args) if "sweeps" in args.cases else {}
 
     print(f"\n## dllab benchmark ({args.device}, {args.precision}, {args.threads} torch thread(s))\n")
     if throughput:
@@ -836,10 +1160,14 @@ def main() -> None:
     if stacked:
         print("\nStacked sweeps: whole-sweep wall time, basic launcher / hydra/launcher=stacked (one run each)\n")
         print(stacked_table(stacked))
+    if sweeps:
+        print(f"\nWhole sweeps (issue 26), medians of {args.repeats} interleaved repeat(s)\n")
+        print(sweeps_table(sweeps))
     load = f"load average {machine['load_average_at_start']} at start, {os.getloadavg()[0]:.2f} at end"
     print(f"\n(benchmark took {time.perf_counter() - started:.0f} s; {load})")
     if args.json:
         results = {"machine": machine, "throughput": throughput, "startup": startup, "sweep": sweep, "stacked": stacked}
+        results["sweeps"] = sweeps
         args.json.write_text(json.dumps(results, indent=1))
         print(f"results: {args.json}")
 
