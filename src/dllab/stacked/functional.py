@@ -110,7 +110,7 @@ class FunctionalStack(nn.Module):
     def set_generators(self, generators: Sequence[torch.Generator]) -> None:
         self.generators = list(generators)
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn, recurse=True):
         moved = super()._apply(fn, recurse)
         if self.random and self.stacked[0].device.type != "cpu":
             raise ValueError(

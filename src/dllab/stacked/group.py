@@ -224,11 +224,15 @@ def shared_datamodule(cfg: DictConfig, shared: dict[str, Any]) -> Any:
     key = repr((OmegaConf.to_container(cfg.data, resolve=True), sorted(data_kwargs.items())))
     if key not in shared:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+        states = (torch.get_rng_state(), np.random.get_state(legacy=False), random.getstate())
         datamodule = build_datamodule(cfg.data, **data_kwargs)
         datamodule.setup()
-        after = (torch.get_rng_state(), np.random.get_state()[1], random.getstate())
-        untouched = torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+        torch_state, numpy_state, python_state = states
+        untouched = (
+            torch.equal(torch_state, torch.get_rng_state())
+            and repr(numpy_state) == repr(np.random.get_state(legacy=False))
+            and python_state == random.getstate()
+        )
         shared[key] = datamodule if untouched else None
     return shared[key]
 
