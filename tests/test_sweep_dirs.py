@@ -157,3 +157,15 @@ def test_a_finished_sweep_leaves_no_lock_file(tmp_path: Path) -> None:
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert not (sweep / LOCK_FILE).exists() and (sweep / "0" / "metrics.json").is_file()
+
+
+def test_resume_of_a_file_is_one_line_and_leaves_it_alone(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"not a run dir")
+    ran = run_cli("dllab-train", f"resume={checkpoint}", cwd=tmp_path)
+    assert ran.returncode == 2 and "Traceback" not in ran.stderr
+    assert ran.stderr.strip() == (
+        f"error: resume={checkpoint}: a file, not a run dir; give a dir under logs/*/runs/ "
+        "(a checkpoint file goes to ckpt_path=)"
+    )
+    assert checkpoint.read_bytes() == b"not a run dir" and not (tmp_path / "logs").exists()

@@ -25,6 +25,13 @@ PREEXISTING: set[str] = set()  # resume dirs that existed before Hydra made the 
 
 
 def _run_dir(resume: str | None, new: str) -> str:
+    if resume and Path(resume).exists() and not Path(resume).is_dir():  # Hydra would try to make it a dir
+        print(
+            f"error: resume={resume}: a file, not a run dir; give a dir under logs/*/runs/ "
+            "(a checkpoint file goes to ckpt_path=)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if resume and Path(resume).exists():
         PREEXISTING.add(str(Path(resume)))
     return resume or new
