@@ -168,7 +168,8 @@ class FunctionalStack(nn.Module):
                 buffer.copy_(before)
             self.generators = None
             torch.set_rng_state(seed)
-        if out.shape != expected.shape or not torch.equal(out, expected):
+        # equal here; a tolerance, as a BLAS may round a slice at another alignment in the last bits
+        if out.shape != expected.shape or not torch.allclose(out, expected, rtol=1e-5, atol=1e-6):
             raise ValueError(f"{_name(first)}'s stacked output is not its own (state that torch.func does not see?)")
 
     def ordered_parameters(self) -> list[nn.Parameter]:
