@@ -102,6 +102,11 @@ def main() -> None:
                     exits.remove_if_made_by_hydra(Path(HydraConfig.get().runtime.output_dir), OmegaConf.create({}))
             print(f"interrupted ({signal.Signals(signum).name}) before the run started; nothing was written")
         sys.exit(128 + signum)  # a signal's exit code, in every phase (a scheduler tells pre-emption from a crash)
+    except SystemExit as err:
+        received = exits.signal_received()
+        if err.code == 1 and received:  # Hydra's report of an error the signal caused inside a library call
+            sys.exit(128 + received)
+        raise
     summary = sys.modules.get("dllab.sweeps.summary")  # loaded by a multirun's callback, else not needed
     if summary is not None and summary.LAST_SWEEP.jobs and summary.LAST_SWEEP.failed == summary.LAST_SWEEP.jobs:
         sys.exit(1)  # a multirun whose every job failed
