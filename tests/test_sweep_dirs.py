@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from dllab.sweeps.sweep_dir import LOCK_FILE
-from tests.conftest import BIN, run_cli
+from tests.conftest import run_cli
+from tests.test_reliability import start
 
 DIGITS = [
     "data=digits",
@@ -26,19 +26,6 @@ DIGITS = [
     "model.hidden_sizes=[32]",
     "callbacks.last_checkpoint.every_seconds=0",
 ]
-
-
-def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env |= {"DLLAB_LOG_DIR": str(tmp_path / "logs"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [str(BIN / "dllab-train"), *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for(paths: list[Path], process: subprocess.Popen[str], timeout: float = 240) -> None:
